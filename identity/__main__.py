@@ -1,0 +1,5 @@
+"""``python -m identity``."""
+
+from identity.cli import main
+
+main()

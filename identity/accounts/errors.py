@@ -1,0 +1,21 @@
+"""Domain errors of accounts; the CLI and the admin API translate them."""
+
+from __future__ import annotations
+
+__all__ = ["AccountError", "InvalidUserData", "UnknownConnection", "UserExists"]
+
+
+class AccountError(Exception):
+    """Base of account errors; the message is safe to show to an operator."""
+
+
+class UnknownConnection(AccountError):
+    """No connection has that name."""
+
+
+class UserExists(AccountError):
+    """A user with that email or username already exists in the connection."""
+
+
+class InvalidUserData(AccountError):
+    """An email, username or password does not meet the rules."""

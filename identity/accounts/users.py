@@ -1,0 +1,150 @@
+"""Users of the directories: password authentication and creation."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from identity.accounts.errors import InvalidUserData, UnknownConnection, UserExists
+from identity.accounts.passwords import PasswordHasher
+from identity.oauth2.interfaces import Connection, User
+from identity.store import users as user_queries
+from identity.store.models import ConnectionRow, UserRow, utcnow
+
+__all__ = ["MIN_PASSWORD_LENGTH", "DirectoryAuthenticator", "UserService", "new_user_id"]
+
+MIN_PASSWORD_LENGTH = 8
+MAX_PASSWORD_LENGTH = 1024
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_USERNAME = re.compile(r"^[A-Za-z0-9_.+\-]{1,128}$")
+
+
+def new_user_id() -> str:
+    """A new, stable, globally unique subject: ``auth0|`` and 96 random bits in hex (Auth0's shape)."""
+    return "auth0|" + secrets.token_hex(12)
+
+
+class DirectoryAuthenticator:
+    """`identity.oauth2.interfaces.UserAuthenticator` over the database and Argon2id."""
+
+    def __init__(self, session: AsyncSession, hasher: PasswordHasher) -> None:
+        self.session = session
+        self.hasher = hasher
+
+    async def authenticate(self, connection: Connection, username: str, password: str) -> User | None:
+        """The user if the password is right. Unknown users cost one dummy hash, like a wrong password."""
+        row = await user_queries.by_login(self.session, connection.id, username)
+        # End the read transaction before the slow hash, so no connection or lock is held during it.
+        await self.session.commit()
+        result = await self.hasher.verify(row.password_hash if row is not None else None, password)
+        if row is None or not result.ok:
+            return None
+        assert row.id is not None  # noqa: S101
+        if result.needs_rehash:
+            new_hash = await self.hasher.hash(password)
+            await user_queries.replace_password_hash(self.session, row.id, row.password_hash, new_hash)
+        if not row.blocked:
+            await user_queries.record_login(self.session, row.id)
+        await self.session.commit()
+        return user_queries.user_from_row(row, connection.name)
+
+
+class UserService:
+    """Creation and update of users (CLI, tenant file, admin API)."""
+
+    def __init__(self, session: AsyncSession, hasher: PasswordHasher) -> None:
+        self.session = session
+        self.hasher = hasher
+
+    async def create(
+        self,
+        connection: str,
+        *,
+        password: str,
+        email: str | None = None,
+        username: str | None = None,
+        email_verified: bool = False,
+        blocked: bool = False,
+        name: str | None = None,
+        app_metadata: Mapping[str, Any] | None = None,
+        user_metadata: Mapping[str, Any] | None = None,
+    ) -> tuple[UserRow, str]:
+        """Create a user in ``connection``; returns the row and the connection name."""
+        connection_row = await self._connection(connection)
+        email, username = _check_identifiers(email, username)
+        check_password(password)
+        row = UserRow(
+            user_id=new_user_id(),
+            connection_id=connection_row.id,
+            email=email,
+            email_key=user_queries.login_key(email) if email else None,
+            username=username,
+            username_key=user_queries.login_key(username) if username else None,
+            password_hash=await self.hasher.hash(password),
+            email_verified=email_verified,
+            blocked=blocked,
+            name=name or email or username,
+            nickname=(email.split("@")[0] if email else username),
+            app_metadata=dict(app_metadata or {}),
+            user_metadata=dict(user_metadata or {}),
+        )
+        self.session.add(row)
+        try:
+            await self.session.commit()
+        except IntegrityError:
+            await self.session.rollback()
+            raise UserExists(f"a user with that email or username already exists in {connection!r}") from None
+        return row, connection_row.name
+
+    async def upsert(self, connection: str, *, password: str, **fields: Any) -> tuple[UserRow, str, bool]:
+        """Create the user, or update password and profile of the existing one; ``True`` when created."""
+        connection_row = await self._connection(connection)
+        assert connection_row.id is not None  # noqa: S101
+        login = fields.get("email") or fields.get("username")
+        if not login:
+            raise InvalidUserData("a user needs an email or a username")
+        existing = await user_queries.by_login(self.session, connection_row.id, login)
+        if existing is None:
+            row, name = await self.create(connection, password=password, **fields)
+            return row, name, True
+        check_password(password)
+        existing.password_hash = await self.hasher.hash(password)
+        for key in ("email_verified", "blocked", "name", "app_metadata", "user_metadata"):
+            if fields.get(key) is not None:
+                setattr(existing, key, fields[key])
+        existing.updated_at = utcnow()
+        self.session.add(existing)
+        await self.session.commit()
+        return existing, connection_row.name, False
+
+    async def _connection(self, name: str) -> ConnectionRow:
+        row = (await self.session.execute(select(ConnectionRow).where(ConnectionRow.name == name))).scalar()
+        if row is None:
+            raise UnknownConnection(f"no connection named {name!r}")
+        return row
+
+
+def check_password(password: str) -> None:
+    """The password policy: at least 8 characters (Auth0's "low" policy), at most 1024."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise InvalidUserData(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise InvalidUserData(f"the password must have at most {MAX_PASSWORD_LENGTH} characters")
+
+
+def _check_identifiers(email: str | None, username: str | None) -> tuple[str | None, str | None]:
+    email = email.strip() if email else None
+    username = username.strip() if username else None
+    if not email and not username:
+        raise InvalidUserData("a user needs an email or a username")
+    if email and not _EMAIL.match(email):
+        raise InvalidUserData("the email address is not valid")
+    if username and not _USERNAME.match(username):
+        raise InvalidUserData("a username has 1 to 128 letters, digits or _ . + - (no @)")
+    return email, username

@@ -1,0 +1,109 @@
+"""``create_app(settings)``: the one place where the service is wired together."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from litestar import Litestar, MediaType, Response, get
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.exceptions import HTTPException
+from litestar.response import Template
+from litestar.template.config import TemplateConfig
+from litestar.plugins.jinja import JinjaTemplateEngine
+
+from identity.accounts.passwords import PasswordHasher
+from identity.clock import Clock, SystemClock
+from identity.crypto import SecretBox
+from identity.oauth2.errors import OAuthError
+from identity.settings import Settings
+from identity.store.db import create_engine, create_sessionmaker
+from identity.tokens.keys import ensure_signing_keys, load_key_ring
+from identity.web.deps import Services, provide_session
+from identity.web.errors import handle_http_exception, handle_oauth_error, handle_unexpected
+from identity.web.oauth import token
+from identity.web.wellknown import jwks, oauth_authorization_server, openid_configuration
+
+__all__ = ["TEMPLATES", "create_app"]
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+logger = logging.getLogger("identity")
+
+_SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'",
+}
+
+
+@get("/", include_in_schema=False)
+async def index(services: Services) -> Template:
+    """A small page that says what this service is and where its endpoints are."""
+    return Template("index.html", context={"issuer": services.settings.issuer})
+
+
+@get("/healthz", include_in_schema=False)
+async def healthz(services: Services) -> Response[dict[str, str]]:
+    """Liveness and database reachability."""
+    from sqlalchemy import text
+
+    async with services.engine.connect() as connection:
+        await connection.execute(text("SELECT 1"))
+    return Response({"status": "ok"}, media_type=MediaType.JSON, headers={"Cache-Control": "no-store"})
+
+
+async def _security_headers(response: Response[object]) -> Response[object]:
+    for name, value in _SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
+
+
+def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
+    """Build the ASGI application for ``settings``. The database must be migrated (``identity db upgrade``)."""
+    engine = create_engine(settings.database_url)
+    services = Services(
+        settings=settings,
+        engine=engine,
+        sessions=create_sessionmaker(engine),
+        hasher=PasswordHasher(settings.argon2, workers=settings.hash_workers),
+        box=SecretBox(settings.encryption_keys),
+        clock=clock or SystemClock(),
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        async with services.sessions() as session:
+            await ensure_signing_keys(session, services.box)
+            services.keys = await load_key_ring(session, services.box)
+        try:
+            yield
+        finally:
+            services.hasher.close()
+            await engine.dispose()
+
+    async def provide_services() -> Services:
+        return services
+
+    return Litestar(
+        route_handlers=[index, healthz, token, jwks, openid_configuration, oauth_authorization_server],
+        dependencies={
+            "services": Provide(provide_services, use_cache=True),
+            "db": Provide(provide_session),
+        },
+        exception_handlers={
+            OAuthError: handle_oauth_error,
+            HTTPException: handle_http_exception,
+            Exception: handle_unexpected,
+        },
+        after_request=_security_headers,
+        template_config=TemplateConfig(directory=TEMPLATES, engine=JinjaTemplateEngine),
+        lifespan=[lifespan],
+        state=State({"services": services}),
+        openapi_config=None,
+        logging_config=None,
+    )

@@ -1,0 +1,231 @@
+"""The ``identity`` command: serve, migrate, apply a tenant file, manage users.
+
+Settings come from the environment (`identity.settings`), read once per invocation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from identity.accounts.errors import AccountError
+from identity.accounts.passwords import PasswordHasher
+from identity.settings import Settings
+from identity.store.db import create_engine, create_sessionmaker, migrate, pending_migrations
+from identity.tenant_file import ApplyReport, TenantFileError, apply_tenant, load_tenant_file
+
+__all__ = ["main"]
+
+T = TypeVar("T")
+EXAMPLE_TENANT = Path(__file__).resolve().parent.parent / "examples" / "tenant.toml"
+
+
+def _settings(**overrides: str) -> Settings:
+    environ = {**os.environ, **overrides}
+    try:
+        return Settings.from_env(environ)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _with_session(settings: Settings, work: Callable[[AsyncSession, PasswordHasher], Awaitable[T]]) -> T:
+    async def run() -> T:
+        engine = create_engine(settings.database_url)
+        hasher = PasswordHasher(settings.argon2, workers=settings.hash_workers)
+        try:
+            async with create_sessionmaker(engine)() as session:
+                return await work(session, hasher)
+        finally:
+            hasher.close()
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+def _ensure_schema(settings: Settings) -> None:
+    """Migrate the embedded database; refuse to start an unmigrated shared one."""
+    if settings.is_sqlite:
+        migrate(settings.database_url)
+    elif pending := pending_migrations(settings.database_url):
+        raise click.ClickException(
+            f"the database needs {len(pending)} migration(s): run 'identity db upgrade' first"
+        )
+
+
+@click.group()
+@click.version_option(package_name="identity")
+def main() -> None:
+    """identity: an authorization server for highly trusted clients."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
+@click.option("--workers", default=1, show_default=True, type=int, help="Worker processes.")
+def serve(host: str, port: int, workers: int) -> None:
+    """Serve the HTTP API (migrates the embedded SQLite database first)."""
+    settings = _settings()
+    _ensure_schema(settings)
+    _run_server(settings, host, port, workers)
+
+
+def _run_server(settings: Settings, host: str, port: int, workers: int = 1) -> None:
+    import uvicorn
+
+    click.echo(f"identity listening on http://{host}:{port}/ (issuer {settings.issuer})", err=True)
+    if workers > 1:
+        # Each worker process builds its own app from the environment.
+        uvicorn.run("identity.asgi:app", host=host, port=port, workers=workers, log_level="info")
+    else:
+        from identity.app import create_app
+
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--tenant-file", type=click.Path(exists=True, path_type=Path), default=EXAMPLE_TENANT)
+def demo(host: str, port: int, tenant_file: Path) -> None:
+    """Start with the example tenant applied, and print how to call it."""
+    overrides = {} if "IDENTITY_ISSUER" in os.environ else {"IDENTITY_ISSUER": f"http://{host}:{port}/"}
+    settings = _settings(**overrides)
+    _ensure_schema(settings)
+    data = _load(tenant_file)
+    report = _with_session(settings, lambda session, hasher: apply_tenant(session, data, hasher))
+    click.echo(_demo_instructions(settings, data, report, host, port))
+    _run_server(settings, host, port)
+
+
+def _demo_instructions(settings: Settings, data: dict[str, Any], report: ApplyReport, host: str, port: int) -> str:
+    base = f"http://{host}:{port}"
+    users = data.get("users", [])
+    public = next((c for c in data.get("clients", []) if c.get("token_endpoint_auth_method") == "none"), None)
+    lines = [
+        "",
+        f"identity demo tenant applied to {settings.database_url}",
+        f"  issuer: {settings.issuer}   JWKS: {base}/.well-known/jwks.json",
+        "",
+    ]
+    if public and users:
+        user = users[0]
+        lines += [
+            "Get a token for a demo user (password grant, default directory):",
+            f"  curl -s {base}/oauth/token \\",
+            "    -d grant_type=password \\",
+            f"    -d client_id={public['client_id']} \\",
+            f"    -d username={user.get('email') or user.get('username')} \\",
+            f"    -d password='{user['password']}' \\",
+            "    -d scope='openid profile email'",
+            "",
+        ]
+        if len(users) > 1:
+            other = users[1]
+            lines += [
+                f"Or in the '{other['connection']}' directory (password-realm grant):",
+                f"  curl -s {base}/oauth/token \\",
+                "    -d grant_type=http://auth0.com/oauth/grant-type/password-realm \\",
+                f"    -d client_id={public['client_id']} -d realm={other['connection']} \\",
+                f"    -d username={other.get('email') or other.get('username')} -d password='{other['password']}'",
+                "",
+            ]
+    for client_id, secret in report.generated_secrets.items():
+        lines.append(f"Generated secret for client {client_id} (shown once): {secret}")
+    return "\n".join(lines)
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply pending migrations."""
+    settings = _settings()
+    migrate(settings.database_url)
+    click.echo("database is up to date", err=True)
+
+
+@main.group()
+def tenant() -> None:
+    """Tenant configuration."""
+
+
+def _load(path: Path) -> dict[str, Any]:
+    try:
+        return load_tenant_file(path)
+    except TenantFileError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@tenant.command("apply")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def tenant_apply(path: Path) -> None:
+    """Create or update the tenant described by PATH (TOML)."""
+    settings = _settings()
+    _ensure_schema(settings)
+    data = _load(path)
+    try:
+        report = _with_session(settings, lambda session, hasher: apply_tenant(session, data, hasher))
+    except (TenantFileError, AccountError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(
+        json.dumps(
+            {
+                "created": report.created,
+                "updated": report.updated,
+                "generated_client_secrets": report.generated_secrets,
+                "users": report.users,
+            },
+            indent=2,
+        )
+    )
+
+
+@main.group()
+def users() -> None:
+    """Users of the directories."""
+
+
+@users.command("create")
+@click.option("--connection", required=True, help="The directory (connection) name.")
+@click.option("--email", default=None)
+@click.option("--username", default=None)
+def users_create(connection: str, email: str | None, username: str | None) -> None:
+    """Create a user; the password is read from standard input (one line)."""
+    from identity.accounts.users import UserService
+    from identity.store.users import user_from_row
+
+    password = sys.stdin.readline().rstrip("\r\n")
+    settings = _settings()
+    _ensure_schema(settings)
+
+    async def create(session: AsyncSession, hasher: PasswordHasher) -> dict[str, Any]:
+        row, connection_name = await UserService(session, hasher).create(
+            connection, password=password, email=email, username=username
+        )
+        user = user_from_row(row, connection_name)
+        return {
+            "user_id": user.user_id,
+            "connection": user.connection,
+            "email": user.email,
+            "username": user.username,
+            "email_verified": user.email_verified,
+            "blocked": user.blocked,
+            "created_at": row.created_at.isoformat(),
+        }
+
+    try:
+        created = _with_session(settings, create)
+    except AccountError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(json.dumps(created, indent=2))

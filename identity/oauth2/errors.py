@@ -1,0 +1,168 @@
+"""Protocol errors of the token endpoint, each knowing its wire form.
+
+    OAuthError                      (RFC 6749 §5.2 body: error, error_description)
+    ├── InvalidRequest              400 invalid_request
+    ├── InvalidClient               401 invalid_client (+ WWW-Authenticate when Basic was used)
+    ├── InvalidGrant                403 invalid_grant   (Auth0 answers 403, not RFC 6749's 400)
+    ├── UnauthorizedClient          403 unauthorized_client
+    ├── UnsupportedGrantType        400 unsupported_grant_type
+    ├── InvalidScope                400 invalid_scope
+    ├── AccessDenied                403 access_denied
+    ├── Unauthorized                401 unauthorized    (admin-blocked user, Auth0's wording)
+    ├── MfaRequired                 403 mfa_required    (+ mfa_token)
+    ├── ExpiredToken                403 expired_token
+    ├── TooManyAttempts             429 too_many_attempts
+    └── ServerError                 500 server_error    (configuration problems the client can report)
+
+Descriptions are fixed ASCII strings from ``shared/API.md`` §1.9; none of them says which credential was wrong.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+__all__ = [
+    "AccessDenied",
+    "ExpiredToken",
+    "InvalidClient",
+    "InvalidGrant",
+    "InvalidRequest",
+    "InvalidScope",
+    "MfaRequired",
+    "OAuthError",
+    "ServerError",
+    "TooManyAttempts",
+    "Unauthorized",
+    "UnauthorizedClient",
+    "UnsupportedGrantType",
+]
+
+
+class OAuthError(Exception):
+    """Base of every error the token endpoint answers with."""
+
+    error: ClassVar[str] = "server_error"
+    status_code: ClassVar[int] = 400
+    default_description: ClassVar[str] = ""
+
+    def __init__(self, description: str | None = None) -> None:
+        self.description = description if description is not None else self.default_description
+        if any(ord(char) < 0x20 or ord(char) > 0x7E or char in '"\\' for char in self.description):
+            # RFC 6749 §5.2: error_description is %x20-21 / %x23-5B / %x5D-7E.
+            self.description = "".join(
+                char if 0x20 <= ord(char) <= 0x7E and char not in '"\\' else "?" for char in self.description
+            )
+        super().__init__(self.description)
+
+    def to_body(self) -> dict[str, str]:
+        """The JSON body of the error response."""
+        body = {"error": self.error}
+        if self.description:
+            body["error_description"] = self.description
+        return body
+
+    def headers(self) -> dict[str, str]:
+        """Extra response headers (beyond the no-store headers every token response carries)."""
+        return {}
+
+
+class InvalidRequest(OAuthError):
+    """The request is missing a parameter, repeats one, or is otherwise malformed."""
+
+    error = "invalid_request"
+
+
+class InvalidClient(OAuthError):
+    """Client authentication failed (unknown client, wrong secret, wrong method)."""
+
+    error = "invalid_client"
+    status_code = 401
+    default_description = "Client authentication failed"
+
+    def __init__(self, description: str | None = None, *, basic_realm: str | None = None) -> None:
+        super().__init__(description)
+        self.basic_realm = basic_realm
+
+    def headers(self) -> dict[str, str]:
+        """RFC 6749 §5.2: a 401 after Basic authentication names the scheme the client must use."""
+        if self.basic_realm is None:
+            return {}
+        return {"WWW-Authenticate": f'Basic realm="{self.basic_realm}", charset="UTF-8"'}
+
+
+class InvalidGrant(OAuthError):
+    """The credentials or the grant presented are invalid."""
+
+    error = "invalid_grant"
+    status_code = 403
+
+
+class UnauthorizedClient(OAuthError):
+    """The client may not use this grant type."""
+
+    error = "unauthorized_client"
+    status_code = 403
+
+
+class UnsupportedGrantType(OAuthError):
+    """The server does not know the grant type."""
+
+    error = "unsupported_grant_type"
+    default_description = "Grant type not supported"
+
+
+class InvalidScope(OAuthError):
+    """The scope parameter is malformed."""
+
+    error = "invalid_scope"
+
+
+class AccessDenied(OAuthError):
+    """Policy refused the request (unknown audience, a rule's denial)."""
+
+    error = "access_denied"
+    status_code = 403
+
+
+class Unauthorized(OAuthError):
+    """Auth0's answer for an admin-blocked user (after a correct password only)."""
+
+    error = "unauthorized"
+    status_code = 401
+
+
+class MfaRequired(OAuthError):
+    """The first factor passed; a second one is needed to finish, via the ``mfa_token``."""
+
+    error = "mfa_required"
+    status_code = 403
+    default_description = "Multifactor authentication required"
+
+    def __init__(self, mfa_token: str) -> None:
+        super().__init__()
+        self.mfa_token = mfa_token
+
+    def to_body(self) -> dict[str, str]:
+        """The standard body plus the ``mfa_token``."""
+        return {**super().to_body(), "mfa_token": self.mfa_token}
+
+
+class ExpiredToken(OAuthError):
+    """An intermediate token (mfa_token) has expired."""
+
+    error = "expired_token"
+    status_code = 403
+
+
+class TooManyAttempts(OAuthError):
+    """A brute-force limit was reached."""
+
+    error = "too_many_attempts"
+    status_code = 429
+
+
+class ServerError(OAuthError):
+    """The server is misconfigured in a way the client can report (e.g. no default directory)."""
+
+    error = "server_error"
+    status_code = 500

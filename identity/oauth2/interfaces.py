@@ -1,0 +1,165 @@
+"""What the protocol engine needs from the rest of the service: plain records and narrow Protocols.
+
+The engine never sees a database session or a framework request. Storage adapters (``identity.store``) and domain
+services (``identity.accounts``, ``identity.tokens``) implement these Protocols; unit tests use in-memory fakes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+__all__ = [
+    "Api",
+    "Client",
+    "Connection",
+    "GrantResult",
+    "TenantSettings",
+    "TenantStore",
+    "TokenIssuer",
+    "TokenResponse",
+    "User",
+    "UserAuthenticator",
+]
+
+
+@dataclass(frozen=True)
+class Client:
+    """An application allowed to call the token endpoint."""
+
+    client_id: str
+    name: str
+    token_endpoint_auth_method: str
+    """``none`` (public client), ``client_secret_post`` or ``client_secret_basic``."""
+    secret_hash: str | None = field(repr=False)
+    """SHA-256 (hex) of the client secret; ``None`` for a public client."""
+    grant_types: frozenset[str]
+    connections: frozenset[str]
+    """Names of the connections (user directories) enabled for this client."""
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Connection:
+    """A user directory (Auth0 "connection", the ``realm`` of the password-realm grant)."""
+
+    id: int
+    name: str
+    strategy: str = "auth0"
+
+
+@dataclass(frozen=True)
+class Api:
+    """A resource server: the ``audience`` of access tokens."""
+
+    identifier: str
+    name: str
+    scopes: tuple[str, ...]
+    signing_alg: str = "RS256"
+    token_lifetime: int = 86_400
+    allow_offline_access: bool = False
+
+
+@dataclass(frozen=True)
+class TenantSettings:
+    """Tenant-wide defaults."""
+
+    default_directory: str | None = None
+    default_audience: str | None = None
+
+
+@dataclass(frozen=True)
+class User:
+    """A user as the engine and the token issuer see it (no password hash)."""
+
+    user_id: str
+    connection: str
+    email: str | None = None
+    email_verified: bool = False
+    username: str | None = None
+    name: str | None = None
+    nickname: str | None = None
+    picture: str | None = None
+    blocked: bool = False
+    updated_at: float | None = None
+    app_metadata: Mapping[str, Any] = field(default_factory=dict)
+    user_metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GrantResult:
+    """What a grant decided: who gets which tokens for what. The issuer turns it into tokens."""
+
+    grant_type: str
+    client: Client
+    user: User
+    connection: Connection
+    api: Api | None
+    audience: str | None
+    scopes: tuple[str, ...]
+    amr: tuple[str, ...] = ("pwd",)
+
+
+@dataclass(frozen=True)
+class TokenResponse:
+    """A successful token response (RFC 6749 §5.1)."""
+
+    access_token: str = field(repr=False)
+    expires_in: int
+    scope: str
+    token_type: str = "Bearer"
+    id_token: str | None = field(default=None, repr=False)
+    refresh_token: str | None = field(default=None, repr=False)
+    extra: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    def to_body(self) -> dict[str, Any]:
+        """The JSON body, members without a value left out."""
+        body: dict[str, Any] = {"access_token": self.access_token}
+        if self.id_token is not None:
+            body["id_token"] = self.id_token
+        if self.refresh_token is not None:
+            body["refresh_token"] = self.refresh_token
+        body.update(scope=self.scope, expires_in=self.expires_in, token_type=self.token_type)
+        body.update(self.extra)
+        return body
+
+
+class TenantStore(Protocol):
+    """Read access to the tenant's configuration."""
+
+    async def settings(self) -> TenantSettings:
+        """The tenant settings (defaults when none were applied)."""
+        ...
+
+    async def client(self, client_id: str) -> Client | None:
+        """The client with this id, or ``None``."""
+        ...
+
+    async def connection(self, name: str) -> Connection | None:
+        """The connection with exactly this name (names are case-sensitive), or ``None``."""
+        ...
+
+    async def api(self, identifier: str) -> Api | None:
+        """The API with exactly this identifier, or ``None``."""
+        ...
+
+
+class UserAuthenticator(Protocol):
+    """Checks a username (or email) and password against one directory."""
+
+    async def authenticate(self, connection: Connection, username: str, password: str) -> User | None:
+        """The user when the password is right, ``None`` otherwise.
+
+        Unknown user and wrong password must be indistinguishable, in the answer and in time. A blocked user with the
+        right password is returned (with ``blocked=True``): the grant decides what to answer.
+        """
+        ...
+
+
+class TokenIssuer(Protocol):
+    """Mints the tokens a grant decided on."""
+
+    async def issue(self, result: GrantResult) -> TokenResponse:
+        """Sign the access token (and the ID token when ``openid`` was granted)."""
+        ...

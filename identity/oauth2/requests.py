@@ -1,0 +1,127 @@
+"""A framework-neutral, immutable view of a token request.
+
+Auth0 accepts ``application/x-www-form-urlencoded`` (RFC 6749 §4.3.2) and ``application/json`` bodies; its Python SDK
+posts JSON with explicit ``null`` for unset members. Both become one `TokenRequest`:
+
+- a parameter sent without a value (empty string, JSON ``null``) is treated as omitted (RFC 6749 §3.1);
+- a parameter sent more than once is an ``invalid_request`` (RFC 6749 §3.2);
+- in JSON, ``scope`` may be a string or an array of strings (Auth0: "Scope must be an array or a string"); any other
+  parameter must be a string.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote
+
+from identity.oauth2.errors import InvalidClient, InvalidRequest, InvalidScope
+
+__all__ = ["BasicCredentials", "TokenRequest", "parse_basic_authorization"]
+
+_MAX_PARAMETER_LENGTH = 4096
+
+
+@dataclass(frozen=True)
+class BasicCredentials:
+    """``client_id`` and ``client_secret`` from an ``Authorization: Basic`` header (RFC 6749 §2.3.1)."""
+
+    client_id: str
+    client_secret: str = field(repr=False)
+
+
+def parse_basic_authorization(header: str | None, *, realm: str) -> BasicCredentials | None:
+    """Decode a Basic header; ``None`` when there is no Basic header at all."""
+    if not header:
+        return None
+    scheme, _, value = header.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise InvalidClient(basic_realm=realm) from None
+    client_id, sep, client_secret = decoded.partition(":")
+    if not sep or not client_id:
+        raise InvalidClient(basic_realm=realm)
+    # RFC 6749 §2.3.1: both parts are form-urlencoded before being joined.
+    return BasicCredentials(unquote(client_id.replace("+", " ")), unquote(client_secret.replace("+", " ")))
+
+
+@dataclass(frozen=True)
+class TokenRequest:
+    """The parameters of one ``POST /oauth/token``, plus what the transport tells about the caller."""
+
+    params: Mapping[str, str]
+    basic: BasicCredentials | None = None
+    client_ip: str | None = None
+    user_agent: str | None = None
+
+    @classmethod
+    def from_form(cls, pairs: Iterable[tuple[str, str]], **transport: Any) -> TokenRequest:
+        """Build from decoded form pairs, refusing repeated parameters."""
+        params: dict[str, str] = {}
+        seen: set[str] = set()
+        for name, value in pairs:
+            if name in seen:
+                raise InvalidRequest(f"{name} parameter must not be included more than once")
+            seen.add(name)
+            if value:
+                params[name] = _checked(name, value)
+        return cls(params, **transport)
+
+    @classmethod
+    def from_json(cls, body: object, **transport: Any) -> TokenRequest:
+        """Build from a decoded JSON object."""
+        if not isinstance(body, dict):
+            raise InvalidRequest("request body must be a JSON object")
+        params: dict[str, str] = {}
+        for name, value in body.items():
+            if value is None or value == "":
+                continue
+            if name == "scope" and isinstance(value, list):
+                if not all(isinstance(item, str) for item in value):
+                    raise InvalidScope("Scope must be an array or a string")
+                value = " ".join(value)
+            elif name == "scope" and not isinstance(value, str):
+                raise InvalidScope("Scope must be an array or a string")
+            elif not isinstance(value, str):
+                raise InvalidRequest(f"{name} parameter must be a string")
+            if value:
+                params[name] = _checked(name, value)
+        return cls(params, **transport)
+
+    def get(self, name: str) -> str | None:
+        """The parameter's value, or ``None`` when it was omitted."""
+        return self.params.get(name)
+
+    def require(self, name: str) -> str:
+        """The parameter's value; ``invalid_request`` in Auth0's wording when it was omitted."""
+        value = self.params.get(name)
+        if value is None:
+            raise InvalidRequest(f"missing {name} parameter")
+        return value
+
+    @property
+    def grant_type(self) -> str:
+        """The ``grant_type`` parameter (required)."""
+        return self.require("grant_type")
+
+    @property
+    def scopes(self) -> tuple[str, ...] | None:
+        """The requested scopes in order, without duplicates; ``None`` when ``scope`` was omitted."""
+        raw = self.params.get("scope")
+        if raw is None:
+            return None
+        return tuple(dict.fromkeys(raw.split()))
+
+
+def _checked(name: str, value: str) -> str:
+    if len(value) > _MAX_PARAMETER_LENGTH:
+        raise InvalidRequest(f"{name} parameter is too long")
+    if "\x00" in value:
+        raise InvalidRequest(f"{name} parameter is malformed")
+    return value

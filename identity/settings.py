@@ -1,0 +1,160 @@
+"""Deployment settings, read once from the environment.
+
+`Settings.from_env(os.environ)` is called once, by the CLI or the ASGI entry point; tests build `Settings(...)`
+directly. Nothing in the package reads the environment anywhere else.
+
+Environment variables:
+
+- ``IDENTITY_DATABASE_URL``: SQLAlchemy URL. ``sqlite:///path`` and ``postgresql://...`` are accepted and mapped to
+  their async drivers. Default: ``sqlite:///identity.db`` (the embedded database, in the working directory).
+- ``IDENTITY_ISSUER``: the public issuer URL (``iss`` of every token), e.g. ``https://login.example.com/``. A trailing
+  slash is added when missing, as Auth0 does. Default: ``http://127.0.0.1:8000/``.
+- ``IDENTITY_ENCRYPTION_KEYS``: the keys that encrypt secrets at rest (signing keys, later TOTP secrets), as
+  ``kid=base64key[,kid=base64key...]``; the first one encrypts, all of them decrypt, so keys can be rotated.
+- ``IDENTITY_ENCRYPTION_KEY_FILE``: the same, one ``kid=base64key`` per line, read from a file. Used when
+  ``IDENTITY_ENCRYPTION_KEYS`` is unset. With the embedded SQLite database and neither variable set, a key file
+  ``.identity/encryption.keys`` is created beside the working directory on first start; with any other database the
+  keys must be given explicitly, since every instance must share them.
+- ``IDENTITY_ARGON2_TIME_COST`` / ``IDENTITY_ARGON2_MEMORY_KIB`` / ``IDENTITY_ARGON2_PARALLELISM``: Argon2id parameters
+  (default OWASP's minimum: t=2, m=19 MiB, p=1).
+- ``IDENTITY_HASH_WORKERS``: threads that hash passwords (default: the number of CPUs).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["DEFAULT_KEY_FILE", "Argon2Params", "EncryptionKeys", "Settings", "normalize_database_url"]
+
+DEFAULT_KEY_FILE = Path(".identity/encryption.keys")
+_KEY_BYTES = 32
+
+
+@dataclass(frozen=True)
+class Argon2Params:
+    """Argon2id cost parameters; the defaults are OWASP's minimum for Argon2id."""
+
+    time_cost: int = 2
+    memory_kib: int = 19 * 1024
+    parallelism: int = 1
+
+
+@dataclass(frozen=True)
+class EncryptionKeys:
+    """Symmetric keys for encryption at rest, by key id. The first key encrypts; every key decrypts."""
+
+    keys: tuple[tuple[str, bytes], ...] = field(repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.keys:
+            raise ValueError("at least one encryption key is required")
+        for kid, key in self.keys:
+            if not kid or "." in kid or "=" in kid:
+                raise ValueError(f"invalid encryption key id {kid!r}")
+            if len(key) != _KEY_BYTES:
+                raise ValueError(f"encryption key {kid!r} must be {_KEY_BYTES} bytes (base64 of 32 random bytes)")
+
+    @classmethod
+    def parse(cls, text: str) -> EncryptionKeys:
+        """Parse ``kid=base64key`` items separated by commas or new lines."""
+        items = [item.strip() for item in text.replace("\n", ",").split(",")]
+        keys: list[tuple[str, bytes]] = []
+        for item in items:
+            if not item or item.startswith("#"):
+                continue
+            kid, sep, value = item.partition("=")
+            if not sep:
+                raise ValueError("encryption keys must be written as kid=base64key")
+            try:
+                raw = base64.b64decode(value.strip() + "=" * (-len(value.strip()) % 4), validate=True)
+            except ValueError as exc:
+                raise ValueError(f"encryption key {kid.strip()!r} is not valid base64") from exc
+            keys.append((kid.strip(), raw))
+        return cls(tuple(keys))
+
+    @classmethod
+    def generate(cls, kid: str = "k1") -> EncryptionKeys:
+        """A fresh random key (for the embedded default and for tests)."""
+        return cls(((kid, secrets.token_bytes(_KEY_BYTES)),))
+
+    def dump(self) -> str:
+        """The ``kid=base64key`` text form, one key per line."""
+        return "".join(f"{kid}={base64.b64encode(key).decode()}\n" for kid, key in self.keys)
+
+
+def normalize_database_url(url: str) -> str:
+    """Map plain SQLAlchemy URLs to the async drivers the service uses."""
+    if url.startswith("sqlite:"):
+        return "sqlite+aiosqlite:" + url.removeprefix("sqlite:")
+    for prefix in ("postgresql://", "postgres://", "postgresql+psycopg://", "postgresql+psycopg2://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url.removeprefix(prefix)
+    return url
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service needs to know about its deployment."""
+
+    database_url: str = "sqlite+aiosqlite:///identity.db"
+    issuer: str = "http://127.0.0.1:8000/"
+    encryption_keys: EncryptionKeys = field(default_factory=EncryptionKeys.generate, repr=False)
+    argon2: Argon2Params = field(default_factory=Argon2Params)
+    hash_workers: int = field(default_factory=lambda: os.cpu_count() or 2)
+    id_token_lifetime: int = 36_000
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "database_url", normalize_database_url(self.database_url))
+        if not self.issuer.endswith("/"):
+            object.__setattr__(self, "issuer", self.issuer + "/")
+        if not self.issuer.startswith(("https://", "http://")):
+            raise ValueError("IDENTITY_ISSUER must be an http(s) URL")
+        if self.hash_workers < 1:
+            raise ValueError("IDENTITY_HASH_WORKERS must be at least 1")
+
+    @property
+    def is_sqlite(self) -> bool:
+        """Whether the database is the embedded SQLite one."""
+        return self.database_url.startswith("sqlite")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        """Build settings from environment variables (see the module docstring)."""
+        database_url = normalize_database_url(environ.get("IDENTITY_DATABASE_URL", cls.database_url))
+        argon2 = Argon2Params(
+            time_cost=int(environ.get("IDENTITY_ARGON2_TIME_COST", Argon2Params.time_cost)),
+            memory_kib=int(environ.get("IDENTITY_ARGON2_MEMORY_KIB", Argon2Params.memory_kib)),
+            parallelism=int(environ.get("IDENTITY_ARGON2_PARALLELISM", Argon2Params.parallelism)),
+        )
+        return cls(
+            database_url=database_url,
+            issuer=environ.get("IDENTITY_ISSUER", cls.issuer),
+            encryption_keys=_load_encryption_keys(environ, embedded=database_url.startswith("sqlite")),
+            argon2=argon2,
+            hash_workers=int(environ.get("IDENTITY_HASH_WORKERS", os.cpu_count() or 2)),
+        )
+
+
+def _load_encryption_keys(environ: Mapping[str, str], *, embedded: bool) -> EncryptionKeys:
+    if text := environ.get("IDENTITY_ENCRYPTION_KEYS"):
+        return EncryptionKeys.parse(text)
+    if path := environ.get("IDENTITY_ENCRYPTION_KEY_FILE"):
+        return EncryptionKeys.parse(Path(path).read_text())
+    if not embedded:
+        raise ValueError(
+            "IDENTITY_ENCRYPTION_KEYS or IDENTITY_ENCRYPTION_KEY_FILE must be set when the database is not the "
+            "embedded SQLite one: every instance must share the keys that encrypt secrets at rest"
+        )
+    if DEFAULT_KEY_FILE.exists():
+        return EncryptionKeys.parse(DEFAULT_KEY_FILE.read_text())
+    keys = EncryptionKeys.generate()
+    DEFAULT_KEY_FILE.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(DEFAULT_KEY_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(keys.dump())
+    return keys

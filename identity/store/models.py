@@ -1,0 +1,175 @@
+"""SQLModel tables. Persistence only: no behaviour beyond column definitions.
+
+Secrets are never stored in clear: client secrets as SHA-256 (they are long and random), passwords as Argon2id, private
+signing keys sealed with AES-GCM (``identity.crypto``).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlmodel import Field, SQLModel
+
+__all__ = [
+    "ApiRow",
+    "ClientConnectionRow",
+    "ClientRow",
+    "ConnectionRow",
+    "SigningKeyRow",
+    "TenantRow",
+    "UTCDateTime",
+    "UserRow",
+    "utcnow",
+]
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """A timestamp that is always UTC-aware in Python, whatever the database keeps (SQLite keeps no zone)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Refuse naive datetimes; store UTC."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given for a UTC column")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Return UTC-aware datetimes."""
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _created() -> Any:
+    return Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+
+
+def _json(default: Any) -> Any:
+    return Field(default_factory=default, sa_type=sa.JSON, nullable=False)
+
+
+class TenantRow(SQLModel, table=True):
+    """The tenant's settings: a single row with ``id = 1``."""
+
+    __tablename__ = "tenant"
+
+    id: int = Field(default=1, primary_key=True)
+    friendly_name: str = Field(default="identity", max_length=255)
+    default_directory: str | None = Field(default=None, max_length=128)
+    default_audience: str | None = Field(default=None, max_length=600)
+    updated_at: datetime = _created()
+
+
+class ConnectionRow(SQLModel, table=True):
+    """A user directory (realm). Names are exact and unique."""
+
+    __tablename__ = "connection"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=128, unique=True)
+    strategy: str = Field(default="auth0", max_length=32)
+    created_at: datetime = _created()
+
+
+class ApiRow(SQLModel, table=True):
+    """A resource server; ``identifier`` is the audience of its tokens."""
+
+    __tablename__ = "api"
+
+    id: int | None = Field(default=None, primary_key=True)
+    identifier: str = Field(max_length=600, unique=True)
+    name: str = Field(max_length=255)
+    scopes: list[str] = _json(list)
+    signing_alg: str = Field(default="RS256", max_length=16)
+    token_lifetime: int = Field(default=86_400)
+    allow_offline_access: bool = Field(default=False)
+    created_at: datetime = _created()
+
+
+class ClientRow(SQLModel, table=True):
+    """An application. ``secret_hash`` is the SHA-256 of its secret, or NULL for a public client."""
+
+    __tablename__ = "client"
+
+    id: int | None = Field(default=None, primary_key=True)
+    client_id: str = Field(max_length=128, unique=True)
+    name: str = Field(max_length=255)
+    secret_hash: str | None = Field(default=None, max_length=64)
+    token_endpoint_auth_method: str = Field(default="client_secret_post", max_length=32)
+    grant_types: list[str] = _json(list)
+    client_metadata: dict[str, str] = _json(dict)
+    created_at: datetime = _created()
+
+
+class ClientConnectionRow(SQLModel, table=True):
+    """A connection enabled for a client."""
+
+    __tablename__ = "client_connection"
+
+    client_pk: int = Field(
+        sa_column=sa.Column(sa.Integer, sa.ForeignKey("client.id", ondelete="CASCADE"), primary_key=True)
+    )
+    connection_id: int = Field(
+        sa_column=sa.Column(sa.Integer, sa.ForeignKey("connection.id", ondelete="CASCADE"), primary_key=True)
+    )
+
+
+class UserRow(SQLModel, table=True):
+    """A user of one directory. The same email may exist in two directories as two users."""
+
+    __tablename__ = "users"
+    __table_args__ = (
+        sa.UniqueConstraint("connection_id", "email_key", name="uq_users_connection_email"),
+        sa.UniqueConstraint("connection_id", "username_key", name="uq_users_connection_username"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: str = Field(max_length=64, unique=True)
+    connection_id: int = Field(
+        sa_column=sa.Column(sa.Integer, sa.ForeignKey("connection.id", ondelete="RESTRICT"), nullable=False)
+    )
+    email: str | None = Field(default=None, max_length=320)
+    email_key: str | None = Field(default=None, max_length=320)
+    """Lower-cased email, for case-insensitive lookup and uniqueness."""
+    username: str | None = Field(default=None, max_length=128)
+    username_key: str | None = Field(default=None, max_length=128)
+    password_hash: str = Field(max_length=255)
+    email_verified: bool = Field(default=False)
+    blocked: bool = Field(default=False)
+    name: str | None = Field(default=None, max_length=255)
+    nickname: str | None = Field(default=None, max_length=255)
+    picture: str | None = Field(default=None, max_length=2048)
+    app_metadata: dict[str, Any] = _json(dict)
+    user_metadata: dict[str, Any] = _json(dict)
+    logins_count: int = Field(default=0)
+    last_login: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: datetime = _created()
+    updated_at: datetime = _created()
+
+
+class SigningKeyRow(SQLModel, table=True):
+    """A token signing key. The private part is sealed; ``active_slot`` (= alg) is set on the one key in use."""
+
+    __tablename__ = "signing_key"
+
+    kid: str = Field(primary_key=True, max_length=64)
+    alg: str = Field(max_length=16)
+    private_key: str = Field(sa_type=sa.Text)
+    """PKCS#8 PEM, sealed by `identity.crypto.SecretBox`."""
+    public_jwk: dict[str, Any] = _json(dict)
+    status: str = Field(default="active", max_length=16)
+    active_slot: str | None = Field(default=None, max_length=16, unique=True)
+    """Equal to ``alg`` for the active key of that algorithm, NULL otherwise: at most one active key per alg."""
+    created_at: datetime = _created()

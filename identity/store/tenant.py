@@ -1,0 +1,74 @@
+"""Queries for the tenant's configuration: settings, connections, APIs, clients."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from identity.oauth2.interfaces import Api, Client, Connection, TenantSettings
+from identity.store.models import ApiRow, ClientConnectionRow, ClientRow, ConnectionRow, TenantRow
+
+__all__ = ["SqlTenantStore", "api_from_row", "connection_from_row"]
+
+
+def connection_from_row(row: ConnectionRow) -> Connection:
+    """The engine's view of a connection row."""
+    assert row.id is not None  # noqa: S101  (persisted rows have ids)
+    return Connection(id=row.id, name=row.name, strategy=row.strategy)
+
+
+def api_from_row(row: ApiRow) -> Api:
+    """The engine's view of an API row."""
+    return Api(
+        identifier=row.identifier,
+        name=row.name,
+        scopes=tuple(row.scopes),
+        signing_alg=row.signing_alg,
+        token_lifetime=row.token_lifetime,
+        allow_offline_access=row.allow_offline_access,
+    )
+
+
+class SqlTenantStore:
+    """`identity.oauth2.interfaces.TenantStore` over the database."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def settings(self) -> TenantSettings:
+        """The tenant settings row, or defaults when none was applied."""
+        row = await self.session.get(TenantRow, 1)
+        if row is None:
+            return TenantSettings()
+        return TenantSettings(default_directory=row.default_directory, default_audience=row.default_audience)
+
+    async def client(self, client_id: str) -> Client | None:
+        """The client and the names of its enabled connections."""
+        row = (await self.session.execute(select(ClientRow).where(ClientRow.client_id == client_id))).scalar()
+        if row is None:
+            return None
+        names = await self.session.execute(
+            select(ConnectionRow.name)
+            .join(ClientConnectionRow, ClientConnectionRow.connection_id == ConnectionRow.id)  # type: ignore[arg-type]
+            .where(ClientConnectionRow.client_pk == row.id)
+        )
+        return Client(
+            client_id=row.client_id,
+            name=row.name,
+            token_endpoint_auth_method=row.token_endpoint_auth_method,
+            secret_hash=row.secret_hash,
+            grant_types=frozenset(row.grant_types),
+            connections=frozenset(names.scalars()),
+            metadata=dict(row.client_metadata),
+        )
+
+    async def connection(self, name: str) -> Connection | None:
+        """The connection with exactly this name."""
+        row = (await self.session.execute(select(ConnectionRow).where(ConnectionRow.name == name))).scalar()
+        # SQLite compares ASCII case-insensitively only with NOCASE; '=' is exact, but check anyway.
+        return connection_from_row(row) if row is not None and row.name == name else None
+
+    async def api(self, identifier: str) -> Api | None:
+        """The API with exactly this identifier."""
+        row = (await self.session.execute(select(ApiRow).where(ApiRow.identifier == identifier))).scalar()
+        return api_from_row(row) if row is not None else None

@@ -1,0 +1,236 @@
+"""The tenant file: an idempotent, declarative description of a tenant (``identity tenant apply FILE.toml``).
+
+Applying a file creates what is missing and updates what exists, matched by name (connections), identifier (APIs),
+``client_id`` (clients) and email or username within a connection (users). Nothing absent from the file is deleted.
+Every key is checked before anything is written, and the whole file is applied in one transaction.
+See ``examples/tenant.toml`` for a commented example.
+"""
+
+from __future__ import annotations
+
+import secrets
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from identity.accounts.passwords import PasswordHasher
+from identity.accounts.users import UserService
+from identity.crypto import sha256_hex
+from identity.oauth2.client_auth import AUTH_METHODS
+from identity.store.models import ApiRow, ClientConnectionRow, ClientRow, ConnectionRow, TenantRow, utcnow
+from identity.tokens.keys import SUPPORTED_ALGS
+
+__all__ = ["ApplyReport", "TenantFileError", "apply_tenant", "load_tenant_file"]
+
+_MAX_TOKEN_LIFETIME = 2_592_000
+_SECTIONS = {"tenant", "connections", "apis", "clients", "users"}
+_TENANT_KEYS = {"friendly_name", "default_directory", "default_audience"}
+_CONNECTION_KEYS = {"name", "strategy"}
+_API_KEYS = {"identifier", "name", "scopes", "signing_alg", "token_lifetime", "allow_offline_access"}
+_CLIENT_KEYS = {
+    "client_id", "name", "client_secret", "token_endpoint_auth_method", "grant_types", "connections", "metadata",
+}
+_USER_KEYS = {
+    "connection", "email", "username", "password", "email_verified", "blocked", "name", "app_metadata",
+    "user_metadata",
+}
+
+
+class TenantFileError(ValueError):
+    """The file is not a valid tenant description; the message names the place."""
+
+
+@dataclass
+class ApplyReport:
+    """What applying a file did. Generated client secrets appear here once and are never stored in clear."""
+
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    generated_secrets: dict[str, str] = field(default_factory=dict)
+    users: list[dict[str, Any]] = field(default_factory=list)
+
+
+def load_tenant_file(path: Path) -> dict[str, Any]:
+    """Read and validate a tenant file."""
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise TenantFileError(f"{path}: {exc}") from exc
+    validate(data)
+    return data
+
+
+def _keys(where: str, table: Mapping[str, Any], allowed: set[str], required: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+    if not isinstance(table, Mapping):
+        raise TenantFileError(f"{where}: expected a table")
+    if unknown := set(table) - allowed:
+        raise TenantFileError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    if missing := required - set(table):
+        raise TenantFileError(f"{where}: missing key(s) {', '.join(sorted(missing))}")
+
+
+def _type(where: str, value: Any, kind: type | tuple[type, ...]) -> None:
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise TenantFileError(f"{where}: wrong type {type(value).__name__}")
+
+
+def _string_list(where: str, value: Any) -> None:
+    if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
+        raise TenantFileError(f"{where}: expected a list of strings")
+
+
+def validate(data: Mapping[str, Any]) -> None:  # noqa: C901  (one flat checklist reads best)
+    """Check every key and value of a parsed tenant file."""
+    if unknown := set(data) - _SECTIONS:
+        raise TenantFileError(f"unknown section(s) {', '.join(sorted(unknown))}")
+    _keys("[tenant]", data.get("tenant", {}), _TENANT_KEYS)
+    connection_names = set()
+    for i, conn in enumerate(data.get("connections", [])):
+        where = f"[[connections]] #{i + 1}"
+        _keys(where, conn, _CONNECTION_KEYS, {"name"})
+        _type(f"{where} name", conn["name"], str)
+        if conn.get("strategy", "auth0") != "auth0":
+            raise TenantFileError(f"{where}: only the 'auth0' (database) strategy is supported")
+        connection_names.add(conn["name"])
+    for i, api in enumerate(data.get("apis", [])):
+        where = f"[[apis]] #{i + 1}"
+        _keys(where, api, _API_KEYS, {"identifier"})
+        _type(f"{where} identifier", api["identifier"], str)
+        _string_list(f"{where} scopes", api.get("scopes", []))
+        if api.get("signing_alg", "RS256") not in SUPPORTED_ALGS:
+            raise TenantFileError(f"{where}: signing_alg must be one of {', '.join(SUPPORTED_ALGS)}")
+        lifetime = api.get("token_lifetime", 86_400)
+        _type(f"{where} token_lifetime", lifetime, int)
+        if not 60 <= lifetime <= _MAX_TOKEN_LIFETIME:
+            raise TenantFileError(f"{where}: token_lifetime must be between 60 and {_MAX_TOKEN_LIFETIME} seconds")
+        _type(f"{where} allow_offline_access", api.get("allow_offline_access", False), bool)
+    for i, client in enumerate(data.get("clients", [])):
+        where = f"[[clients]] #{i + 1}"
+        _keys(where, client, _CLIENT_KEYS, {"client_id"})
+        _type(f"{where} client_id", client["client_id"], str)
+        method = client.get("token_endpoint_auth_method", "client_secret_post")
+        if method not in AUTH_METHODS:
+            raise TenantFileError(f"{where}: token_endpoint_auth_method must be one of {', '.join(AUTH_METHODS)}")
+        if method == "none" and "client_secret" in client:
+            raise TenantFileError(f"{where}: a public client (token_endpoint_auth_method = 'none') has no secret")
+        if "client_secret" in client:
+            _type(f"{where} client_secret", client["client_secret"], str)
+            if len(client["client_secret"]) < 32:
+                raise TenantFileError(f"{where}: client_secret must have at least 32 characters")
+        _string_list(f"{where} grant_types", client.get("grant_types", []))
+        _string_list(f"{where} connections", client.get("connections", []))
+        _type(f"{where} metadata", client.get("metadata", {}), dict)
+    for i, user in enumerate(data.get("users", [])):
+        where = f"[[users]] #{i + 1}"
+        _keys(where, user, _USER_KEYS, {"connection", "password"})
+        if not user.get("email") and not user.get("username"):
+            raise TenantFileError(f"{where}: a user needs an email or a username")
+
+
+async def apply_tenant(session: AsyncSession, data: Mapping[str, Any], hasher: PasswordHasher) -> ApplyReport:
+    """Create or update everything the (validated) file describes."""
+    report = ApplyReport()
+    await _apply_settings(session, data.get("tenant", {}))
+    connections = {}
+    for conn in data.get("connections", []):
+        connections[conn["name"]] = await _apply_connection(session, conn, report)
+    for api in data.get("apis", []):
+        await _apply_api(session, api, report)
+    await session.flush()
+    for client in data.get("clients", []):
+        await _apply_client(session, client, report)
+    await _check_references(session, data)
+    await session.commit()
+    users = UserService(session, hasher)
+    for user in data.get("users", []):
+        fields = {k: v for k, v in user.items() if k not in {"connection", "password"}}
+        row, connection, created = await users.upsert(user["connection"], password=user["password"], **fields)
+        (report.created if created else report.updated).append(f"user {row.user_id}")
+        report.users.append(
+            {"user_id": row.user_id, "connection": connection, "email": row.email, "username": row.username}
+        )
+    return report
+
+
+async def _apply_settings(session: AsyncSession, tenant: Mapping[str, Any]) -> None:
+    row = await session.get(TenantRow, 1) or TenantRow(id=1)
+    for key in _TENANT_KEYS & set(tenant):
+        setattr(row, key, tenant[key] or None)
+    row.updated_at = utcnow()
+    session.add(row)
+
+
+async def _apply_connection(session: AsyncSession, conn: Mapping[str, Any], report: ApplyReport) -> ConnectionRow:
+    row = (await session.execute(select(ConnectionRow).where(ConnectionRow.name == conn["name"]))).scalar()
+    if row is None:
+        row = ConnectionRow(name=conn["name"], strategy=conn.get("strategy", "auth0"))
+        session.add(row)
+        report.created.append(f"connection {conn['name']}")
+    else:
+        report.updated.append(f"connection {conn['name']}")
+    return row
+
+
+async def _apply_api(session: AsyncSession, api: Mapping[str, Any], report: ApplyReport) -> None:
+    row = (await session.execute(select(ApiRow).where(ApiRow.identifier == api["identifier"]))).scalar()
+    if row is None:
+        row = ApiRow(identifier=api["identifier"], name=api.get("name", api["identifier"]))
+        report.created.append(f"api {api['identifier']}")
+    else:
+        report.updated.append(f"api {api['identifier']}")
+    row.name = api.get("name", row.name)
+    row.scopes = list(dict.fromkeys(api.get("scopes", row.scopes)))
+    row.signing_alg = api.get("signing_alg", row.signing_alg)
+    row.token_lifetime = api.get("token_lifetime", row.token_lifetime)
+    row.allow_offline_access = api.get("allow_offline_access", row.allow_offline_access)
+    session.add(row)
+
+
+async def _apply_client(session: AsyncSession, client: Mapping[str, Any], report: ApplyReport) -> None:
+    client_id = client["client_id"]
+    row = (await session.execute(select(ClientRow).where(ClientRow.client_id == client_id))).scalar()
+    if row is None:
+        row = ClientRow(client_id=client_id, name=client.get("name", client_id))
+        report.created.append(f"client {client_id}")
+    else:
+        report.updated.append(f"client {client_id}")
+    row.name = client.get("name", row.name)
+    row.token_endpoint_auth_method = client.get("token_endpoint_auth_method", "client_secret_post")
+    row.grant_types = list(dict.fromkeys(client.get("grant_types", row.grant_types)))
+    row.client_metadata = dict(client.get("metadata", row.client_metadata))
+    if row.token_endpoint_auth_method == "none":
+        row.secret_hash = None
+    elif "client_secret" in client:
+        row.secret_hash = sha256_hex(client["client_secret"])
+    elif row.secret_hash is None:
+        secret = secrets.token_urlsafe(48)
+        row.secret_hash = sha256_hex(secret)
+        report.generated_secrets[client_id] = secret
+    session.add(row)
+    await session.flush()
+    if "connections" in client:
+        names = client["connections"]
+        found = (await session.execute(select(ConnectionRow).where(ConnectionRow.name.in_(names)))).scalars().all()  # type: ignore[attr-defined]
+        if missing := set(names) - {conn.name for conn in found}:
+            raise TenantFileError(f"client {client_id}: unknown connection(s) {', '.join(sorted(missing))}")
+        await session.execute(delete(ClientConnectionRow).where(ClientConnectionRow.client_pk == row.id))  # type: ignore[arg-type]
+        for conn in found:
+            assert row.id is not None and conn.id is not None  # noqa: S101
+            session.add(ClientConnectionRow(client_pk=row.id, connection_id=conn.id))
+
+
+async def _check_references(session: AsyncSession, data: Mapping[str, Any]) -> None:
+    tenant = data.get("tenant", {})
+    if directory := tenant.get("default_directory"):
+        found = await session.execute(select(ConnectionRow.id).where(ConnectionRow.name == directory))
+        if found.first() is None:
+            raise TenantFileError(f"[tenant] default_directory: no connection named {directory!r}")
+    if audience := tenant.get("default_audience"):
+        found = await session.execute(select(ApiRow.id).where(ApiRow.identifier == audience))
+        if found.first() is None:
+            raise TenantFileError(f"[tenant] default_audience: no API with identifier {audience!r}")

@@ -1,0 +1,100 @@
+"""Turns a grant's decision into signed JWTs (``shared/API.md`` §3.4–3.5)."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+from identity.clock import Clock
+from identity.oauth2.interfaces import GrantResult, TokenResponse, User
+from identity.tokens.keys import KeyRing
+
+__all__ = ["GTY", "JwtIssuer", "profile_claims"]
+
+# The `gty` claim Auth0 puts in access tokens, by grant type.
+GTY = {
+    "password": "password",
+    "http://auth0.com/oauth/grant-type/password-realm": "password",
+    "refresh_token": "refresh_token",
+}
+_DEFAULT_LIFETIME = 86_400
+_ID_TOKEN_ALG = "RS256"
+
+
+def profile_claims(user: User, scopes: tuple[str, ...] | set[str]) -> dict[str, Any]:
+    """The standard OIDC claims that ``scopes`` allow for ``user``."""
+    claims: dict[str, Any] = {}
+    if "profile" in scopes:
+        for name in ("name", "nickname", "picture"):
+            if (value := getattr(user, name)) is not None:
+                claims[name] = value
+        if user.username is not None:
+            claims["preferred_username"] = user.username
+        if user.updated_at is not None:
+            claims["updated_at"] = datetime.fromtimestamp(user.updated_at, UTC).isoformat().replace("+00:00", "Z")
+    if "email" in scopes and user.email is not None:
+        claims["email"] = user.email
+        claims["email_verified"] = user.email_verified
+    return claims
+
+
+class JwtIssuer:
+    """`identity.oauth2.interfaces.TokenIssuer` that signs with the service's key ring."""
+
+    def __init__(self, keys: KeyRing, *, issuer: str, clock: Clock, id_token_lifetime: int) -> None:
+        self.keys = keys
+        self.issuer = issuer
+        self.clock = clock
+        self.id_token_lifetime = id_token_lifetime
+
+    @property
+    def userinfo_audience(self) -> str:
+        """The audience added to access tokens that may call ``/userinfo``."""
+        return self.issuer + "userinfo"
+
+    async def issue(self, result: GrantResult) -> TokenResponse:
+        """Sign the access token, and the ID token when ``openid`` was granted."""
+        now = int(self.clock.now())
+        scopes = result.scopes
+        openid = "openid" in scopes
+        if result.api is not None:
+            lifetime, alg = result.api.token_lifetime, result.api.signing_alg
+            aud: str | list[str] = [result.api.identifier, self.userinfo_audience] if openid else result.api.identifier
+        else:
+            lifetime, alg, aud = _DEFAULT_LIFETIME, _ID_TOKEN_ALG, self.userinfo_audience
+        claims: dict[str, Any] = {
+            "iss": self.issuer,
+            "sub": result.user.user_id,
+            "aud": aud,
+            "iat": now,
+            "exp": now + lifetime,
+            "scope": " ".join(scopes),
+            "azp": result.client.client_id,
+            "jti": secrets.token_urlsafe(16),
+        }
+        if gty := GTY.get(result.grant_type, "password"):
+            claims["gty"] = gty
+        if result.amr != ("pwd",):
+            claims["amr"] = list(result.amr)  # RFC 8176; Auth0 leaves it out of MFA-API tokens (API.md §1.3)
+        access_token = self.keys.sign(claims, alg)
+        id_token = self._id_token(result, now) if openid else None
+        return TokenResponse(
+            access_token=access_token,
+            expires_in=lifetime,
+            scope=" ".join(scopes),
+            id_token=id_token,
+        )
+
+    def _id_token(self, result: GrantResult, now: int) -> str:
+        claims: dict[str, Any] = {
+            "iss": self.issuer,
+            "sub": result.user.user_id,
+            "aud": result.client.client_id,
+            "iat": now,
+            "exp": now + self.id_token_lifetime,
+            **profile_claims(result.user, set(result.scopes)),
+        }
+        if result.amr != ("pwd",):
+            claims["amr"] = list(result.amr)
+        return self.keys.sign(claims, _ID_TOKEN_ALG)

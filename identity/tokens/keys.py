@@ -1,0 +1,143 @@
+"""Token signing keys: generated on first start, stored sealed in the database, loaded once into key objects.
+
+One active key per algorithm (RS256, ES256). The ``active_slot`` unique column makes first-start generation safe when
+several instances start together on one database: the first insert wins, the others load the winner's key.
+Every non-revoked key is published in the JWKS, so tokens signed by a retired key still verify until they expire.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from identity.crypto import SecretBox
+from identity.store.models import SigningKeyRow
+
+__all__ = ["SUPPORTED_ALGS", "KeyRing", "SigningKey", "ensure_signing_keys", "generate_key", "load_key_ring"]
+
+SUPPORTED_ALGS = ("RS256", "ES256")
+_PURPOSE = "signing-key:"
+
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """A loaded signing key."""
+
+    kid: str
+    alg: str
+    private_key: PrivateKey
+    public_jwk: dict[str, Any]
+    active: bool
+
+
+class KeyRing:
+    """The keys this instance signs with, and the JWKS it publishes."""
+
+    def __init__(self, keys: list[SigningKey]) -> None:
+        self._active = {key.alg: key for key in keys if key.active}
+        self._jwks = {"keys": [key.public_jwk for key in keys]}
+        self.jwks_json = json.dumps(self._jwks, separators=(",", ":")).encode()
+
+    def sign(self, claims: dict[str, Any], alg: str, *, typ: str = "JWT") -> str:
+        """A JWS of ``claims`` with the active key for ``alg``."""
+        key = self._active.get(alg)
+        if key is None:
+            raise ValueError(f"no active signing key for {alg}")
+        return jwt.encode(claims, key.private_key, algorithm=alg, headers={"kid": key.kid, "typ": typ})
+
+    def jwks(self) -> dict[str, Any]:
+        """The JSON Web Key Set (public parts only)."""
+        return self._jwks
+
+
+def _thumbprint(jwk: dict[str, Any]) -> str:
+    """RFC 7638 JWK thumbprint (SHA-256, base64url), used as the key id."""
+    members = ("e", "kty", "n") if jwk["kty"] == "RSA" else ("crv", "kty", "x", "y")
+    canonical = json.dumps({name: jwk[name] for name in members}, separators=(",", ":"), sort_keys=True)
+    return base64.urlsafe_b64encode(hashlib.sha256(canonical.encode()).digest()).decode().rstrip("=")
+
+
+def _public_jwk(private_key: PrivateKey, alg: str) -> dict[str, Any]:
+    if isinstance(private_key, rsa.RSAPrivateKey):
+        jwk: dict[str, Any] = RSAAlgorithm.to_jwk(private_key.public_key(), as_dict=True)
+    else:
+        jwk = ECAlgorithm.to_jwk(private_key.public_key(), as_dict=True)
+    jwk.pop("key_ops", None)  # `use` says it; RFC 7517 §4.3 advises against both
+    jwk.update(alg=alg, use="sig")
+    jwk["kid"] = _thumbprint(jwk)
+    return jwk
+
+
+def generate_key(alg: str, box: SecretBox) -> SigningKeyRow:
+    """A new key for ``alg``, sealed, as an (unsaved, inactive) row."""
+    private_key: PrivateKey
+    if alg == "RS256":
+        private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    elif alg == "ES256":
+        private_key = ec.generate_private_key(ec.SECP256R1())
+    else:
+        raise ValueError(f"unsupported signing algorithm {alg}")
+    jwk = _public_jwk(private_key, alg)
+    pem = private_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    kid = jwk["kid"]
+    return SigningKeyRow(
+        kid=kid,
+        alg=alg,
+        private_key=box.seal(pem, purpose=_PURPOSE + kid),
+        public_jwk=jwk,
+        status="active",
+        active_slot=alg,
+    )
+
+
+async def ensure_signing_keys(session: AsyncSession, box: SecretBox) -> None:
+    """Make sure every supported algorithm has an active key (first start), race-free across instances."""
+    for alg in SUPPORTED_ALGS:
+        existing = await session.execute(select(SigningKeyRow.kid).where(SigningKeyRow.active_slot == alg))
+        if existing.first() is not None:
+            continue
+        try:
+            async with session.begin_nested():
+                session.add(generate_key(alg, box))
+        except IntegrityError:
+            pass  # another instance generated it first; we load theirs
+    await session.commit()
+
+
+async def load_key_ring(session: AsyncSession, box: SecretBox) -> KeyRing:
+    """Load and unseal every published key."""
+    rows = (
+        await session.execute(select(SigningKeyRow).where(SigningKeyRow.status != "revoked").order_by(SigningKeyRow.created_at))
+    ).scalars()
+    keys = []
+    for row in rows:
+        pem = box.open(row.private_key, purpose=_PURPOSE + row.kid)
+        private_key = serialization.load_pem_private_key(pem, password=None)
+        if not isinstance(private_key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+            raise ValueError(f"signing key {row.kid} has an unsupported type")
+        keys.append(
+            SigningKey(
+                kid=row.kid,
+                alg=row.alg,
+                private_key=private_key,
+                public_jwk=dict(row.public_jwk),
+                active=row.active_slot == row.alg,
+            )
+        )
+    await session.commit()
+    return KeyRing(keys)

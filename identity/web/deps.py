@@ -1,0 +1,64 @@
+"""Per-request assembly: session → stores and services → endpoint (sessions are per request)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from identity.accounts.passwords import PasswordHasher
+from identity.accounts.users import DirectoryAuthenticator
+from identity.clock import Clock
+from identity.crypto import SecretBox
+from identity.oauth2 import TokenEndpoint
+from identity.oauth2.grants import PasswordGrant, PasswordRealmGrant
+from identity.settings import Settings
+from identity.store.tenant import SqlTenantStore
+from identity.tokens import JwtIssuer, KeyRing
+
+__all__ = ["Services", "build_token_endpoint", "provide_session"]
+
+
+@dataclass
+class Services:
+    """Process-wide collaborators, built once by `identity.app.create_app` and kept on ``app.state``."""
+
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    hasher: PasswordHasher
+    box: SecretBox
+    clock: Clock
+    keys: KeyRing | None = None
+
+    @property
+    def key_ring(self) -> KeyRing:
+        """The loaded signing keys (loaded at startup)."""
+        if self.keys is None:
+            raise RuntimeError("signing keys are not loaded yet")
+        return self.keys
+
+
+async def provide_session(services: Services) -> AsyncIterator[AsyncSession]:
+    """One database session per request."""
+    async with services.sessions() as session:
+        yield session
+
+
+def build_token_endpoint(services: Services, session: AsyncSession) -> TokenEndpoint:
+    """The token endpoint with every enabled grant, bound to this request's session."""
+    tenant = SqlTenantStore(session)
+    users = DirectoryAuthenticator(session, services.hasher)
+    issuer = JwtIssuer(
+        services.key_ring,
+        issuer=services.settings.issuer,
+        clock=services.clock,
+        id_token_lifetime=services.settings.id_token_lifetime,
+    )
+    grants = {
+        PasswordGrant.GRANT_TYPE: PasswordGrant(tenant, users, issuer),
+        PasswordRealmGrant.GRANT_TYPE: PasswordRealmGrant(tenant, users, issuer),
+    }
+    return TokenEndpoint(grants, tenant, realm=services.settings.issuer)

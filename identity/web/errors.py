@@ -1,0 +1,60 @@
+"""Exception handlers: every error leaves as ``{"error", "error_description"}`` JSON, never a traceback."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+
+from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException
+
+from identity.oauth2.errors import OAuthError
+
+__all__ = ["NO_STORE", "handle_http_exception", "handle_oauth_error", "handle_unexpected"]
+
+logger = logging.getLogger("identity.web")
+
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+_HTTP_ERROR_CODES = {
+    400: "invalid_request",
+    401: "unauthorized",
+    403: "access_denied",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "invalid_request",
+    415: "invalid_request",
+    429: "too_many_requests",
+}
+
+
+def handle_oauth_error(_: Request[object, object, object], exc: OAuthError) -> Response[dict[str, str]]:
+    """A protocol error, in its RFC 6749 §5.2 form with no-store headers."""
+    return Response(
+        exc.to_body(),
+        status_code=exc.status_code,
+        media_type=MediaType.JSON,
+        headers={**NO_STORE, **exc.headers()},
+    )
+
+
+def handle_http_exception(_: Request[object, object, object], exc: HTTPException) -> Response[dict[str, str]]:
+    """Framework errors (404, 405, body too large, validation) in the same JSON shape."""
+    status = exc.status_code
+    if status >= 500:
+        logger.error("request failed: %s", exc.detail)
+        body = {"error": "server_error", "error_description": "Internal error"}
+    else:
+        description = exc.detail if isinstance(exc.detail, str) and exc.detail else HTTPStatus(status).phrase
+        body = {"error": _HTTP_ERROR_CODES.get(status, "invalid_request"), "error_description": description}
+    return Response(body, status_code=status, media_type=MediaType.JSON, headers={**NO_STORE, **(exc.headers or {})})
+
+
+def handle_unexpected(_: Request[object, object, object], exc: Exception) -> Response[dict[str, str]]:
+    """A bug or an outage: logged with its traceback, answered with a generic 500 body."""
+    logger.exception("unhandled error", exc_info=exc)
+    return Response(
+        {"error": "server_error", "error_description": "Internal error"},
+        status_code=500,
+        media_type=MediaType.JSON,
+        headers=NO_STORE,
+    )

@@ -1,0 +1,60 @@
+"""Discovery documents and the JWKS (``shared/API.md`` §3.2–3.3)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import MediaType, Response, get
+
+from identity.oauth2.client_auth import AUTH_METHODS
+from identity.oauth2.grants import PASSWORD, PASSWORD_REALM
+from identity.oauth2.scopes import OIDC_SCOPES
+from identity.tokens.keys import SUPPORTED_ALGS
+from identity.web.deps import Services
+
+__all__ = ["discovery_document", "jwks", "oauth_authorization_server", "openid_configuration"]
+
+
+def discovery_document(services: Services) -> dict[str, Any]:
+    """The metadata both discovery routes serve (RFC 8414, OpenID Connect Discovery 1.0)."""
+    issuer = services.settings.issuer
+    return {
+        "issuer": issuer,
+        "token_endpoint": issuer + "oauth/token",
+        "jwks_uri": issuer + ".well-known/jwks.json",
+        "grant_types_supported": [PASSWORD, PASSWORD_REALM],
+        "response_types_supported": ["token"],
+        "scopes_supported": sorted(OIDC_SCOPES),
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "token_endpoint_auth_methods_supported": list(AUTH_METHODS),
+        "access_token_signing_alg_values_supported": list(SUPPORTED_ALGS),
+        "claims_supported": [
+            "aud", "email", "email_verified", "exp", "iat", "iss", "name", "nickname", "picture",
+            "preferred_username", "sub", "updated_at",
+        ],
+        "request_parameter_supported": False,
+        "request_uri_parameter_supported": False,
+    }
+
+
+@get("/.well-known/openid-configuration", include_in_schema=False, cache_control=None)
+async def openid_configuration(services: Services) -> Response[dict[str, Any]]:
+    """OpenID Connect discovery."""
+    return Response(discovery_document(services), headers={"Cache-Control": "public, max-age=300"})
+
+
+@get("/.well-known/oauth-authorization-server", include_in_schema=False)
+async def oauth_authorization_server(services: Services) -> Response[dict[str, Any]]:
+    """RFC 8414 authorization server metadata (same document)."""
+    return Response(discovery_document(services), headers={"Cache-Control": "public, max-age=300"})
+
+
+@get("/.well-known/jwks.json", include_in_schema=False)
+async def jwks(services: Services) -> Response[bytes]:
+    """The public signing keys. Pre-serialised once, so serving it costs no work."""
+    return Response(
+        services.key_ring.jwks_json,
+        media_type=MediaType.JSON,
+        headers={"Cache-Control": "public, max-age=300"},
+    )
