@@ -6,11 +6,11 @@ import asyncio
 import os
 from logging.config import fileConfig
 
-from alembic import context
 from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 
 import identity.store.models  # noqa: F401  (registers the tables)
+from alembic import context
 from identity.settings import normalize_database_url
 from identity.store.db import create_engine
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 from litestar import Litestar, MediaType, Response, get
 from litestar.datastructures import State
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException
+from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Template
 from litestar.template.config import TemplateConfig
-from litestar.plugins.jinja import JinjaTemplateEngine
 
 from identity.accounts.passwords import PasswordHasher
 from identity.clock import Clock, SystemClock
@@ -42,13 +42,13 @@ _SECURITY_HEADERS = {
 
 
 @get("/", include_in_schema=False)
-async def index(services: Services) -> Template:
+async def index(services: NamedDependency[Services]) -> Template:
     """A small page that says what this service is and where its endpoints are."""
     return Template("index.html", context={"issuer": services.settings.issuer})
 
 
 @get("/healthz", include_in_schema=False)
-async def healthz(services: Services) -> Response[dict[str, str]]:
+async def healthz(services: NamedDependency[Services]) -> Response[dict[str, str]]:
     """Liveness and database reachability."""
     from sqlalchemy import text
 

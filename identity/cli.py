@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.accounts.errors import AccountError
 from identity.accounts.passwords import PasswordHasher
@@ -55,9 +55,7 @@ def _ensure_schema(settings: Settings) -> None:
     if settings.is_sqlite:
         migrate(settings.database_url)
     elif pending := pending_migrations(settings.database_url):
-        raise click.ClickException(
-            f"the database needs {len(pending)} migration(s): run 'identity db upgrade' first"
-        )
+        raise click.ClickException(f"the database needs {len(pending)} migration(s): run 'identity db upgrade' first")
 
 
 @click.group()

@@ -7,9 +7,9 @@ import secrets
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
 
 from identity.accounts.errors import InvalidUserData, UnknownConnection, UserExists
 from identity.accounts.passwords import PasswordHasher
@@ -77,6 +77,7 @@ class UserService:
     ) -> tuple[UserRow, str]:
         """Create a user in ``connection``; returns the row and the connection name."""
         connection_row = await self._connection(connection)
+        assert connection_row.id is not None  # noqa: S101
         email, username = _check_identifiers(email, username)
         check_password(password)
         row = UserRow(
@@ -124,7 +125,7 @@ class UserService:
         return existing, connection_row.name, False
 
     async def _connection(self, name: str) -> ConnectionRow:
-        row = (await self.session.execute(select(ConnectionRow).where(ConnectionRow.name == name))).scalar()
+        row = (await self.session.execute(select(ConnectionRow).where(col(ConnectionRow.name) == name))).scalar()
         if row is None:
             raise UnknownConnection(f"no connection named {name!r}")
         return row

@@ -31,7 +31,8 @@ async def authenticate_client(request: TokenRequest, clients: TenantStore, *, re
             raise InvalidRequest("client authentication must use only one method")
         if body_id is not None and body_id != basic.client_id:
             raise InvalidRequest("client_id parameter does not match the authenticated client")
-        method, client_id, secret = "client_secret_basic", basic.client_id, basic.client_secret
+        method, client_id = "client_secret_basic", basic.client_id
+        secret: str | None = basic.client_secret
     else:
         if body_id is None:
             raise InvalidRequest("missing client_id parameter")

@@ -6,8 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
-from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 __all__ = ["ALEMBIC_INI", "create_engine", "create_sessionmaker", "migrate", "pending_migrations"]
 
@@ -71,9 +70,7 @@ def pending_migrations(database_url: str) -> list[str]:
         engine = create_engine(database_url)
         try:
             async with engine.connect() as connection:
-                return await connection.run_sync(
-                    lambda sync: set(MigrationContext.configure(sync).get_current_heads())
-                )
+                return await connection.run_sync(lambda sync: set(MigrationContext.configure(sync).get_current_heads()))
         finally:
             await engine.dispose()
 

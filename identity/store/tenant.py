@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
-from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
 
 from identity.oauth2.interfaces import Api, Client, Connection, TenantSettings
 from identity.store.models import ApiRow, ClientConnectionRow, ClientRow, ConnectionRow, TenantRow
@@ -44,13 +44,13 @@ class SqlTenantStore:
 
     async def client(self, client_id: str) -> Client | None:
         """The client and the names of its enabled connections."""
-        row = (await self.session.execute(select(ClientRow).where(ClientRow.client_id == client_id))).scalar()
+        row = (await self.session.execute(select(ClientRow).where(col(ClientRow.client_id) == client_id))).scalar()
         if row is None:
             return None
         names = await self.session.execute(
             select(ConnectionRow.name)
-            .join(ClientConnectionRow, ClientConnectionRow.connection_id == ConnectionRow.id)  # type: ignore[arg-type]
-            .where(ClientConnectionRow.client_pk == row.id)
+            .join(ClientConnectionRow, col(ClientConnectionRow.connection_id) == ConnectionRow.id)
+            .where(col(ClientConnectionRow.client_pk) == row.id)
         )
         return Client(
             client_id=row.client_id,
@@ -64,11 +64,11 @@ class SqlTenantStore:
 
     async def connection(self, name: str) -> Connection | None:
         """The connection with exactly this name."""
-        row = (await self.session.execute(select(ConnectionRow).where(ConnectionRow.name == name))).scalar()
+        row = (await self.session.execute(select(ConnectionRow).where(col(ConnectionRow.name) == name))).scalar()
         # SQLite compares ASCII case-insensitively only with NOCASE; '=' is exact, but check anyway.
         return connection_from_row(row) if row is not None and row.name == name else None
 
     async def api(self, identifier: str) -> Api | None:
         """The API with exactly this identifier."""
-        row = (await self.session.execute(select(ApiRow).where(ApiRow.identifier == identifier))).scalar()
+        row = (await self.session.execute(select(ApiRow).where(col(ApiRow.identifier) == identifier))).scalar()
         return api_from_row(row) if row is not None else None

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import or_, select, update
-from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlalchemy import or_, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
 
 from identity.oauth2.interfaces import User
 from identity.store.models import ConnectionRow, UserRow, utcnow
@@ -41,8 +42,8 @@ async def by_login(session: AsyncSession, connection_id: int, login: str) -> Use
     """
     key = login_key(login)
     query = select(UserRow).where(
-        UserRow.connection_id == connection_id,
-        or_(UserRow.email_key == key, UserRow.username_key == key),  # type: ignore[arg-type]
+        col(UserRow.connection_id) == connection_id,
+        or_(col(UserRow.email_key) == key, col(UserRow.username_key) == key),
     )
     return (await session.execute(query)).scalar()
 
@@ -51,8 +52,8 @@ async def by_user_id(session: AsyncSession, user_id: str) -> tuple[UserRow, str]
     """The user with this ``user_id`` and the name of its connection."""
     query = (
         select(UserRow, ConnectionRow.name)
-        .join(ConnectionRow, ConnectionRow.id == UserRow.connection_id)  # type: ignore[arg-type]
-        .where(UserRow.user_id == user_id)
+        .join(ConnectionRow, col(ConnectionRow.id) == UserRow.connection_id)
+        .where(col(UserRow.user_id) == user_id)
     )
     result = (await session.execute(query)).first()
     return (result[0], result[1]) if result is not None else None
@@ -60,14 +61,14 @@ async def by_user_id(session: AsyncSession, user_id: str) -> tuple[UserRow, str]
 
 async def record_login(session: AsyncSession, user_pk: int) -> None:
     """Count a successful login."""
-    values = {"logins_count": UserRow.logins_count + 1, "last_login": utcnow()}
-    await session.execute(update(UserRow).where(UserRow.id == user_pk).values(**values))  # type: ignore[arg-type]
+    values = {"logins_count": col(UserRow.logins_count) + 1, "last_login": utcnow()}
+    await session.execute(update(UserRow).where(col(UserRow.id) == user_pk).values(**values))
 
 
 async def replace_password_hash(session: AsyncSession, user_pk: int, old_hash: str, new_hash: str) -> None:
     """Store a re-hashed password, unless the password changed meanwhile (compare-and-set on the old hash)."""
     await session.execute(
         update(UserRow)
-        .where(UserRow.id == user_pk, UserRow.password_hash == old_hash)  # type: ignore[arg-type]
+        .where(col(UserRow.id) == user_pk, col(UserRow.password_hash) == old_hash)
         .values(password_hash=new_hash)
     )

@@ -1,4 +1,4 @@
-"""Turns a grant's decision into signed JWTs (``shared/API.md`` §3.4–3.5)."""
+"""Turns a grant's decision into signed JWTs (``shared/API.md`` §3.4 to 3.5)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ GTY = {
     "refresh_token": "refresh_token",
 }
 _DEFAULT_LIFETIME = 86_400
-_ID_TOKEN_ALG = "RS256"
+_ID_TOKEN_ALG = "RS256"  # noqa: S105
 
 
 def profile_claims(user: User, scopes: tuple[str, ...] | set[str]) -> dict[str, Any]:

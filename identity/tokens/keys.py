@@ -17,9 +17,9 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
 
 from identity.crypto import SecretBox
 from identity.store.models import SigningKeyRow
@@ -108,7 +108,7 @@ def generate_key(alg: str, box: SecretBox) -> SigningKeyRow:
 async def ensure_signing_keys(session: AsyncSession, box: SecretBox) -> None:
     """Make sure every supported algorithm has an active key (first start), race-free across instances."""
     for alg in SUPPORTED_ALGS:
-        existing = await session.execute(select(SigningKeyRow.kid).where(SigningKeyRow.active_slot == alg))
+        existing = await session.execute(select(SigningKeyRow.kid).where(col(SigningKeyRow.active_slot) == alg))
         if existing.first() is not None:
             continue
         try:
@@ -122,7 +122,9 @@ async def ensure_signing_keys(session: AsyncSession, box: SecretBox) -> None:
 async def load_key_ring(session: AsyncSession, box: SecretBox) -> KeyRing:
     """Load and unseal every published key."""
     rows = (
-        await session.execute(select(SigningKeyRow).where(SigningKeyRow.status != "revoked").order_by(SigningKeyRow.created_at))
+        await session.execute(
+            select(SigningKeyRow).where(col(SigningKeyRow.status) != "revoked").order_by(col(SigningKeyRow.created_at))
+        )
     ).scalars()
     keys = []
     for row in rows:

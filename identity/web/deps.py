@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
-from sqlmodel.ext.asyncio.session import AsyncSession
+from litestar.di import NamedDependency
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from identity.accounts.passwords import PasswordHasher
 from identity.accounts.users import DirectoryAuthenticator
@@ -41,7 +41,7 @@ class Services:
         return self.keys
 
 
-async def provide_session(services: Services) -> AsyncIterator[AsyncSession]:
+async def provide_session(services: NamedDependency[Services]) -> AsyncIterator[AsyncSession]:
     """One database session per request."""
     async with services.sessions() as session:
         yield session

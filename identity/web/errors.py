@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from http import HTTPStatus
+from typing import Any
 
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException
@@ -27,7 +28,7 @@ _HTTP_ERROR_CODES = {
 }
 
 
-def handle_oauth_error(_: Request[object, object, object], exc: OAuthError) -> Response[dict[str, str]]:
+def handle_oauth_error(_: Request[Any, Any, Any], exc: OAuthError) -> Response[dict[str, str]]:
     """A protocol error, in its RFC 6749 §5.2 form with no-store headers."""
     return Response(
         exc.to_body(),
@@ -37,7 +38,7 @@ def handle_oauth_error(_: Request[object, object, object], exc: OAuthError) -> R
     )
 
 
-def handle_http_exception(_: Request[object, object, object], exc: HTTPException) -> Response[dict[str, str]]:
+def handle_http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, str]]:
     """Framework errors (404, 405, body too large, validation) in the same JSON shape."""
     status = exc.status_code
     if status >= 500:
@@ -49,7 +50,7 @@ def handle_http_exception(_: Request[object, object, object], exc: HTTPException
     return Response(body, status_code=status, media_type=MediaType.JSON, headers={**NO_STORE, **(exc.headers or {})})
 
 
-def handle_unexpected(_: Request[object, object, object], exc: Exception) -> Response[dict[str, str]]:
+def handle_unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, str]]:
     """A bug or an outage: logged with its traceback, answered with a generic 500 body."""
     logger.exception("unhandled error", exc_info=exc)
     return Response(

@@ -7,7 +7,8 @@ from urllib.parse import parse_qsl
 
 from litestar import MediaType, Request, Response, post
 from litestar.datastructures import State
-from sqlmodel.ext.asyncio.session import AsyncSession
+from litestar.di import NamedDependency
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.oauth2 import TokenRequest
 from identity.oauth2.errors import InvalidRequest
@@ -49,7 +50,11 @@ async def parse_token_request(request: Request[object, object, State], *, realm:
 
 
 @post("/oauth/token", status_code=200, request_max_body_size=_MAX_BODY, include_in_schema=False)
-async def token(request: Request[object, object, State], services: Services, db: AsyncSession) -> Response[object]:
+async def token(
+    request: Request[object, object, State],
+    services: NamedDependency[Services],
+    db: NamedDependency[AsyncSession],
+) -> Response[object]:
     """The token endpoint (RFC 6749 §3.2, Auth0 Authentication API)."""
     token_request = await parse_token_request(request, realm=services.settings.issuer)
     response = await build_token_endpoint(services, db).handle(token_request)

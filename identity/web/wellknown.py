@@ -1,10 +1,11 @@
-"""Discovery documents and the JWKS (``shared/API.md`` §3.2–3.3)."""
+"""Discovery documents and the JWKS (``shared/API.md`` §3.2 to 3.3)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from litestar import MediaType, Response, get
+from litestar.di import NamedDependency
 
 from identity.oauth2.client_auth import AUTH_METHODS
 from identity.oauth2.grants import PASSWORD, PASSWORD_REALM
@@ -30,8 +31,18 @@ def discovery_document(services: Services) -> dict[str, Any]:
         "token_endpoint_auth_methods_supported": list(AUTH_METHODS),
         "access_token_signing_alg_values_supported": list(SUPPORTED_ALGS),
         "claims_supported": [
-            "aud", "email", "email_verified", "exp", "iat", "iss", "name", "nickname", "picture",
-            "preferred_username", "sub", "updated_at",
+            "aud",
+            "email",
+            "email_verified",
+            "exp",
+            "iat",
+            "iss",
+            "name",
+            "nickname",
+            "picture",
+            "preferred_username",
+            "sub",
+            "updated_at",
         ],
         "request_parameter_supported": False,
         "request_uri_parameter_supported": False,
@@ -39,19 +50,19 @@ def discovery_document(services: Services) -> dict[str, Any]:
 
 
 @get("/.well-known/openid-configuration", include_in_schema=False, cache_control=None)
-async def openid_configuration(services: Services) -> Response[dict[str, Any]]:
+async def openid_configuration(services: NamedDependency[Services]) -> Response[dict[str, Any]]:
     """OpenID Connect discovery."""
     return Response(discovery_document(services), headers={"Cache-Control": "public, max-age=300"})
 
 
 @get("/.well-known/oauth-authorization-server", include_in_schema=False)
-async def oauth_authorization_server(services: Services) -> Response[dict[str, Any]]:
+async def oauth_authorization_server(services: NamedDependency[Services]) -> Response[dict[str, Any]]:
     """RFC 8414 authorization server metadata (same document)."""
     return Response(discovery_document(services), headers={"Cache-Control": "public, max-age=300"})
 
 
 @get("/.well-known/jwks.json", include_in_schema=False)
-async def jwks(services: Services) -> Response[bytes]:
+async def jwks(services: NamedDependency[Services]) -> Response[bytes]:
     """The public signing keys. Pre-serialised once, so serving it costs no work."""
     return Response(
         services.key_ring.jwks_json,

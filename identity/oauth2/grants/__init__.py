@@ -21,5 +21,5 @@ PASSWORD_REALM = PasswordRealmGrant.GRANT_TYPE
 MFA_OTP = "http://auth0.com/oauth/grant-type/mfa-otp"
 MFA_OOB = "http://auth0.com/oauth/grant-type/mfa-oob"
 MFA_RECOVERY_CODE = "http://auth0.com/oauth/grant-type/mfa-recovery-code"
-REFRESH_TOKEN = "refresh_token"
+REFRESH_TOKEN = "refresh_token"  # noqa: S105  (a grant type, not a secret)
 CLIENT_CREDENTIALS = "client_credentials"

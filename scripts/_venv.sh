@@ -1,0 +1,20 @@
+# Sourced by scripts/demo and scripts/test: make .venv and install the project into it, once per pyproject change.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+PYTHON="${PYTHON:-python3}"
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+  echo "identity needs Python 3.11 or newer (found: $("$PYTHON" --version 2>&1)). Set PYTHON=/path/to/python3.11." >&2
+  exit 1
+fi
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+stamp=".venv/.installed-$(cat pyproject.toml | "$PYTHON" -c 'import hashlib,sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest()[:16])')-${1:-app}"
+if [ ! -f "$stamp" ]; then
+  echo "Installing identity and its dependencies into .venv ..." >&2
+  .venv/bin/python -m pip install -q --disable-pip-version-check -U pip >&2
+  if [ "${1:-app}" = test ]; then
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]' >&2
+  else
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e . >&2
+  fi
+  rm -f .venv/.installed-* && touch "$stamp"
+fi

@@ -1,0 +1,226 @@
+"""Shared fixtures: one migrated database per test session (SQLite by default, PostgreSQL when
+IDENTITY_TEST_DATABASE_URL names one), emptied between tests; settings built directly, never from os.environ."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+from litestar import Litestar
+from litestar.testing import TestClient
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from identity.accounts.passwords import PasswordHasher
+from identity.app import create_app
+from identity.settings import EncryptionKeys, Settings, normalize_database_url
+from identity.store.db import create_engine, create_sessionmaker, migrate
+from identity.tenant_file import apply_tenant, validate
+
+T = TypeVar("T")
+
+ISSUER = "https://identity.test/"
+API = "https://api.example.test/"
+REPORTS_API = "https://reports.example.test/"
+CONFIDENTIAL_SECRET = "confidential-secret-0123456789abcdefghij"
+BASIC_SECRET = "basic-secret-0123456789abcdefghijklmnopqrs"
+ALICE_CUSTOMER_PASSWORD = "alice customer password"
+ALICE_EMPLOYEE_PASSWORD = "alice employee password"
+BOB_PASSWORD = "bob password 1234"
+PASSWORD_GRANTS = ["password", "http://auth0.com/oauth/grant-type/password-realm"]
+
+# Tables emptied between tests. Signing keys are kept: generating an RSA key per test would be slow,
+# and key handling has its own tests.
+_TABLES = ["users", "client_connection", "client", "api", "connection", "tenant"]
+
+
+def standard_tenant() -> dict[str, Any]:
+    """The tenant most tests use: two directories with the same email, two APIs, four clients."""
+    return {
+        "tenant": {"friendly_name": "Test", "default_directory": "customers", "default_audience": API},
+        "connections": [{"name": "customers"}, {"name": "employees"}, {"name": "partners"}],
+        "apis": [
+            {
+                "identifier": API,
+                "name": "Example API",
+                "scopes": ["read:things", "write:things", "delete:things"],
+                "allow_offline_access": True,
+            },
+            {
+                "identifier": REPORTS_API,
+                "name": "Reports",
+                "scopes": ["read:reports"],
+                "signing_alg": "ES256",
+                "token_lifetime": 600,
+            },
+        ],
+        "clients": [
+            {
+                "client_id": "public-app",
+                "name": "Public App",
+                "token_endpoint_auth_method": "none",
+                "grant_types": PASSWORD_GRANTS,
+                "connections": ["customers", "employees"],
+            },
+            {
+                "client_id": "confidential-app",
+                "name": "Confidential App",
+                "client_secret": CONFIDENTIAL_SECRET,
+                "token_endpoint_auth_method": "client_secret_post",
+                "grant_types": PASSWORD_GRANTS,
+                "connections": ["customers", "employees"],
+            },
+            {
+                "client_id": "basic-app",
+                "name": "Basic App",
+                "client_secret": BASIC_SECRET,
+                "token_endpoint_auth_method": "client_secret_basic",
+                "grant_types": PASSWORD_GRANTS,
+                "connections": ["customers"],
+            },
+            {
+                "client_id": "realm-only-app",
+                "name": "Realm only",
+                "token_endpoint_auth_method": "none",
+                "grant_types": ["http://auth0.com/oauth/grant-type/password-realm"],
+                "connections": ["employees"],
+            },
+        ],
+        "users": [
+            {
+                "connection": "customers",
+                "email": "alice@example.test",
+                "password": ALICE_CUSTOMER_PASSWORD,
+                "name": "Alice C",
+                "email_verified": True,
+            },
+            {
+                "connection": "employees",
+                "email": "alice@example.test",
+                "username": "alice",
+                "password": ALICE_EMPLOYEE_PASSWORD,
+                "name": "Alice E",
+            },
+            {
+                "connection": "customers",
+                "email": "bob@example.test",
+                "password": BOB_PASSWORD,
+                "blocked": True,
+            },
+        ],
+    }
+
+
+def _postgres_database(admin_url: str) -> tuple[str, Callable[[], None]]:
+    """Create a fresh database next to ``admin_url``; returns its URL and a dropper."""
+    import asyncpg
+
+    parts = urlsplit(admin_url.replace("postgresql+asyncpg://", "postgresql://"))
+    name = f"identity_test_{secrets.token_hex(4)}"
+    plain_admin = urlunsplit(parts)
+
+    async def run(sql: str) -> None:
+        conn = await asyncpg.connect(plain_admin)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run(f'CREATE DATABASE "{name}"'))
+    url = urlunsplit(parts._replace(path="/" + name))
+    return url, lambda: asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A migrated database for the whole session."""
+    admin_url = os.environ.get("IDENTITY_TEST_DATABASE_URL")
+    if admin_url:
+        url, drop = _postgres_database(admin_url)
+    else:
+        url, drop = f"sqlite:///{tmp_path_factory.mktemp('db') / 'identity.db'}", lambda: None
+    url = normalize_database_url(url)
+    migrate(url)
+    try:
+        yield url
+    finally:
+        drop()
+
+
+@pytest.fixture(scope="session")
+def encryption_keys() -> EncryptionKeys:
+    return EncryptionKeys.generate("test1")
+
+
+def run_db(settings: Settings, work: Callable[[AsyncSession, PasswordHasher], Awaitable[T]]) -> T:
+    """Run ``work`` with its own engine and session (outside the app's event loop)."""
+
+    async def go() -> T:
+        engine = create_engine(settings.database_url)
+        hasher = PasswordHasher(settings.argon2, workers=2)
+        try:
+            async with create_sessionmaker(engine)() as session:
+                return await work(session, hasher)
+        finally:
+            hasher.close()
+            await engine.dispose()
+
+    return asyncio.run(go())
+
+
+def _empty(database_url: str) -> None:
+    async def go() -> None:
+        engine = create_engine(database_url)
+        try:
+            async with engine.begin() as conn:
+                if database_url.startswith("postgresql"):
+                    await conn.execute(text(f"TRUNCATE {', '.join(_TABLES)} RESTART IDENTITY CASCADE"))
+                else:
+                    for table in _TABLES:
+                        await conn.execute(text(f"DELETE FROM {table}"))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(go())
+
+
+@pytest.fixture
+def settings(database_url: str, encryption_keys: EncryptionKeys) -> Iterator[Settings]:
+    """Settings for one test, on an emptied database."""
+    _empty(database_url)
+    yield Settings(database_url=database_url, issuer=ISSUER, encryption_keys=encryption_keys, hash_workers=2)
+
+
+def apply(settings: Settings, data: dict[str, Any]) -> Any:
+    """Apply a tenant description (validated like a file)."""
+    validate(data)
+    return run_db(settings, lambda session, hasher: apply_tenant(session, data, hasher))
+
+
+@pytest.fixture
+def tenant(settings: Settings) -> Any:
+    """The standard tenant, applied."""
+    return apply(settings, standard_tenant())
+
+
+@pytest.fixture
+def app(settings: Settings) -> Litestar:
+    return create_app(settings)
+
+
+@pytest.fixture
+def client(app: Litestar, tenant: Any) -> Iterator[TestClient[Litestar]]:
+    """An HTTP client on the app, with the standard tenant applied."""
+    with TestClient(app, base_url="https://identity.test") as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def repo_root() -> Path:
+    return Path(__file__).resolve().parent.parent
