@@ -24,6 +24,7 @@ from identity.store.db import create_engine, create_sessionmaker
 from identity.tokens.keys import ensure_signing_keys, load_key_ring
 from identity.web.deps import Services, provide_session
 from identity.web.errors import handle_http_exception, handle_oauth_error, handle_unexpected
+from identity.web.mfa import associate, challenge, list_authenticators, remove_authenticator
 from identity.web.oauth import token
 from identity.web.wellknown import jwks, oauth_authorization_server, openid_configuration
 
@@ -90,7 +91,18 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         return services
 
     return Litestar(
-        route_handlers=[index, healthz, token, jwks, openid_configuration, oauth_authorization_server],
+        route_handlers=[
+            index,
+            healthz,
+            token,
+            jwks,
+            openid_configuration,
+            oauth_authorization_server,
+            list_authenticators,
+            associate,
+            challenge,
+            remove_authenticator,
+        ],
         dependencies={
             "services": Provide(provide_services, use_cache=True),
             "db": Provide(provide_session),

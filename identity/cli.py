@@ -227,3 +227,35 @@ def users_create(connection: str, email: str | None, username: str | None) -> No
     except AccountError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(json.dumps(created, indent=2))
+
+
+def _factors(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
+    from identity.accounts.factors import FactorService
+    from identity.clock import SystemClock
+    from identity.crypto import SecretBox
+
+    box = SecretBox(settings.encryption_keys)
+    try:
+        return _with_session(settings, lambda session, _: work(FactorService(session, box, SystemClock())))
+    except AccountError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@users.command("mfa-reset")
+@click.argument("user_id")
+def users_mfa_reset(user_id: str) -> None:
+    """Remove every second factor of USER_ID (lost device); the user enrolls again at the next login."""
+    settings = _settings()
+    removed = _factors(settings, lambda factors: factors.reset(user_id))
+    click.echo(json.dumps({"user_id": user_id, "removed": removed}))
+
+
+@users.command("recovery-code-regenerate")
+@click.argument("user_id")
+def users_recovery_code_regenerate(user_id: str) -> None:
+    """Give USER_ID a new recovery code, printed once (the old one stops working)."""
+    from identity.mfa.recovery import display
+
+    settings = _settings()
+    code = _factors(settings, lambda factors: factors.regenerate_recovery_code(user_id))
+    click.echo(json.dumps({"user_id": user_id, "recovery_code": code, "display": display(code)}))

@@ -2,7 +2,8 @@
 
 Applying a file creates what is missing and updates what exists, matched by name (connections), identifier (APIs),
 ``client_id`` (clients) and email or username within a connection (users). Nothing absent from the file is deleted.
-Every key is checked before anything is written, and the whole file is applied in one transaction.
+Every key is checked before anything is written, and the configuration is applied in one transaction (users
+follow, one by one).
 See ``examples/tenant.toml`` for a commented example.
 """
 
@@ -19,6 +20,7 @@ from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
+from identity.accounts.factors import MFA_POLICIES
 from identity.accounts.passwords import PasswordHasher
 from identity.accounts.users import UserService
 from identity.crypto import sha256_hex
@@ -30,7 +32,7 @@ __all__ = ["ApplyReport", "TenantFileError", "apply_tenant", "load_tenant_file"]
 
 _MAX_TOKEN_LIFETIME = 2_592_000
 _SECTIONS = {"tenant", "connections", "apis", "clients", "users"}
-_TENANT_KEYS = {"friendly_name", "default_directory", "default_audience"}
+_TENANT_KEYS = {"friendly_name", "default_directory", "default_audience", "mfa_policy", "mfa_token_lifetime"}
 _CONNECTION_KEYS = {"name", "strategy"}
 _API_KEYS = {"identifier", "name", "scopes", "signing_alg", "token_lifetime", "allow_offline_access"}
 _CLIENT_KEYS = {
@@ -102,7 +104,14 @@ def validate(data: Mapping[str, Any]) -> None:
     """Check every key and value of a parsed tenant file."""
     if unknown := set(data) - _SECTIONS:
         raise TenantFileError(f"unknown section(s) {', '.join(sorted(unknown))}")
-    _keys("[tenant]", data.get("tenant", {}), _TENANT_KEYS)
+    tenant = data.get("tenant", {})
+    _keys("[tenant]", tenant, _TENANT_KEYS)
+    if tenant.get("mfa_policy", "if-enrolled") not in MFA_POLICIES:
+        raise TenantFileError(f"[tenant] mfa_policy must be one of {', '.join(MFA_POLICIES)}")
+    mfa_lifetime = tenant.get("mfa_token_lifetime", 600)
+    _type("[tenant] mfa_token_lifetime", mfa_lifetime, int)
+    if not 60 <= mfa_lifetime <= 3600:
+        raise TenantFileError("[tenant] mfa_token_lifetime must be between 60 and 3600 seconds")
     connection_names = set()
     for i, conn in enumerate(data.get("connections", [])):
         where = f"[[connections]] #{i + 1}"
@@ -174,7 +183,7 @@ async def apply_tenant(session: AsyncSession, data: Mapping[str, Any], hasher: P
 async def _apply_settings(session: AsyncSession, tenant: Mapping[str, Any]) -> None:
     row = await session.get(TenantRow, 1) or TenantRow(id=1)
     for key in _TENANT_KEYS & set(tenant):
-        setattr(row, key, tenant[key] or None)
+        setattr(row, key, tenant[key] if tenant[key] != "" else None)
     row.updated_at = utcnow()
     session.add(row)
 
@@ -217,7 +226,7 @@ async def _apply_client(session: AsyncSession, client: Mapping[str, Any], report
     row.token_endpoint_auth_method = client.get("token_endpoint_auth_method", "client_secret_post")
     row.grant_types = list(dict.fromkeys(client.get("grant_types", row.grant_types)))
     row.client_metadata = dict(client.get("metadata", row.client_metadata))
-    if row.token_endpoint_auth_method == "none":  # noqa: S105
+    if row.token_endpoint_auth_method == "none":
         row.secret_hash = None
     elif "client_secret" in client:
         row.secret_hash = sha256_hex(client["client_secret"])

@@ -37,7 +37,18 @@ PASSWORD_GRANTS = ["password", "http://auth0.com/oauth/grant-type/password-realm
 
 # Tables emptied between tests. Signing keys are kept: generating an RSA key per test would be slow,
 # and key handling has its own tests.
-_TABLES = ["users", "client_connection", "client", "api", "connection", "tenant"]
+_TABLES = [
+    "mfa_attempt",
+    "mfa_transaction",
+    "recovery_code",
+    "authenticator",
+    "users",
+    "client_connection",
+    "client",
+    "api",
+    "connection",
+    "tenant",
+]
 
 
 def standard_tenant() -> dict[str, Any]:

@@ -12,6 +12,8 @@
     ├── MfaRequired                 403 mfa_required    (+ mfa_token)
     ├── ExpiredToken                403 expired_token
     ├── TooManyAttempts             429 too_many_attempts
+    ├── InvalidToken                401 invalid_token   (RFC 6750 bearer token errors, + WWW-Authenticate)
+    ├── UnsupportedChallengeType    400 unsupported_challenge_type
     └── ServerError                 500 server_error    (configuration problems the client can report)
 
 Descriptions are fixed ASCII strings from ``shared/API.md`` §1.9; none of them says which credential was wrong.
@@ -28,12 +30,14 @@ __all__ = [
     "InvalidGrant",
     "InvalidRequest",
     "InvalidScope",
+    "InvalidToken",
     "MfaRequired",
     "OAuthError",
     "ServerError",
     "TooManyAttempts",
     "Unauthorized",
     "UnauthorizedClient",
+    "UnsupportedChallengeType",
     "UnsupportedGrantType",
 ]
 
@@ -159,6 +163,33 @@ class TooManyAttempts(OAuthError):
 
     error = "too_many_attempts"
     status_code = 429
+
+
+class InvalidToken(OAuthError):
+    """A bearer token is missing, malformed, expired or lacks the scope (RFC 6750 §3.1)."""
+
+    error = "invalid_token"
+    status_code = 401
+
+    def __init__(self, description: str | None = None, *, realm: str = "identity", scope: str | None = None) -> None:
+        super().__init__(description)
+        self.realm = realm
+        self.scope = scope
+
+    def headers(self) -> dict[str, str]:
+        """RFC 6750 §3: the challenge names the error (and the scope needed)."""
+        challenge = f'Bearer realm="{self.realm}", error="invalid_token"'
+        if self.description:
+            challenge += f', error_description="{self.description}"'
+        if self.scope:
+            challenge += f', scope="{self.scope}"'
+        return {"WWW-Authenticate": challenge}
+
+
+class UnsupportedChallengeType(OAuthError):
+    """No authenticator of the user matches the challenge types asked (HANSON §2.2.3)."""
+
+    error = "unsupported_challenge_type"
 
 
 class ServerError(OAuthError):

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, Protocol
 
 __all__ = [
     "Api",
     "Client",
     "Connection",
+    "FactorCheck",
     "GrantResult",
+    "MfaService",
+    "MfaTransaction",
     "TenantSettings",
     "TenantStore",
     "TokenIssuer",
@@ -59,6 +63,8 @@ class Api:
     signing_alg: str = "RS256"
     token_lifetime: int = 86_400
     allow_offline_access: bool = False
+    requires_mfa: bool = False
+    """Tokens for this API are only issued after a second factor (the built-in MFA API)."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,7 @@ class TenantSettings:
 
     default_directory: str | None = None
     default_audience: str | None = None
+    mfa_policy: str = "if-enrolled"
 
 
 @dataclass(frozen=True)
@@ -108,7 +115,7 @@ class TokenResponse:
     access_token: str = field(repr=False)
     expires_in: int
     scope: str
-    token_type: str = "Bearer"  # noqa: S105
+    token_type: str = "Bearer"
     id_token: str | None = field(default=None, repr=False)
     refresh_token: str | None = field(default=None, repr=False)
     extra: Mapping[str, Any] = field(default_factory=dict, repr=False)
@@ -162,4 +169,59 @@ class TokenIssuer(Protocol):
 
     async def issue(self, result: GrantResult) -> TokenResponse:
         """Sign the access token (and the ID token when ``openid`` was granted)."""
+        ...
+
+
+class FactorCheck(Enum):
+    """The outcome of checking a second factor."""
+
+    ACCEPTED = "accepted"
+    INVALID = "invalid"
+    RATE_LIMITED = "rate_limited"
+
+
+@dataclass(frozen=True)
+class MfaTransaction:
+    """A login paused at ``mfa_required``, as its ``mfa_token`` stands for it."""
+
+    id: int
+    client_id: str
+    user_id: str
+    connection: str
+    grant_type: str
+    audience: str | None
+    scopes: tuple[str, ...]
+    expires_at: float
+    consumed: bool
+
+
+class MfaService(Protocol):
+    """Second factors and the transactions that wait for them."""
+
+    async def required(self, user: User, *, forced: bool) -> bool:
+        """Whether ``user`` must pass a second factor (tenant policy, or ``forced`` by the API or a rule)."""
+        ...
+
+    async def start(self, result: GrantResult) -> str:
+        """Store what ``result`` would issue and return the ``mfa_token`` that redeems it."""
+        ...
+
+    async def find(self, mfa_token: str) -> MfaTransaction | None:
+        """The transaction of an ``mfa_token``, or ``None`` when there is none (forged, mistyped)."""
+        ...
+
+    async def check_otp(self, transaction: MfaTransaction, otp: str) -> FactorCheck:
+        """Check a TOTP code; a code's time step is accepted once. Confirms a pending enrollment."""
+        ...
+
+    async def redeem_recovery_code(self, transaction: MfaTransaction, code: str) -> tuple[FactorCheck, str | None]:
+        """Burn the user's recovery code; on success the new code that replaces it."""
+        ...
+
+    async def complete(self, transaction: MfaTransaction) -> bool:
+        """Burn the ``mfa_token``; ``False`` when another request burned it first."""
+        ...
+
+    async def user(self, transaction: MfaTransaction) -> User | None:
+        """The transaction's user as it is now, or ``None`` when it was deleted."""
         ...

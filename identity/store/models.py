@@ -15,9 +15,13 @@ from sqlmodel import Field, SQLModel
 
 __all__ = [
     "ApiRow",
+    "AuthenticatorRow",
     "ClientConnectionRow",
     "ClientRow",
     "ConnectionRow",
+    "MfaAttemptRow",
+    "MfaTransactionRow",
+    "RecoveryCodeRow",
     "SigningKeyRow",
     "TenantRow",
     "UTCDateTime",
@@ -69,6 +73,9 @@ class TenantRow(SQLModel, table=True):
     friendly_name: str = Field(default="identity", max_length=255)
     default_directory: str | None = Field(default=None, max_length=128)
     default_audience: str | None = Field(default=None, max_length=600)
+    mfa_policy: str = Field(default="if-enrolled", max_length=16)
+    """``never``, ``if-enrolled`` (MFA exactly when the user has an active factor) or ``always``."""
+    mfa_token_lifetime: int = Field(default=600)
     updated_at: datetime = _created()
 
 
@@ -173,3 +180,78 @@ class SigningKeyRow(SQLModel, table=True):
     active_slot: str | None = Field(default=None, max_length=16, unique=True)
     """Equal to ``alg`` for the active key of that algorithm, NULL otherwise: at most one active key per alg."""
     created_at: datetime = _created()
+
+
+def _user_fk(*, primary_key: bool = False, unique: bool = False) -> Any:
+    return Field(
+        sa_column=sa.Column(
+            sa.Integer,
+            sa.ForeignKey("users.id", ondelete="CASCADE"),
+            nullable=False,
+            primary_key=primary_key,
+            unique=unique,
+            index=not primary_key and not unique,
+        )
+    )
+
+
+class AuthenticatorRow(SQLModel, table=True):
+    """An enrolled (``active``) or pending second factor. The TOTP secret is sealed."""
+
+    __tablename__ = "authenticator"
+
+    id: int | None = Field(default=None, primary_key=True)
+    public_id: str = Field(max_length=64, unique=True)
+    """``totp|dev_<random>``, the id the MFA API shows."""
+    user_pk: int = _user_fk()
+    kind: str = Field(default="totp", max_length=16)
+    secret: str = Field(sa_type=sa.Text)
+    """The TOTP secret (base32), sealed by `identity.crypto.SecretBox`."""
+    active: bool = Field(default=False)
+    last_step: int | None = Field(default=None, sa_type=sa.BigInteger)
+    """The last accepted TOTP time step: a code is accepted only for a later step (no replay)."""
+    created_at: datetime = _created()
+    confirmed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class RecoveryCodeRow(SQLModel, table=True):
+    """The user's one recovery code, as a SHA-256 hash. ``active`` once the first factor is confirmed."""
+
+    __tablename__ = "recovery_code"
+
+    id: int | None = Field(default=None, primary_key=True)
+    public_id: str = Field(max_length=64, unique=True)
+    user_pk: int = _user_fk(unique=True)
+    code_hash: str = Field(max_length=64)
+    active: bool = Field(default=False)
+    created_at: datetime = _created()
+
+
+class MfaTransactionRow(SQLModel, table=True):
+    """A login paused at ``mfa_required``: what the ``mfa_token`` (stored as SHA-256) stands for."""
+
+    __tablename__ = "mfa_transaction"
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(max_length=64, unique=True)
+    client_id: str = Field(max_length=128)
+    user_pk: int = _user_fk()
+    connection: str = Field(max_length=128)
+    grant_type: str = Field(max_length=128)
+    audience: str | None = Field(default=None, max_length=600)
+    scopes: list[str] = _json(list)
+    created_at: datetime = _created()
+    expires_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    consumed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class MfaAttemptRow(SQLModel, table=True):
+    """A user's bucket of failed second-factor attempts: ``tokens`` as of ``updated_at`` (epoch seconds)."""
+
+    __tablename__ = "mfa_attempt"
+
+    user_pk: int = _user_fk(primary_key=True)
+    tokens: float = Field(default=10.0)
+    updated_at: float = Field(default=0.0)
+    version: int = Field(default=0)
+    """Bumped on every change: updates are compare-and-set on it, so concurrent failures each cost a token."""

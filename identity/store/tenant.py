@@ -8,7 +8,21 @@ from sqlmodel import col, select
 from identity.oauth2.interfaces import Api, Client, Connection, TenantSettings
 from identity.store.models import ApiRow, ClientConnectionRow, ClientRow, ConnectionRow, TenantRow
 
-__all__ = ["SqlTenantStore", "api_from_row", "connection_from_row"]
+__all__ = ["MFA_API_SCOPES", "SqlTenantStore", "api_from_row", "connection_from_row", "mfa_api"]
+
+MFA_API_SCOPES = ("enroll", "read:authenticators", "remove:authenticators")
+_MFA_API_LIFETIME = 600  # fixed, as Auth0's (API.md §2.1)
+
+
+def mfa_api(issuer: str) -> Api:
+    """The built-in MFA API (audience ``<issuer>mfa/``): its tokens are only issued after a second factor."""
+    return Api(
+        identifier=issuer + "mfa/",
+        name="MFA API",
+        scopes=MFA_API_SCOPES,
+        token_lifetime=_MFA_API_LIFETIME,
+        requires_mfa=True,
+    )
 
 
 def connection_from_row(row: ConnectionRow) -> Connection:
@@ -32,15 +46,20 @@ def api_from_row(row: ApiRow) -> Api:
 class SqlTenantStore:
     """`identity.oauth2.interfaces.TenantStore` over the database."""
 
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, *, issuer: str) -> None:
         self.session = session
+        self.builtin_apis = {api.identifier: api for api in (mfa_api(issuer),)}
 
     async def settings(self) -> TenantSettings:
         """The tenant settings row, or defaults when none was applied."""
         row = await self.session.get(TenantRow, 1)
         if row is None:
             return TenantSettings()
-        return TenantSettings(default_directory=row.default_directory, default_audience=row.default_audience)
+        return TenantSettings(
+            default_directory=row.default_directory,
+            default_audience=row.default_audience,
+            mfa_policy=row.mfa_policy,
+        )
 
     async def client(self, client_id: str) -> Client | None:
         """The client and the names of its enabled connections."""
@@ -69,6 +88,8 @@ class SqlTenantStore:
         return connection_from_row(row) if row is not None and row.name == name else None
 
     async def api(self, identifier: str) -> Api | None:
-        """The API with exactly this identifier."""
+        """The API with exactly this identifier (built-in ones first)."""
+        if identifier in self.builtin_apis:
+            return self.builtin_apis[identifier]
         row = (await self.session.execute(select(ApiRow).where(col(ApiRow.identifier) == identifier))).scalar()
         return api_from_row(row) if row is not None else None

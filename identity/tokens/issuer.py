@@ -19,7 +19,7 @@ GTY = {
     "refresh_token": "refresh_token",
 }
 _DEFAULT_LIFETIME = 86_400
-_ID_TOKEN_ALG = "RS256"  # noqa: S105
+_ID_TOKEN_ALG = "RS256"
 
 
 def profile_claims(user: User, scopes: tuple[str, ...] | set[str]) -> dict[str, Any]:

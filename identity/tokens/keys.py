@@ -48,6 +48,7 @@ class KeyRing:
 
     def __init__(self, keys: list[SigningKey]) -> None:
         self._active = {key.alg: key for key in keys if key.active}
+        self._by_kid = {key.kid: key for key in keys}
         self._jwks = {"keys": [key.public_jwk for key in keys]}
         self.jwks_json = json.dumps(self._jwks, separators=(",", ":")).encode()
 
@@ -57,6 +58,11 @@ class KeyRing:
         if key is None:
             raise ValueError(f"no active signing key for {alg}")
         return jwt.encode(claims, key.private_key, algorithm=alg, headers={"kid": key.kid, "typ": typ})
+
+    def verification_key(self, kid: str) -> tuple[str, Any] | None:
+        """The algorithm and public key of a published key, or ``None``."""
+        key = self._by_kid.get(kid)
+        return (key.alg, key.private_key.public_key()) if key is not None else None
 
     def jwks(self) -> dict[str, Any]:
         """The JSON Web Key Set (public parts only)."""

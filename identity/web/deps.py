@@ -8,17 +8,18 @@ from dataclasses import dataclass
 from litestar.di import NamedDependency
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from identity.accounts.factors import FactorService
 from identity.accounts.passwords import PasswordHasher
 from identity.accounts.users import DirectoryAuthenticator
 from identity.clock import Clock
 from identity.crypto import SecretBox
 from identity.oauth2 import TokenEndpoint
-from identity.oauth2.grants import PasswordGrant, PasswordRealmGrant
+from identity.oauth2.grants import Grant, MfaOtpGrant, MfaRecoveryCodeGrant, PasswordGrant, PasswordRealmGrant
 from identity.settings import Settings
 from identity.store.tenant import SqlTenantStore
 from identity.tokens import JwtIssuer, KeyRing
 
-__all__ = ["Services", "build_token_endpoint", "provide_session"]
+__all__ = ["Services", "build_factors", "build_token_endpoint", "provide_session"]
 
 
 @dataclass
@@ -47,18 +48,26 @@ async def provide_session(services: NamedDependency[Services]) -> AsyncIterator[
         yield session
 
 
+def build_factors(services: Services, session: AsyncSession) -> FactorService:
+    """Second-factor services bound to this request's session."""
+    return FactorService(session, services.box, services.clock)
+
+
 def build_token_endpoint(services: Services, session: AsyncSession) -> TokenEndpoint:
     """The token endpoint with every enabled grant, bound to this request's session."""
-    tenant = SqlTenantStore(session)
+    tenant = SqlTenantStore(session, issuer=services.settings.issuer)
     users = DirectoryAuthenticator(session, services.hasher)
+    mfa = build_factors(services, session)
     issuer = JwtIssuer(
         services.key_ring,
         issuer=services.settings.issuer,
         clock=services.clock,
         id_token_lifetime=services.settings.id_token_lifetime,
     )
-    grants = {
-        PasswordGrant.GRANT_TYPE: PasswordGrant(tenant, users, issuer),
-        PasswordRealmGrant.GRANT_TYPE: PasswordRealmGrant(tenant, users, issuer),
+    grants: dict[str, Grant] = {
+        PasswordGrant.GRANT_TYPE: PasswordGrant(tenant, users, issuer, mfa),
+        PasswordRealmGrant.GRANT_TYPE: PasswordRealmGrant(tenant, users, issuer, mfa),
+        MfaOtpGrant.GRANT_TYPE: MfaOtpGrant(tenant, mfa, issuer, services.clock),
+        MfaRecoveryCodeGrant.GRANT_TYPE: MfaRecoveryCodeGrant(tenant, mfa, issuer, services.clock),
     }
     return TokenEndpoint(grants, tenant, realm=services.settings.issuer)

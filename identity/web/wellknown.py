@@ -8,7 +8,7 @@ from litestar import MediaType, Response, get
 from litestar.di import NamedDependency
 
 from identity.oauth2.client_auth import AUTH_METHODS
-from identity.oauth2.grants import PASSWORD, PASSWORD_REALM
+from identity.oauth2.grants import MFA_OTP, MFA_RECOVERY_CODE, PASSWORD, PASSWORD_REALM
 from identity.oauth2.scopes import OIDC_SCOPES
 from identity.tokens.keys import SUPPORTED_ALGS
 from identity.web.deps import Services
@@ -23,7 +23,8 @@ def discovery_document(services: Services) -> dict[str, Any]:
         "issuer": issuer,
         "token_endpoint": issuer + "oauth/token",
         "jwks_uri": issuer + ".well-known/jwks.json",
-        "grant_types_supported": [PASSWORD, PASSWORD_REALM],
+        "mfa_challenge_endpoint": issuer + "mfa/challenge",
+        "grant_types_supported": [PASSWORD, PASSWORD_REALM, MFA_OTP, MFA_RECOVERY_CODE],
         "response_types_supported": ["token"],
         "scopes_supported": sorted(OIDC_SCOPES),
         "subject_types_supported": ["public"],

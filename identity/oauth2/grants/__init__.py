@@ -1,6 +1,7 @@
 """Grant types of the token endpoint, one class each, keyed by their grant-type string."""
 
 from identity.oauth2.grants.base import Grant
+from identity.oauth2.grants.mfa import MfaOtpGrant, MfaRecoveryCodeGrant
 from identity.oauth2.grants.password import PasswordGrant, PasswordRealmGrant
 
 __all__ = [
@@ -12,14 +13,16 @@ __all__ = [
     "PASSWORD_REALM",
     "REFRESH_TOKEN",
     "Grant",
+    "MfaOtpGrant",
+    "MfaRecoveryCodeGrant",
     "PasswordGrant",
     "PasswordRealmGrant",
 ]
 
 PASSWORD = PasswordGrant.GRANT_TYPE
 PASSWORD_REALM = PasswordRealmGrant.GRANT_TYPE
-MFA_OTP = "http://auth0.com/oauth/grant-type/mfa-otp"
+MFA_OTP = MfaOtpGrant.GRANT_TYPE
 MFA_OOB = "http://auth0.com/oauth/grant-type/mfa-oob"
-MFA_RECOVERY_CODE = "http://auth0.com/oauth/grant-type/mfa-recovery-code"
-REFRESH_TOKEN = "refresh_token"  # noqa: S105  (a grant type, not a secret)
+MFA_RECOVERY_CODE = MfaRecoveryCodeGrant.GRANT_TYPE
+REFRESH_TOKEN = "refresh_token"
 CLIENT_CREDENTIALS = "client_credentials"

@@ -13,12 +13,20 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from identity.oauth2.errors import AccessDenied, InvalidGrant, InvalidRequest, ServerError, Unauthorized
+from identity.oauth2.errors import (
+    AccessDenied,
+    InvalidGrant,
+    InvalidRequest,
+    MfaRequired,
+    ServerError,
+    Unauthorized,
+)
 from identity.oauth2.interfaces import (
     Api,
     Client,
     Connection,
     GrantResult,
+    MfaService,
     TenantStore,
     TokenIssuer,
     TokenResponse,
@@ -38,10 +46,13 @@ class PasswordGrant:
 
     GRANT_TYPE: ClassVar[str] = "password"
 
-    def __init__(self, tenant: TenantStore, users: UserAuthenticator, issuer: TokenIssuer) -> None:
+    def __init__(
+        self, tenant: TenantStore, users: UserAuthenticator, issuer: TokenIssuer, mfa: MfaService | None = None
+    ) -> None:
         self.tenant = tenant
         self.users = users
         self.issuer = issuer
+        self.mfa = mfa
 
     async def handle(self, request: TokenRequest, client: Client) -> TokenResponse:
         """Check the user's password in the chosen directory and issue tokens."""
@@ -56,18 +67,21 @@ class PasswordGrant:
             raise InvalidGrant(WRONG_CREDENTIALS)
         if user.blocked:
             raise Unauthorized("user is blocked")
-        return await self.issuer.issue(
-            GrantResult(
-                grant_type=self.GRANT_TYPE,
-                client=client,
-                user=user,
-                connection=connection,
-                api=api,
-                audience=audience,
-                scopes=scopes,
-                amr=("pwd",),
-            )
+        result = GrantResult(
+            grant_type=self.GRANT_TYPE,
+            client=client,
+            user=user,
+            connection=connection,
+            api=api,
+            audience=audience,
+            scopes=scopes,
+            amr=("pwd",),
         )
+        forced = api is not None and api.requires_mfa
+        if self.mfa is not None and await self.mfa.required(user, forced=forced):
+            # Nothing is issued: what would have been is stored behind a short-lived, single-use mfa_token.
+            raise MfaRequired(await self.mfa.start(result))
+        return await self.issuer.issue(result)
 
     async def _realm(self, request: TokenRequest) -> str:
         if (realm := request.get("realm")) is not None:

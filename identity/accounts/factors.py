@@ -1,0 +1,328 @@
+"""Second factors: the MFA gate, enrollment, verification, recovery codes, and the transactions behind mfa_tokens.
+
+`FactorService` implements `identity.oauth2.interfaces.MfaService` for the grants, and offers enrollment and
+management to the MFA API, the enrollment page and the CLI.
+
+Security choices:
+- TOTP secrets are sealed (AES-GCM, `identity.crypto`) and bound to the authenticator's id; nothing activates before a
+  valid code confirms it.
+- A code's time step is accepted at most once per authenticator (conditional UPDATE on ``last_step``).
+- ``mfa_token`` is 256 random bits, stored as SHA-256, single use (conditional UPDATE on ``consumed_at``).
+- Failed codes draw from a per-user bucket of 10 that refills one every 6 minutes (Auth0's limits); a new mfa_token
+  does not refill it. The bucket is checked *before* verifying so an empty bucket costs the attacker a guess.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from identity.accounts.errors import AccountError
+from identity.clock import Clock
+from identity.crypto import SecretBox, SecretBoxError, sha256_hex
+from identity.mfa import recovery, totp
+from identity.oauth2.interfaces import FactorCheck, GrantResult, MfaTransaction, User
+from identity.store import mfa as queries
+from identity.store import users as user_queries
+from identity.store.models import AuthenticatorRow, MfaTransactionRow, UserRow
+
+__all__ = [
+    "ATTEMPT_CAPACITY",
+    "ATTEMPT_REFILL_SECONDS",
+    "MFA_POLICIES",
+    "AlreadyEnrolled",
+    "Enrollment",
+    "FactorService",
+    "NotEnrolled",
+]
+
+ATTEMPT_CAPACITY = 10.0
+ATTEMPT_REFILL_SECONDS = 360.0
+MFA_POLICIES = ("never", "if-enrolled", "always")
+_TOTP_PURPOSE = "totp-secret:"
+
+
+class AlreadyEnrolled(AccountError):
+    """The user has an active factor: enrolling another needs a completed MFA first."""
+
+
+class NotEnrolled(AccountError):
+    """The user has no active factor."""
+
+
+@dataclass(frozen=True)
+class Enrollment:
+    """A pending TOTP enrollment, as shown to the user once."""
+
+    authenticator_id: str
+    secret: str
+    barcode_uri: str
+    recovery_code: str | None
+    """Only on the first enrollment (when the user has no active recovery code)."""
+
+
+def _public_id(kind: str) -> str:
+    return f"{kind}|dev_{secrets.token_urlsafe(12)}"
+
+
+class FactorService:
+    """Second factors over the database."""
+
+    def __init__(self, session: AsyncSession, box: SecretBox, clock: Clock) -> None:
+        self.session = session
+        self.box = box
+        self.clock = clock
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock.now(), UTC)
+
+    # --- the gate and the transactions (MfaService) ---------------------------------------------------------
+
+    async def required(self, user: User, *, forced: bool) -> bool:
+        """Policy ``always``; ``if-enrolled`` and an active factor; or ``forced`` by the API or a rule."""
+        policy = (await queries.tenant_row(self.session)).mfa_policy
+        if forced or policy == "always":
+            return True
+        if policy == "never":
+            return False
+        row = await self._user_row(user.user_id)
+        return row is not None and any(a.active for a in await queries.authenticators(self.session, row.id or 0))
+
+    async def start(self, result: GrantResult) -> str:
+        """Store the deferred issuance and return its mfa_token."""
+        row = await self._user_row(result.user.user_id)
+        if row is None or row.id is None:
+            raise AccountError("user vanished during login")
+        tenant = await queries.tenant_row(self.session)
+        token = secrets.token_urlsafe(32)
+        now = self._now()
+        self.session.add(
+            MfaTransactionRow(
+                token_hash=sha256_hex(token),
+                client_id=result.client.client_id,
+                user_pk=row.id,
+                connection=result.connection.name,
+                grant_type=result.grant_type,
+                audience=result.audience,
+                scopes=list(result.scopes),
+                created_at=now,
+                expires_at=now + timedelta(seconds=tenant.mfa_token_lifetime),
+            )
+        )
+        await self.session.commit()
+        return token
+
+    async def find(self, mfa_token: str) -> MfaTransaction | None:
+        """The transaction of ``mfa_token`` with its user's id."""
+        row = await queries.transaction_by_hash(self.session, sha256_hex(mfa_token))
+        if row is None or row.id is None:
+            return None
+        user = await self.session.get(UserRow, row.user_pk)
+        await self.session.commit()
+        if user is None:
+            return None
+        return MfaTransaction(
+            id=row.id,
+            client_id=row.client_id,
+            user_id=user.user_id,
+            connection=row.connection,
+            grant_type=row.grant_type,
+            audience=row.audience,
+            scopes=tuple(row.scopes),
+            expires_at=row.expires_at.timestamp(),
+            consumed=row.consumed_at is not None,
+        )
+
+    async def complete(self, transaction: MfaTransaction) -> bool:
+        """Burn the mfa_token."""
+        won = await queries.burn_transaction(self.session, transaction.id, self._now())
+        await self.session.commit()
+        return won
+
+    async def user(self, transaction: MfaTransaction) -> User | None:
+        """The user as stored now."""
+        found = await user_queries.by_user_id(self.session, transaction.user_id)
+        await self.session.commit()
+        return user_queries.user_from_row(*found) if found is not None else None
+
+    async def check_otp(self, transaction: MfaTransaction, otp: str) -> FactorCheck:
+        """Check a TOTP code against the user's active authenticator (or the pending one, to confirm it)."""
+        user_pk = await self._user_pk(transaction.user_id)
+        return await self.verify_otp(user_pk, otp)
+
+    async def redeem_recovery_code(self, transaction: MfaTransaction, code: str) -> tuple[FactorCheck, str | None]:
+        """Swap the user's recovery code for a new one if ``code`` is it."""
+        user_pk = await self._user_pk(transaction.user_id)
+        if not await self._has_attempts(user_pk):
+            return FactorCheck.RATE_LIMITED, None
+        new_code = recovery.generate()
+        won = await queries.rotate_recovery_code(
+            self.session, user_pk, recovery.hash_code(code), recovery.hash_code(new_code)
+        )
+        await self.session.commit()
+        if won:
+            return FactorCheck.ACCEPTED, new_code
+        await self._spend(user_pk)
+        return FactorCheck.INVALID, None
+
+    # --- verification shared by the grant and the enrollment page -------------------------------------------
+
+    async def verify_otp(self, user_pk: int, otp: str) -> FactorCheck:
+        """Accept ``otp`` once for the user's active authenticator, or confirm the pending one."""
+        if not await self._has_attempts(user_pk):
+            return FactorCheck.RATE_LIMITED
+        candidates = [a for a in await queries.authenticators(self.session, user_pk) if a.kind == "totp"]
+        await self.session.commit()
+        if any(a.active for a in candidates):
+            candidates = [a for a in candidates if a.active]
+        now = self.clock.now()
+        for authenticator in candidates:
+            step = totp.verify(self._secret(authenticator), otp, at=now)
+            if step is None or authenticator.id is None:
+                continue
+            # Replay guard: only a step later than the last accepted one wins, and only once.
+            if await queries.accept_step(self.session, authenticator.id, step):
+                if not authenticator.active:
+                    await queries.activate(self.session, authenticator.id, user_pk)
+                await self.session.commit()
+                return FactorCheck.ACCEPTED
+            await self.session.commit()
+            break
+        await self._spend(user_pk)
+        return FactorCheck.INVALID
+
+    # --- enrollment and management -------------------------------------------------------------------------
+
+    async def associate_otp(self, user_id: str, *, issuer: str, allow_additional: bool = False) -> Enrollment:
+        """Start a TOTP enrollment: a pending authenticator (replacing any pending one) and its secret."""
+        row = await self._user_row(user_id)
+        if row is None or row.id is None:
+            raise AccountError("unknown user")
+        existing = await queries.authenticators(self.session, row.id)
+        if any(a.active for a in existing) and not allow_additional:
+            raise AlreadyEnrolled("User is already enrolled")
+        await queries.delete_pending(self.session, row.id)
+        secret = totp.new_secret()
+        public_id = _public_id("totp")
+        self.session.add(
+            AuthenticatorRow(
+                public_id=public_id,
+                user_pk=row.id,
+                kind="totp",
+                secret=self.box.seal(secret.encode(), purpose=_TOTP_PURPOSE + public_id),
+                active=False,
+            )
+        )
+        code = None
+        current = await queries.recovery_code(self.session, row.id)
+        if current is None or not current.active:
+            code = recovery.generate()
+            await queries.put_recovery_code(
+                self.session, row.id, _public_id("recovery-code"), recovery.hash_code(code), active=False
+            )
+        await self.session.commit()
+        account = row.email or row.username or row.user_id
+        return Enrollment(
+            authenticator_id=public_id,
+            secret=secret,
+            barcode_uri=totp.provisioning_uri(secret, issuer=issuer, account=account),
+            recovery_code=code,
+        )
+
+    async def list_authenticators(self, user_id: str) -> list[dict[str, Any]]:
+        """The MFA API's view of the user's factors (API.md §2.3)."""
+        user_pk = await self._user_pk(user_id)
+        listed: list[dict[str, Any]] = []
+        code = await queries.recovery_code(self.session, user_pk)
+        for authenticator in await queries.authenticators(self.session, user_pk):
+            listed.append(
+                {
+                    "id": authenticator.public_id,
+                    "authenticator_type": "otp",
+                    "active": authenticator.active,
+                    "created_at": authenticator.created_at.isoformat().replace("+00:00", "Z"),
+                }
+            )
+        if code is not None and code.active:
+            listed.insert(0, {"id": code.public_id, "authenticator_type": "recovery-code", "active": True})
+        await self.session.commit()
+        return listed
+
+    async def has_active_factor(self, user_id: str) -> bool:
+        """Whether the user has a confirmed authenticator."""
+        user_pk = await self._user_pk(user_id)
+        active = any(a.active for a in await queries.authenticators(self.session, user_pk))
+        await self.session.commit()
+        return active
+
+    async def remove(self, user_id: str, authenticator_id: str) -> bool:
+        """Delete one factor; with the last active authenticator the recovery code goes too."""
+        user_pk = await self._user_pk(user_id)
+        code = await queries.recovery_code(self.session, user_pk)
+        if code is not None and code.public_id == authenticator_id:
+            await self.session.delete(code)
+            await self.session.commit()
+            return True
+        removed = await queries.delete_authenticator(self.session, user_pk, authenticator_id)
+        if removed and not any(a.active for a in await queries.authenticators(self.session, user_pk)):
+            await queries.delete_all_factors(self.session, user_pk)
+        await self.session.commit()
+        return removed
+
+    async def reset(self, user_id: str) -> int:
+        """Remove every factor of the user (lost device, admin reset)."""
+        user_pk = await self._user_pk(user_id)
+        removed = await queries.delete_all_factors(self.session, user_pk)
+        await self.session.commit()
+        return removed
+
+    async def regenerate_recovery_code(self, user_id: str) -> str:
+        """A new recovery code for a user with an active factor (the old one stops working)."""
+        user_pk = await self._user_pk(user_id)
+        if not any(a.active for a in await queries.authenticators(self.session, user_pk)):
+            raise NotEnrolled("the user has no enrolled factor")
+        code = recovery.generate()
+        await queries.put_recovery_code(
+            self.session, user_pk, _public_id("recovery-code"), recovery.hash_code(code), active=True
+        )
+        await self.session.commit()
+        return code
+
+    # --- helpers ---------------------------------------------------------------------------------------------
+
+    def _secret(self, authenticator: AuthenticatorRow) -> str:
+        try:
+            return self.box.open(authenticator.secret, purpose=_TOTP_PURPOSE + authenticator.public_id).decode()
+        except SecretBoxError as exc:
+            raise AccountError("an authenticator secret does not open with the configured keys") from exc
+
+    async def _user_row(self, user_id: str) -> UserRow | None:
+        found = await user_queries.by_user_id(self.session, user_id)
+        return found[0] if found is not None else None
+
+    async def _user_pk(self, user_id: str) -> int:
+        row = await self._user_row(user_id)
+        if row is None or row.id is None:
+            raise AccountError("unknown user")
+        return row.id
+
+    async def _has_attempts(self, user_pk: int) -> bool:
+        row = await queries.attempts(self.session, user_pk)
+        await self.session.commit()
+        if row is None:
+            return True
+        tokens = min(ATTEMPT_CAPACITY, row.tokens + (self.clock.now() - row.updated_at) / ATTEMPT_REFILL_SECONDS)
+        return tokens >= 1
+
+    async def _spend(self, user_pk: int) -> None:
+        await queries.spend_attempt(
+            self.session,
+            user_pk,
+            now=self.clock.now(),
+            capacity=ATTEMPT_CAPACITY,
+            refill_seconds=ATTEMPT_REFILL_SECONDS,
+        )

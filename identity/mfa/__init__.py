@@ -1,0 +1,1 @@
+"""Second-factor primitives: small, pure, no storage (cf. Warehouse ``utils/otp.py``)."""

@@ -1,0 +1,198 @@
+"""Queries for second factors, MFA transactions and the failed-attempt buckets.
+
+Every one-time thing is burned with a conditional UPDATE whose row count says who won, so that of concurrent requests
+exactly one succeeds, on SQLite (writes serialise) and on PostgreSQL (the loser re-evaluates the WHERE clause after the
+winner's row lock is released).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, delete, or_, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
+
+from identity.store.models import (
+    AuthenticatorRow,
+    MfaAttemptRow,
+    MfaTransactionRow,
+    RecoveryCodeRow,
+    TenantRow,
+    utcnow,
+)
+
+__all__ = [
+    "accept_step",
+    "activate",
+    "attempts",
+    "authenticators",
+    "burn_transaction",
+    "delete_all_factors",
+    "delete_authenticator",
+    "delete_pending",
+    "put_recovery_code",
+    "recovery_code",
+    "rotate_recovery_code",
+    "spend_attempt",
+    "tenant_row",
+    "transaction_by_hash",
+]
+
+
+def _count(result: Any) -> int:
+    return cast(CursorResult[Any], result).rowcount
+
+
+async def tenant_row(session: AsyncSession) -> TenantRow:
+    """The tenant row (defaults when none was applied)."""
+    return await session.get(TenantRow, 1) or TenantRow(id=1)
+
+
+async def transaction_by_hash(session: AsyncSession, token_hash: str) -> MfaTransactionRow | None:
+    """The MFA transaction whose token hashes to ``token_hash``."""
+    query = select(MfaTransactionRow).where(col(MfaTransactionRow.token_hash) == token_hash)
+    return (await session.execute(query)).scalar()
+
+
+async def burn_transaction(session: AsyncSession, transaction_id: int, now: datetime) -> bool:
+    """Mark the transaction consumed, unless it already was; ``True`` for the one caller that burns it."""
+    result = await session.execute(
+        update(MfaTransactionRow)
+        .where(col(MfaTransactionRow.id) == transaction_id, col(MfaTransactionRow.consumed_at).is_(None))
+        .values(consumed_at=now)
+    )
+    return _count(result) == 1
+
+
+async def authenticators(session: AsyncSession, user_pk: int) -> Sequence[AuthenticatorRow]:
+    """The user's authenticators, active ones first, oldest first."""
+    query = (
+        select(AuthenticatorRow)
+        .where(col(AuthenticatorRow.user_pk) == user_pk)
+        .order_by(col(AuthenticatorRow.active).desc(), col(AuthenticatorRow.id))
+        .execution_options(populate_existing=True)
+    )
+    return (await session.execute(query)).scalars().all()
+
+
+async def accept_step(session: AsyncSession, authenticator_id: int, step: int) -> bool:
+    """Record ``step`` as the authenticator's last accepted time step if it is later than the last one."""
+    result = await session.execute(
+        update(AuthenticatorRow)
+        .where(
+            col(AuthenticatorRow.id) == authenticator_id,
+            or_(col(AuthenticatorRow.last_step).is_(None), col(AuthenticatorRow.last_step) < step),
+        )
+        .values(last_step=step)
+    )
+    return _count(result) == 1
+
+
+async def activate(session: AsyncSession, authenticator_id: int, user_pk: int) -> None:
+    """Confirm an enrollment: activate the authenticator and the user's recovery code, drop other pending ones."""
+    now = utcnow()
+    await session.execute(
+        update(AuthenticatorRow)
+        .where(col(AuthenticatorRow.id) == authenticator_id)
+        .values(active=True, confirmed_at=now)
+    )
+    await session.execute(
+        delete(AuthenticatorRow).where(
+            col(AuthenticatorRow.user_pk) == user_pk,
+            col(AuthenticatorRow.active).is_(False),
+            col(AuthenticatorRow.id) != authenticator_id,
+        )
+    )
+    await session.execute(update(RecoveryCodeRow).where(col(RecoveryCodeRow.user_pk) == user_pk).values(active=True))
+
+
+async def delete_pending(session: AsyncSession, user_pk: int) -> None:
+    """Forget unconfirmed enrollments."""
+    await session.execute(
+        delete(AuthenticatorRow).where(
+            col(AuthenticatorRow.user_pk) == user_pk, col(AuthenticatorRow.active).is_(False)
+        )
+    )
+
+
+async def delete_authenticator(session: AsyncSession, user_pk: int, public_id: str) -> bool:
+    """Remove one authenticator of the user; ``True`` if it existed."""
+    result = await session.execute(
+        delete(AuthenticatorRow).where(
+            col(AuthenticatorRow.user_pk) == user_pk, col(AuthenticatorRow.public_id) == public_id
+        )
+    )
+    return _count(result) == 1
+
+
+async def delete_all_factors(session: AsyncSession, user_pk: int) -> int:
+    """Remove every authenticator and the recovery code of the user (MFA reset); the number removed."""
+    removed = _count(await session.execute(delete(AuthenticatorRow).where(col(AuthenticatorRow.user_pk) == user_pk)))
+    removed += _count(await session.execute(delete(RecoveryCodeRow).where(col(RecoveryCodeRow.user_pk) == user_pk)))
+    return removed
+
+
+async def recovery_code(session: AsyncSession, user_pk: int) -> RecoveryCodeRow | None:
+    """The user's recovery code row."""
+    query = (
+        select(RecoveryCodeRow).where(col(RecoveryCodeRow.user_pk) == user_pk).execution_options(populate_existing=True)
+    )
+    return (await session.execute(query)).scalar()
+
+
+async def put_recovery_code(
+    session: AsyncSession, user_pk: int, public_id: str, code_hash: str, *, active: bool
+) -> None:
+    """Replace the user's recovery code."""
+    await session.execute(delete(RecoveryCodeRow).where(col(RecoveryCodeRow.user_pk) == user_pk))
+    session.add(RecoveryCodeRow(public_id=public_id, user_pk=user_pk, code_hash=code_hash, active=active))
+
+
+async def rotate_recovery_code(session: AsyncSession, user_pk: int, old_hash: str, new_hash: str) -> bool:
+    """Swap an active recovery code for a new one if ``old_hash`` is the current code; ``True`` for the winner."""
+    result = await session.execute(
+        update(RecoveryCodeRow)
+        .where(
+            col(RecoveryCodeRow.user_pk) == user_pk,
+            col(RecoveryCodeRow.code_hash) == old_hash,
+            col(RecoveryCodeRow.active).is_(True),
+        )
+        .values(code_hash=new_hash, created_at=utcnow())
+    )
+    return _count(result) == 1
+
+
+async def attempts(session: AsyncSession, user_pk: int) -> MfaAttemptRow | None:
+    """The user's failed-attempt bucket, fresh from the database."""
+    query = select(MfaAttemptRow).where(col(MfaAttemptRow.user_pk) == user_pk).execution_options(populate_existing=True)
+    return (await session.execute(query)).scalar()
+
+
+async def spend_attempt(
+    session: AsyncSession, user_pk: int, *, now: float, capacity: float, refill_seconds: float
+) -> None:
+    """Take one token from the user's bucket (compare-and-set on ``version``; retried when another request won)."""
+    for _ in range(20):
+        row = await attempts(session, user_pk)
+        await session.commit()
+        if row is None:
+            try:
+                session.add(MfaAttemptRow(user_pk=user_pk, tokens=capacity - 1, updated_at=now, version=1))
+                await session.commit()
+                return
+            except IntegrityError:
+                await session.rollback()
+                continue
+        tokens = max(0.0, min(capacity, row.tokens + (now - row.updated_at) / refill_seconds) - 1)
+        result = await session.execute(
+            update(MfaAttemptRow)
+            .where(col(MfaAttemptRow.user_pk) == user_pk, col(MfaAttemptRow.version) == row.version)
+            .values(tokens=tokens, updated_at=now, version=row.version + 1)
+        )
+        await session.commit()
+        if _count(result) == 1:
+            return

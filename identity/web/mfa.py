@@ -1,0 +1,169 @@
+"""The MFA API (``shared/API.md`` §2): list, associate, challenge, delete. Parse, call the factor service, render."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from litestar import MediaType, Request, Response, delete, get, post
+from litestar.datastructures import State
+from litestar.di import NamedDependency
+from litestar.params import FromPath
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from identity.accounts.factors import AlreadyEnrolled
+from identity.oauth2.client_auth import authenticate_client
+from identity.oauth2.errors import AccessDenied, InvalidRequest, InvalidToken, UnsupportedChallengeType
+from identity.oauth2.grants.mfa import redeem_mfa_token
+from identity.oauth2.interfaces import MfaTransaction
+from identity.store.mfa import tenant_row
+from identity.store.tenant import SqlTenantStore
+from identity.tokens.verify import InvalidAccessToken, verify_access_token
+from identity.web.deps import Services, build_factors
+from identity.web.errors import NO_STORE
+from identity.web.oauth import parse_token_request
+
+__all__ = ["associate", "challenge", "list_authenticators", "remove_authenticator"]
+
+_MAX_BODY = 16 * 1024
+
+
+def _bearer(request: Request[Any, Any, State]) -> str:
+    scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise InvalidToken("missing bearer token")
+    return token.strip()
+
+
+def _is_jwt(token: str) -> bool:
+    return token.count(".") == 2
+
+
+async def _mfa_transaction(services: Services, db: AsyncSession, token: str) -> MfaTransaction:
+    return await redeem_mfa_token(build_factors(services, db), token, client_id=None, clock=services.clock)
+
+
+def _access_token_subject(services: Services, token: str, scope: str) -> str:
+    try:
+        claims = verify_access_token(
+            services.key_ring,
+            token,
+            issuer=services.settings.issuer,
+            audience=services.settings.issuer + "mfa/",
+            now=services.clock.now(),
+            required_scope=scope,
+        )
+    except InvalidAccessToken as exc:
+        raise InvalidToken(str(exc), scope=scope) from None
+    if "mfa" not in claims.get("amr", []):
+        raise InvalidToken("token was not issued after a second factor", scope=scope)
+    return str(claims["sub"])
+
+
+@get("/mfa/authenticators", include_in_schema=False)
+async def list_authenticators(
+    request: Request[Any, Any, State], services: NamedDependency[Services], db: NamedDependency[AsyncSession]
+) -> Response[Any]:
+    """The user's authenticators, for an ``mfa_token`` or an MFA-API token with ``read:authenticators``."""
+    token = _bearer(request)
+    if _is_jwt(token):
+        user_id = _access_token_subject(services, token, "read:authenticators")
+    else:
+        user_id = (await _mfa_transaction(services, db, token)).user_id
+    listed = await build_factors(services, db).list_authenticators(user_id)
+    return Response(listed, media_type=MediaType.JSON, headers=NO_STORE)
+
+
+@post("/mfa/associate", status_code=200, request_max_body_size=_MAX_BODY, include_in_schema=False)
+async def associate(
+    request: Request[Any, Any, State], services: NamedDependency[Services], db: NamedDependency[AsyncSession]
+) -> Response[Any]:
+    """Start an OTP enrollment with an ``mfa_token`` (only while the user has no active factor)."""
+    token = _bearer(request)
+    if _is_jwt(token):
+        raise InvalidToken("enrollment needs the mfa_token of a login")
+    transaction = await _mfa_transaction(services, db, token)
+    body = await _json_or_form(request)
+    if body.get("client_id") not in (None, transaction.client_id):
+        raise InvalidRequest("mfa_token not issued to this client")
+    types = body.get("authenticator_types")
+    if not isinstance(types, list) or not types or not all(isinstance(t, str) for t in types):
+        raise InvalidRequest("authenticator_types must be a non-empty array of strings")
+    if types != ["otp"]:
+        raise InvalidRequest("Only the 'otp' authenticator type is supported")
+    label = (await tenant_row(db)).friendly_name
+    try:
+        enrollment = await build_factors(services, db).associate_otp(transaction.user_id, issuer=label)
+    except AlreadyEnrolled:
+        raise AccessDenied("User is already enrolled") from None
+    answer: dict[str, Any] = {
+        "authenticator_type": "otp",
+        "secret": enrollment.secret,
+        "barcode_uri": enrollment.barcode_uri,
+    }
+    if enrollment.recovery_code is not None:
+        answer["recovery_codes"] = [enrollment.recovery_code]
+    return Response(answer, media_type=MediaType.JSON, headers=NO_STORE)
+
+
+@post("/mfa/challenge", status_code=200, request_max_body_size=_MAX_BODY, include_in_schema=False)
+async def challenge(
+    request: Request[Any, Any, State], services: NamedDependency[Services], db: NamedDependency[AsyncSession]
+) -> Response[Any]:
+    """Say which challenge the client should answer; for TOTP nothing is sent (``{"challenge_type":"otp"}``)."""
+    params = await parse_token_request(request, realm=services.settings.issuer)
+    client = await authenticate_client(
+        params, SqlTenantStore(db, issuer=services.settings.issuer), realm=services.settings.issuer
+    )
+    factors = build_factors(services, db)
+    transaction = await redeem_mfa_token(
+        factors, params.get("mfa_token"), client_id=client.client_id, clock=services.clock
+    )
+    asked = (params.get("challenge_type") or "otp oob").split()
+    authenticators = await factors.list_authenticators(transaction.user_id)
+    otp = [a for a in authenticators if a["authenticator_type"] == "otp"]
+    active = [a for a in otp if a["active"]] or otp
+    if (wanted := params.get("authenticator_id")) is not None:
+        active = [a for a in active if a["id"] == wanted]
+    if "otp" not in asked or not active:
+        raise UnsupportedChallengeType("User does not have any authenticator of the requested challenge type")
+    return Response({"challenge_type": "otp"}, media_type=MediaType.JSON, headers=NO_STORE)
+
+
+@delete("/mfa/authenticators/{authenticator_id:str}", status_code=204, include_in_schema=False)
+async def remove_authenticator(
+    request: Request[Any, Any, State],
+    authenticator_id: FromPath[str],
+    services: NamedDependency[Services],
+    db: NamedDependency[AsyncSession],
+) -> Response[None]:
+    """Delete an authenticator, for an MFA-API token with ``remove:authenticators`` (an mfa_token is not enough)."""
+    token = _bearer(request)
+    if not _is_jwt(token):
+        raise InvalidToken("an access token for the MFA API is required", scope="remove:authenticators")
+    user_id = _access_token_subject(services, token, "remove:authenticators")
+    if not await build_factors(services, db).remove(user_id, authenticator_id):
+        return Response(
+            {"error": "not_found", "error_description": "Authenticator not found"},  # type: ignore[arg-type]
+            status_code=404,
+            media_type=MediaType.JSON,
+            headers=NO_STORE,
+        )
+    return Response(None, status_code=204, headers=NO_STORE)
+
+
+async def _json_or_form(request: Request[Any, Any, State]) -> dict[str, Any]:
+    media_type = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+    raw = await request.body()
+    if media_type == "application/json":
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError:
+            raise InvalidRequest("request body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise InvalidRequest("request body must be a JSON object")
+        return body
+    if media_type == "application/x-www-form-urlencoded":
+        form = await request.form()
+        return {"client_id": form.get("client_id"), "authenticator_types": form.getall("authenticator_types")}
+    raise InvalidRequest("Content-Type must be application/json or application/x-www-form-urlencoded")
