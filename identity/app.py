@@ -19,6 +19,7 @@ from identity.accounts.passwords import PasswordHasher
 from identity.clock import Clock, SystemClock
 from identity.crypto import SecretBox
 from identity.oauth2.errors import OAuthError
+from identity.rules.loader import load_rules
 from identity.settings import Settings
 from identity.store.db import create_engine, create_sessionmaker
 from identity.tokens.keys import ensure_signing_keys, load_key_ring
@@ -81,6 +82,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         async with services.sessions() as session:
             await ensure_signing_keys(session, services.box)
             services.keys = await load_key_ring(session, services.box)
+            services.rules = await load_rules(session)
         try:
             yield
         finally:

@@ -75,9 +75,21 @@ def serve(host: str, port: int, workers: int) -> None:
     _run_server(settings, host, port, workers)
 
 
+def _check_rules(settings: Settings) -> None:
+    """Fail the start with a clear message when a configured rule does not load."""
+    from identity.rules.loader import load_rules
+    from identity.rules.pipeline import RuleLoadError
+
+    try:
+        _with_session(settings, lambda session, _: load_rules(session))
+    except RuleLoadError as exc:
+        raise click.ClickException(f"cannot start: {exc}") from exc
+
+
 def _run_server(settings: Settings, host: str, port: int, workers: int = 1) -> None:
     import uvicorn
 
+    _check_rules(settings)
     click.echo(f"identity listening on http://{host}:{port}/ (issuer {settings.issuer})", err=True)
     if workers > 1:
         # Each worker process builds its own app from the environment.
@@ -259,3 +271,40 @@ def users_recovery_code_regenerate(user_id: str) -> None:
     settings = _settings()
     code = _factors(settings, lambda factors: factors.regenerate_recovery_code(user_id))
     click.echo(json.dumps({"user_id": user_id, "recovery_code": code, "display": display(code)}))
+
+
+@main.group()
+def rules() -> None:
+    """Rules that run during the password exchange."""
+
+
+@rules.command("list")
+def rules_list() -> None:
+    """The rule pipeline, in order, and whether each handler imports."""
+    from identity.rules.pipeline import RuleLoadError, load_handler
+    from identity.store.rules import all_rules
+
+    settings = _settings()
+
+    async def listing(session: AsyncSession, _: PasswordHasher) -> list[dict[str, Any]]:
+        listed = []
+        for row in await all_rules(session):
+            try:
+                load_handler(row.handler)
+                status = "ok"
+            except RuleLoadError as exc:
+                status = str(exc)
+            listed.append(
+                {
+                    "position": row.position,
+                    "name": row.name,
+                    "handler": row.handler,
+                    "enabled": row.enabled,
+                    "timeout_seconds": row.timeout_seconds,
+                    "config": row.config,
+                    "status": status,
+                }
+            )
+        return listed
+
+    click.echo(json.dumps(_with_session(settings, listing), indent=2))

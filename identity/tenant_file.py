@@ -25,13 +25,16 @@ from identity.accounts.passwords import PasswordHasher
 from identity.accounts.users import UserService
 from identity.crypto import sha256_hex
 from identity.oauth2.client_auth import AUTH_METHODS
+from identity.rules.pipeline import RuleLoadError, load_handler
 from identity.store.models import ApiRow, ClientConnectionRow, ClientRow, ConnectionRow, TenantRow, utcnow
+from identity.store.rules import replace_rules
 from identity.tokens.keys import SUPPORTED_ALGS
 
 __all__ = ["ApplyReport", "TenantFileError", "apply_tenant", "load_tenant_file"]
 
 _MAX_TOKEN_LIFETIME = 2_592_000
-_SECTIONS = {"tenant", "connections", "apis", "clients", "users"}
+_SECTIONS = {"tenant", "connections", "apis", "clients", "users", "rules"}
+_RULE_KEYS = {"name", "handler", "enabled", "timeout_seconds", "config"}
 _TENANT_KEYS = {"friendly_name", "default_directory", "default_audience", "mfa_policy", "mfa_token_lifetime"}
 _CONNECTION_KEYS = {"name", "strategy"}
 _API_KEYS = {"identifier", "name", "scopes", "signing_alg", "token_lifetime", "allow_offline_access"}
@@ -148,6 +151,23 @@ def validate(data: Mapping[str, Any]) -> None:
         _string_list(f"{where} grant_types", client.get("grant_types", []))
         _string_list(f"{where} connections", client.get("connections", []))
         _type(f"{where} metadata", client.get("metadata", {}), dict)
+    names: set[str] = set()
+    for i, rule in enumerate(data.get("rules", [])):
+        where = f"[[rules]] #{i + 1}"
+        _keys(where, rule, _RULE_KEYS, {"name", "handler"})
+        _type(f"{where} name", rule["name"], str)
+        if rule["name"] in names:
+            raise TenantFileError(f"{where}: duplicate rule name {rule['name']!r}")
+        names.add(rule["name"])
+        _type(f"{where} enabled", rule.get("enabled", True), bool)
+        _type(f"{where} timeout_seconds", rule.get("timeout_seconds", 5.0), (int, float))
+        if not 0 < rule.get("timeout_seconds", 5.0) <= 30:
+            raise TenantFileError(f"{where}: timeout_seconds must be between 0 and 30")
+        _type(f"{where} config", rule.get("config", {}), dict)
+        try:
+            load_handler(rule["handler"])
+        except RuleLoadError as exc:
+            raise TenantFileError(f"{where}: {exc}") from exc
     for i, user in enumerate(data.get("users", [])):
         where = f"[[users]] #{i + 1}"
         _keys(where, user, _USER_KEYS, {"connection", "password"})
@@ -168,6 +188,9 @@ async def apply_tenant(session: AsyncSession, data: Mapping[str, Any], hasher: P
     for client in data.get("clients", []):
         await _apply_client(session, client, report)
     await _check_references(session, data)
+    if "rules" in data:
+        await replace_rules(session, data["rules"])
+        report.updated.append(f"rules ({len(data['rules'])})")
     await session.commit()
     users = UserService(session, hasher)
     for user in data.get("users", []):

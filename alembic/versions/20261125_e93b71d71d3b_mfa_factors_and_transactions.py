@@ -1,4 +1,4 @@
-"""mfa factors and transactions
+"""mfa factors and transactions, rules
 
 Revision ID: e93b71d71d3b
 Revises: af36e26fa0f7
@@ -56,6 +56,8 @@ def upgrade() -> None:
     sa.Column('grant_type', sqlmodel.sql.sqltypes.AutoString(length=128), nullable=False),
     sa.Column('audience', sqlmodel.sql.sqltypes.AutoString(length=600), nullable=True),
     sa.Column('scopes', sa.JSON(), nullable=False),
+    sa.Column('access_claims', sa.JSON(), nullable=False),
+    sa.Column('id_claims', sa.JSON(), nullable=False),
     sa.Column('created_at', identity.store.models.UTCDateTime(timezone=True), nullable=False),
     sa.Column('expires_at', identity.store.models.UTCDateTime(timezone=True), nullable=False),
     sa.Column('consumed_at', identity.store.models.UTCDateTime(timezone=True), nullable=True),
@@ -78,6 +80,17 @@ def upgrade() -> None:
     sa.UniqueConstraint('public_id'),
     sa.UniqueConstraint('user_pk')
     )
+    op.create_table('rule',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('name', sqlmodel.sql.sqltypes.AutoString(length=128), nullable=False),
+    sa.Column('handler', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
+    sa.Column('enabled', sa.Boolean(), nullable=False),
+    sa.Column('position', sa.Integer(), nullable=False),
+    sa.Column('timeout_seconds', sa.Float(), nullable=False),
+    sa.Column('config', sa.JSON(), nullable=False),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('name')
+    )
     with op.batch_alter_table('tenant', schema=None) as batch_op:
         batch_op.add_column(sa.Column('mfa_policy', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False, server_default='if-enrolled'))
         batch_op.add_column(sa.Column('mfa_token_lifetime', sa.Integer(), nullable=False, server_default='600'))
@@ -96,6 +109,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_mfa_transaction_user_pk'))
 
     op.drop_table('mfa_transaction')
+    op.drop_table('rule')
     op.drop_table('mfa_attempt')
     with op.batch_alter_table('authenticator', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_authenticator_user_pk'))

@@ -109,6 +109,8 @@ class FactorService:
                 grant_type=result.grant_type,
                 audience=result.audience,
                 scopes=list(result.scopes),
+                access_claims=dict(result.access_claims),
+                id_claims=dict(result.id_claims),
                 created_at=now,
                 expires_at=now + timedelta(seconds=tenant.mfa_token_lifetime),
             )
@@ -135,6 +137,8 @@ class FactorService:
             scopes=tuple(row.scopes),
             expires_at=row.expires_at.timestamp(),
             consumed=row.consumed_at is not None,
+            access_claims=dict(row.access_claims),
+            id_claims=dict(row.id_claims),
         )
 
     async def complete(self, transaction: MfaTransaction) -> bool:

@@ -19,6 +19,8 @@ __all__ = [
     "GrantResult",
     "MfaService",
     "MfaTransaction",
+    "RuleOutcome",
+    "RulesPipeline",
     "TenantSettings",
     "TenantStore",
     "TokenIssuer",
@@ -90,6 +92,7 @@ class User:
     picture: str | None = None
     blocked: bool = False
     updated_at: float | None = None
+    logins_count: int = 0
     app_metadata: Mapping[str, Any] = field(default_factory=dict)
     user_metadata: Mapping[str, Any] = field(default_factory=dict)
 
@@ -106,6 +109,10 @@ class GrantResult:
     audience: str | None
     scopes: tuple[str, ...]
     amr: tuple[str, ...] = ("pwd",)
+    access_claims: Mapping[str, Any] = field(default_factory=dict)
+    """Custom (namespaced) claims rules added to the access token."""
+    id_claims: Mapping[str, Any] = field(default_factory=dict)
+    """Custom (namespaced) claims rules added to the ID token."""
 
 
 @dataclass(frozen=True)
@@ -193,6 +200,8 @@ class MfaTransaction:
     scopes: tuple[str, ...]
     expires_at: float
     consumed: bool
+    access_claims: Mapping[str, Any] = field(default_factory=dict)
+    id_claims: Mapping[str, Any] = field(default_factory=dict)
 
 
 class MfaService(Protocol):
@@ -224,4 +233,28 @@ class MfaService(Protocol):
 
     async def user(self, transaction: MfaTransaction) -> User | None:
         """The transaction's user as it is now, or ``None`` when it was deleted."""
+        ...
+
+
+@dataclass(frozen=True)
+class RuleOutcome:
+    """What the rules decided: the (possibly changed) grant, and whether they demand a second factor."""
+
+    result: GrantResult
+    mfa_required: bool = False
+
+
+class RulesPipeline(Protocol):
+    """Operator code that runs after the first factor and before anything is issued."""
+
+    async def run(
+        self,
+        result: GrantResult,
+        *,
+        protocol: str,
+        requested_scopes: tuple[str, ...] | None,
+        client_ip: str | None,
+        user_agent: str | None,
+    ) -> RuleOutcome:
+        """Run the rules in order. Raises the protocol error a denial, a failure or a redirect maps to."""
         ...

@@ -22,6 +22,7 @@ __all__ = [
     "MfaAttemptRow",
     "MfaTransactionRow",
     "RecoveryCodeRow",
+    "RuleRow",
     "SigningKeyRow",
     "TenantRow",
     "UTCDateTime",
@@ -240,6 +241,8 @@ class MfaTransactionRow(SQLModel, table=True):
     grant_type: str = Field(max_length=128)
     audience: str | None = Field(default=None, max_length=600)
     scopes: list[str] = _json(list)
+    access_claims: dict[str, Any] = _json(dict)
+    id_claims: dict[str, Any] = _json(dict)
     created_at: datetime = _created()
     expires_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
     consumed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
@@ -255,3 +258,18 @@ class MfaAttemptRow(SQLModel, table=True):
     updated_at: float = Field(default=0.0)
     version: int = Field(default=0)
     """Bumped on every change: updates are compare-and-set on it, so concurrent failures each cost a token."""
+
+
+class RuleRow(SQLModel, table=True):
+    """An operator rule, in pipeline order (``position``), as the tenant file lists it."""
+
+    __tablename__ = "rule"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=128, unique=True)
+    handler: str = Field(max_length=255)
+    """``module:function``, importable by every instance."""
+    enabled: bool = Field(default=True)
+    position: int = Field(default=0)
+    timeout_seconds: float = Field(default=5.0)
+    config: dict[str, Any] = _json(dict)

@@ -30,6 +30,7 @@ def user_from_row(row: UserRow, connection: str) -> User:
         picture=row.picture,
         blocked=row.blocked,
         updated_at=row.updated_at.timestamp(),
+        logins_count=row.logins_count,
         app_metadata=dict(row.app_metadata),
         user_metadata=dict(row.user_metadata),
     )

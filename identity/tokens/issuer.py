@@ -39,6 +39,11 @@ def profile_claims(user: User, scopes: tuple[str, ...] | set[str]) -> dict[str, 
     return claims
 
 
+def _custom(custom: Any, standard: dict[str, Any]) -> dict[str, Any]:
+    """Custom claims, never replacing one the issuer set (rules validate names; this is the last guard)."""
+    return {key: value for key, value in dict(custom).items() if key not in standard}
+
+
 class JwtIssuer:
     """`identity.oauth2.interfaces.TokenIssuer` that signs with the service's key ring."""
 
@@ -77,6 +82,7 @@ class JwtIssuer:
             claims["gty"] = gty
         if result.amr != ("pwd",):
             claims["amr"] = list(result.amr)  # RFC 8176; Auth0 leaves it out of MFA-API tokens (API.md §1.3)
+        claims.update(_custom(result.access_claims, claims))
         access_token = self.keys.sign(claims, alg)
         id_token = self._id_token(result, now) if openid else None
         return TokenResponse(
@@ -95,6 +101,7 @@ class JwtIssuer:
             "exp": now + self.id_token_lifetime,
             **profile_claims(result.user, set(result.scopes)),
         }
+        claims.update(_custom(result.id_claims, claims))
         if result.amr != ("pwd",):
             claims["amr"] = list(result.amr)
         return self.keys.sign(claims, _ID_TOKEN_ALG)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from litestar.di import NamedDependency
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -15,7 +16,9 @@ from identity.clock import Clock
 from identity.crypto import SecretBox
 from identity.oauth2 import TokenEndpoint
 from identity.oauth2.grants import Grant, MfaOtpGrant, MfaRecoveryCodeGrant, PasswordGrant, PasswordRealmGrant
+from identity.rules import RulesEngine
 from identity.settings import Settings
+from identity.store.rules import merge_app_metadata
 from identity.store.tenant import SqlTenantStore
 from identity.tokens import JwtIssuer, KeyRing
 
@@ -33,6 +36,7 @@ class Services:
     box: SecretBox
     clock: Clock
     keys: KeyRing | None = None
+    rules: RulesEngine | None = None
 
     @property
     def key_ring(self) -> KeyRing:
@@ -64,9 +68,16 @@ def build_token_endpoint(services: Services, session: AsyncSession) -> TokenEndp
         clock=services.clock,
         id_token_lifetime=services.settings.id_token_lifetime,
     )
+    rules = None
+    if services.rules is not None and services.rules.rules:
+
+        async def save_app_metadata(user_id: str, updates: Mapping[str, Any]) -> None:
+            await merge_app_metadata(session, user_id, updates)
+
+        rules = services.rules.bind(save_app_metadata)
     grants: dict[str, Grant] = {
-        PasswordGrant.GRANT_TYPE: PasswordGrant(tenant, users, issuer, mfa),
-        PasswordRealmGrant.GRANT_TYPE: PasswordRealmGrant(tenant, users, issuer, mfa),
+        PasswordGrant.GRANT_TYPE: PasswordGrant(tenant, users, issuer, mfa, rules),
+        PasswordRealmGrant.GRANT_TYPE: PasswordRealmGrant(tenant, users, issuer, mfa, rules),
         MfaOtpGrant.GRANT_TYPE: MfaOtpGrant(tenant, mfa, issuer, services.clock),
         MfaRecoveryCodeGrant.GRANT_TYPE: MfaRecoveryCodeGrant(tenant, mfa, issuer, services.clock),
     }

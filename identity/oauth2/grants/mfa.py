@@ -107,6 +107,8 @@ class _MfaGrant:
                 audience=transaction.audience,
                 scopes=transaction.scopes,
                 amr=self.AMR,
+                access_claims=transaction.access_claims,
+                id_claims=transaction.id_claims,
             )
         )
 

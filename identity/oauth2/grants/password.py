@@ -27,6 +27,7 @@ from identity.oauth2.interfaces import (
     Connection,
     GrantResult,
     MfaService,
+    RulesPipeline,
     TenantStore,
     TokenIssuer,
     TokenResponse,
@@ -46,13 +47,22 @@ class PasswordGrant:
 
     GRANT_TYPE: ClassVar[str] = "password"
 
+    PROTOCOL: ClassVar[str] = "oauth2-password"
+    """``event.transaction.protocol`` for rules (Auth0: the same for both password grants)."""
+
     def __init__(
-        self, tenant: TenantStore, users: UserAuthenticator, issuer: TokenIssuer, mfa: MfaService | None = None
+        self,
+        tenant: TenantStore,
+        users: UserAuthenticator,
+        issuer: TokenIssuer,
+        mfa: MfaService | None = None,
+        rules: RulesPipeline | None = None,
     ) -> None:
         self.tenant = tenant
         self.users = users
         self.issuer = issuer
         self.mfa = mfa
+        self.rules = rules
 
     async def handle(self, request: TokenRequest, client: Client) -> TokenResponse:
         """Check the user's password in the chosen directory and issue tokens."""
@@ -78,6 +88,17 @@ class PasswordGrant:
             amr=("pwd",),
         )
         forced = api is not None and api.requires_mfa
+        if self.rules is not None:
+            # Rules run after the first factor and before anything is issued; their claims and scope changes
+            # travel with the mfa_token when a second factor is needed.
+            outcome = await self.rules.run(
+                result,
+                protocol=self.PROTOCOL,
+                requested_scopes=request.scopes,
+                client_ip=request.client_ip,
+                user_agent=request.user_agent,
+            )
+            result, forced = outcome.result, forced or outcome.mfa_required
         if self.mfa is not None and await self.mfa.required(user, forced=forced):
             # Nothing is issued: what would have been is stored behind a short-lived, single-use mfa_token.
             raise MfaRequired(await self.mfa.start(result))

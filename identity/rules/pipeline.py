@@ -1,0 +1,216 @@
+"""The rules pipeline: load the configured rules once, run them in order during the exchange.
+
+Failure modes and their answers (API.md §5, issue 5):
+
+- ``api.access.deny(reason)``: 403 ``access_denied`` with the reason; later rules do not run.
+- a rule raises, or runs longer than its timeout: 403 ``access_denied`` with a generic description; the exception
+  (with the rule's name) goes to the log, not to the client.
+- ``api.redirect.send_user_to(url)``: 403 ``interaction_required``: a password exchange cannot redirect.
+- an invalid custom claim (not a URL namespace, or a registered claim): 403 ``access_denied`` naming the claim rule,
+  since that is the rule author's error to fix.
+
+A timed-out ``async`` rule is cancelled. A timed-out plain function runs in a worker thread that cannot be killed: its
+result is ignored and the login fails; keep such rules short.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import logging
+import sys
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import MappingProxyType, ModuleType
+from typing import Any
+
+from identity.oauth2.errors import AccessDenied, OAuthError
+from identity.oauth2.interfaces import GrantResult, RuleOutcome
+from identity.oauth2.scopes import OIDC_SCOPES
+from identity.rules.api import (
+    AccessDeniedByRule,
+    Event,
+    EventAuthentication,
+    EventClient,
+    EventConnection,
+    EventRequest,
+    EventTransaction,
+    EventUser,
+    InvalidClaim,
+    PostLoginApi,
+    RedirectAttempted,
+)
+
+__all__ = ["InteractionRequired", "Rule", "RuleLoadError", "RulesEngine", "load_handler"]
+
+logger = logging.getLogger("identity.rules")
+
+RuleHandler = Callable[[Event, PostLoginApi], Awaitable[None] | None]
+SaveAppMetadata = Callable[[str, Mapping[str, Any]], Awaitable[None]]
+_GENERIC_FAILURE = "Access denied: a rule failed"
+
+
+class InteractionRequired(OAuthError):
+    """A rule tried to redirect during a password exchange (API.md §1.9, §5.1)."""
+
+    error = "interaction_required"
+    status_code = 403
+    default_description = "Redirects are not possible in this flow"
+
+
+class RuleLoadError(Exception):
+    """A rule's handler cannot be imported or is not callable."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A loaded rule."""
+
+    name: str
+    handler: RuleHandler
+    timeout: float = 5.0
+    config: Mapping[str, Any] = field(default_factory=dict)
+
+
+def load_handler(path: str) -> RuleHandler:
+    """Import ``module:function``; `RuleLoadError` with a clear message otherwise."""
+    module_name, sep, attribute = path.partition(":")
+    if not sep or not module_name or not attribute:
+        raise RuleLoadError(f"rule handler {path!r} must be written 'module:function'")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise RuleLoadError(f"rule handler {path!r}: cannot import {module_name!r}: {exc}") from exc
+    handler = getattr(module, attribute, None)
+    if not callable(handler):
+        raise RuleLoadError(f"rule handler {path!r}: {module_name!r} has no callable {attribute!r}")
+    return handler  # type: ignore[no-any-return]
+
+
+def _import_file(path: Path) -> ModuleType:
+    """Load a rules file by path (relative to the working directory), once per process."""
+    resolved = path.resolve()
+    name = "identity_rules_" + hashlib.sha256(str(resolved).encode()).hexdigest()[:12]
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, resolved)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"{path} is not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sys.modules[name] = module
+    return module
+
+
+class RulesEngine:
+    """`identity.oauth2.interfaces.RulesPipeline` over a fixed, ordered list of rules."""
+
+    def __init__(self, rules: Sequence[Rule], *, save_app_metadata: SaveAppMetadata | None = None) -> None:
+        self.rules = tuple(rules)
+        self.save_app_metadata = save_app_metadata
+
+    def bind(self, save_app_metadata: SaveAppMetadata) -> RulesEngine:
+        """The same rules, saving metadata through this request's session."""
+        return RulesEngine(self.rules, save_app_metadata=save_app_metadata)
+
+    async def run(
+        self,
+        result: GrantResult,
+        *,
+        protocol: str,
+        requested_scopes: tuple[str, ...] | None,
+        client_ip: str | None,
+        user_agent: str | None,
+    ) -> RuleOutcome:
+        """Run every rule in order; the outcome carries the claims, the scopes and the MFA demand."""
+        if not self.rules:
+            return RuleOutcome(result)
+        allowed = frozenset((*(result.api.scopes if result.api else ()), *OIDC_SCOPES)) - {"offline_access"}
+        api = PostLoginApi(result.scopes, allowed)
+        base_event = _event(result, protocol, requested_scopes, client_ip, user_agent)
+        for rule in self.rules:
+            event = replace(base_event, config=MappingProxyType(dict(rule.config)))
+            await self._run_one(rule, event, api)
+        if api.user.app_metadata and self.save_app_metadata is not None:
+            await self.save_app_metadata(result.user.user_id, api.user.app_metadata)
+        changed = replace(
+            result,
+            scopes=tuple(api.access_token.scopes),
+            access_claims={**result.access_claims, **api.access_token.claims},
+            id_claims={**result.id_claims, **api.id_token.claims},
+        )
+        return RuleOutcome(changed, mfa_required=api.multifactor.enabled)
+
+    async def _run_one(self, rule: Rule, event: Event, api: PostLoginApi) -> None:
+        started = time.perf_counter()
+        try:
+            if inspect.iscoroutinefunction(rule.handler):
+                await asyncio.wait_for(rule.handler(event, api), rule.timeout)
+            else:
+                outcome = await asyncio.wait_for(asyncio.to_thread(rule.handler, event, api), rule.timeout)
+                if inspect.isawaitable(outcome):
+                    await asyncio.wait_for(outcome, rule.timeout)
+        except AccessDeniedByRule as denial:
+            logger.info("rule %s denied access", rule.name)
+            raise AccessDenied(str(denial) or "Access denied") from None
+        except RedirectAttempted:
+            logger.warning("rule %s tried to redirect during a password exchange", rule.name)
+            raise InteractionRequired() from None
+        except InvalidClaim as exc:
+            logger.error("rule %s set an invalid claim: %s", rule.name, exc)
+            raise AccessDenied(f"Rule '{rule.name}' set an invalid claim: {exc}") from None
+        except TimeoutError:
+            logger.error("rule %s timed out after %.1f s", rule.name, rule.timeout)
+            raise AccessDenied(_GENERIC_FAILURE) from None
+        except Exception:
+            logger.exception("rule %s raised", rule.name)
+            raise AccessDenied(_GENERIC_FAILURE) from None
+        finally:
+            logger.debug("rule %s ran in %.2f ms", rule.name, (time.perf_counter() - started) * 1000)
+        # A rule that caught the exception of deny() or send_user_to() still denied.
+        if api.access.denied is not None:
+            raise AccessDenied(api.access.denied or "Access denied")
+        if api.redirect.attempted:
+            raise InteractionRequired()
+
+
+def _event(
+    result: GrantResult,
+    protocol: str,
+    requested_scopes: tuple[str, ...] | None,
+    client_ip: str | None,
+    user_agent: str | None,
+) -> Event:
+    user = result.user
+    return Event(
+        transaction=EventTransaction(
+            protocol=protocol,
+            requested_scopes=tuple(requested_scopes or ()),
+            requested_audience=result.audience,
+        ),
+        client=EventClient(
+            client_id=result.client.client_id,
+            name=result.client.name,
+            metadata=MappingProxyType(dict(result.client.metadata)),
+        ),
+        connection=EventConnection(name=result.connection.name, strategy=result.connection.strategy),
+        user=EventUser(
+            user_id=user.user_id,
+            email=user.email,
+            email_verified=user.email_verified,
+            username=user.username,
+            name=user.name,
+            app_metadata=MappingProxyType(dict(user.app_metadata)),
+            user_metadata=MappingProxyType(dict(user.user_metadata)),
+            logins_count=user.logins_count,
+        ),
+        request=EventRequest(ip=client_ip, user_agent=user_agent),
+        authentication=EventAuthentication(
+            methods=tuple(MappingProxyType({"name": name, "timestamp": int(time.time())}) for name in result.amr)
+        ),
+    )

@@ -1,0 +1,46 @@
+"""Queries for rules and the metadata they write."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import delete
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
+
+from identity.store.models import RuleRow, UserRow, utcnow
+
+__all__ = ["all_rules", "merge_app_metadata", "replace_rules"]
+
+
+async def all_rules(session: AsyncSession) -> Sequence[RuleRow]:
+    """Every rule, in pipeline order."""
+    return (await session.execute(select(RuleRow).order_by(col(RuleRow.position), col(RuleRow.id)))).scalars().all()
+
+
+async def replace_rules(session: AsyncSession, rules: Sequence[Mapping[str, Any]]) -> None:
+    """Make the stored pipeline exactly ``rules``, in that order."""
+    await session.execute(delete(RuleRow))
+    for position, rule in enumerate(rules):
+        session.add(
+            RuleRow(
+                name=rule["name"],
+                handler=rule["handler"],
+                enabled=rule.get("enabled", True),
+                position=position,
+                timeout_seconds=float(rule.get("timeout_seconds", 5.0)),
+                config=dict(rule.get("config", {})),
+            )
+        )
+
+
+async def merge_app_metadata(session: AsyncSession, user_id: str, updates: Mapping[str, Any]) -> None:
+    """Set keys of a user's ``app_metadata`` (read-modify-write in one transaction)."""
+    row = (await session.execute(select(UserRow).where(col(UserRow.user_id) == user_id).with_for_update())).scalar()
+    if row is None:
+        return
+    row.app_metadata = {**row.app_metadata, **updates}
+    row.updated_at = utcnow()
+    session.add(row)
+    await session.commit()
