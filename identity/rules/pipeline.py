@@ -78,13 +78,13 @@ class Rule:
 
 
 def load_handler(path: str) -> RuleHandler:
-    """Import ``module:function``; `RuleLoadError` with a clear message otherwise."""
-    module_name, sep, attribute = path.partition(":")
+    """Import ``module:function`` or ``path/to/file.py:function``; `RuleLoadError` with a clear message otherwise."""
+    module_name, sep, attribute = path.rpartition(":")
     if not sep or not module_name or not attribute:
-        raise RuleLoadError(f"rule handler {path!r} must be written 'module:function'")
+        raise RuleLoadError(f"rule handler {path!r} must be written 'module:function' or 'file.py:function'")
     try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:
+        module = _import_file(Path(module_name)) if module_name.endswith(".py") else importlib.import_module(module_name)
+    except Exception as exc:  # any import failure must stop the start, with its reason
         raise RuleLoadError(f"rule handler {path!r}: cannot import {module_name!r}: {exc}") from exc
     handler = getattr(module, attribute, None)
     if not callable(handler):
