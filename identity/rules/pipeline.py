@@ -83,7 +83,10 @@ def load_handler(path: str) -> RuleHandler:
     if not sep or not module_name or not attribute:
         raise RuleLoadError(f"rule handler {path!r} must be written 'module:function' or 'file.py:function'")
     try:
-        module = _import_file(Path(module_name)) if module_name.endswith(".py") else importlib.import_module(module_name)
+        if module_name.endswith(".py"):
+            module = _import_file(Path(module_name))
+        else:
+            module = importlib.import_module(module_name)
     except Exception as exc:  # any import failure must stop the start, with its reason
         raise RuleLoadError(f"rule handler {path!r}: cannot import {module_name!r}: {exc}") from exc
     handler = getattr(module, attribute, None)
