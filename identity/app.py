@@ -13,6 +13,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Template
+from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
 from identity.accounts.passwords import PasswordHasher
@@ -24,14 +25,18 @@ from identity.settings import Settings
 from identity.store.db import create_engine, create_sessionmaker
 from identity.tokens.keys import ensure_signing_keys, load_key_ring
 from identity.web.deps import Services, provide_session
+from identity.web.enroll import enroll_router
 from identity.web.errors import handle_http_exception, handle_oauth_error, handle_unexpected
 from identity.web.mfa import associate, challenge, list_authenticators, remove_authenticator
-from identity.web.oauth import token
+from identity.web.oauth import revoke, token
+from identity.web.sessions import STORE_NAME, SqlSessionStore
+from identity.web.userinfo import userinfo
 from identity.web.wellknown import jwks, oauth_authorization_server, openid_configuration
 
 __all__ = ["TEMPLATES", "create_app"]
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+STATIC = Path(__file__).resolve().parent.parent / "static"
 logger = logging.getLogger("identity")
 
 _SECURITY_HEADERS = {
@@ -97,6 +102,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             index,
             healthz,
             token,
+            revoke,
+            userinfo,
             jwks,
             openid_configuration,
             oauth_authorization_server,
@@ -104,7 +111,10 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             associate,
             challenge,
             remove_authenticator,
+            enroll_router(settings),
+            create_static_files_router(path="/static", directories=[STATIC], include_in_schema=False),
         ],
+        stores={STORE_NAME: SqlSessionStore(services.sessions, services.clock)},
         dependencies={
             "services": Provide(provide_services, use_cache=True),
             "db": Provide(provide_session),

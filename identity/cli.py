@@ -308,3 +308,35 @@ def rules_list() -> None:
         return listed
 
     click.echo(json.dumps(_with_session(settings, listing), indent=2))
+
+
+@users.command("sessions")
+@click.argument("user_id")
+def users_sessions(user_id: str) -> None:
+    """List USER_ID's active refresh-token families (one per signed-in app install)."""
+    from identity.tokens.refresh import active_families
+
+    settings = _settings()
+    families = _with_session(settings, lambda session, _: active_families(session, user_id))
+    click.echo(json.dumps(families, indent=2))
+
+
+@users.command("revoke-sessions")
+@click.argument("user_id")
+def users_revoke_sessions(user_id: str) -> None:
+    """Revoke every refresh token of USER_ID."""
+    from identity.store.models import utcnow
+    from identity.store.users import by_user_id
+    from identity.tokens.refresh import revoke_user_families
+
+    settings = _settings()
+
+    async def revoke(session: AsyncSession, _: PasswordHasher) -> int:
+        found = await by_user_id(session, user_id)
+        if found is None or found[0].id is None:
+            raise click.ClickException(f"no user {user_id!r}")
+        revoked = await revoke_user_families(session, found[0].id, "admin", utcnow())
+        await session.commit()
+        return revoked
+
+    click.echo(json.dumps({"user_id": user_id, "revoked_tokens": _with_session(settings, revoke)}))

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ __all__ = ["DEFAULT_KEY_FILE", "Argon2Params", "EncryptionKeys", "Settings", "no
 
 DEFAULT_KEY_FILE = Path(".identity/encryption.keys")
 _KEY_BYTES = 32
+_KID = re.compile(r"[A-Za-z0-9_-]{1,16}")
 
 
 @dataclass(frozen=True)
@@ -53,11 +55,12 @@ class EncryptionKeys:
     def __post_init__(self) -> None:
         if not self.keys:
             raise ValueError("at least one encryption key is required")
-        for kid, key in self.keys:
-            if not kid or "." in kid or "=" in kid:
-                raise ValueError(f"invalid encryption key id {kid!r}")
+        for number, (kid, key) in enumerate(self.keys, start=1):
+            # Messages name the key by position, never by text: a forgotten "kid=" puts the key in the id.
+            if not _KID.fullmatch(kid):
+                raise ValueError(f"invalid encryption key id (key #{number}): use 1-16 letters, digits, _ or -")
             if len(key) != _KEY_BYTES:
-                raise ValueError(f"encryption key {kid!r} must be {_KEY_BYTES} bytes (base64 of 32 random bytes)")
+                raise ValueError(f"encryption key #{number} must be {_KEY_BYTES} bytes (base64 of 32 random bytes)")
 
     @classmethod
     def parse(cls, text: str) -> EncryptionKeys:
@@ -72,8 +75,8 @@ class EncryptionKeys:
                 raise ValueError("encryption keys must be written as kid=base64key")
             try:
                 raw = base64.b64decode(value.strip() + "=" * (-len(value.strip()) % 4), validate=True)
-            except ValueError as exc:
-                raise ValueError(f"encryption key {kid.strip()!r} is not valid base64") from exc
+            except ValueError:
+                raise ValueError(f"encryption key #{len(keys) + 1} is not valid base64") from None
             keys.append((kid.strip(), raw))
         return cls(tuple(keys))
 

@@ -46,7 +46,18 @@ _CLIENT_KEYS = {
     "grant_types",
     "connections",
     "metadata",
+    "refresh_token",
 }
+_REFRESH_TOKEN_KEYS = {
+    "rotation_type",
+    "expiration_type",
+    "token_lifetime",
+    "idle_token_lifetime",
+    "infinite_token_lifetime",
+    "infinite_idle_token_lifetime",
+    "leeway",
+}
+_MAX_REFRESH_LIFETIME = 31_557_600
 _USER_KEYS = {
     "connection",
     "email",
@@ -103,6 +114,27 @@ def _string_list(where: str, value: Any) -> None:
         raise TenantFileError(f"{where}: expected a list of strings")
 
 
+def _validate_refresh_token(where: str, policy: Mapping[str, Any]) -> None:
+    _keys(where, policy, _REFRESH_TOKEN_KEYS)
+    if policy.get("rotation_type", "rotating") not in ("rotating", "non-rotating"):
+        raise TenantFileError(f"{where}: rotation_type must be 'rotating' or 'non-rotating'")
+    if policy.get("expiration_type", "expiring") not in ("expiring", "non-expiring"):
+        raise TenantFileError(f"{where}: expiration_type must be 'expiring' or 'non-expiring'")
+    for key in ("token_lifetime", "idle_token_lifetime", "leeway"):
+        if key in policy:
+            _type(f"{where} {key}", policy[key], int)
+    for key in ("infinite_token_lifetime", "infinite_idle_token_lifetime"):
+        if key in policy:
+            _type(f"{where} {key}", policy[key], bool)
+    lifetime = policy.get("token_lifetime", 2_592_000)
+    if not 1 <= lifetime <= _MAX_REFRESH_LIFETIME:
+        raise TenantFileError(f"{where}: token_lifetime must be between 1 and {_MAX_REFRESH_LIFETIME} seconds")
+    if not 1 <= policy.get("idle_token_lifetime", lifetime) <= lifetime:
+        raise TenantFileError(f"{where}: idle_token_lifetime must be between 1 and token_lifetime")
+    if not 0 <= policy.get("leeway", 0) <= 60:
+        raise TenantFileError(f"{where}: leeway must be between 0 and 60 seconds")
+
+
 def validate(data: Mapping[str, Any]) -> None:
     """Check every key and value of a parsed tenant file."""
     if unknown := set(data) - _SECTIONS:
@@ -151,6 +183,7 @@ def validate(data: Mapping[str, Any]) -> None:
         _string_list(f"{where} grant_types", client.get("grant_types", []))
         _string_list(f"{where} connections", client.get("connections", []))
         _type(f"{where} metadata", client.get("metadata", {}), dict)
+        _validate_refresh_token(f"{where} refresh_token", client.get("refresh_token", {}))
     names: set[str] = set()
     for i, rule in enumerate(data.get("rules", [])):
         where = f"[[rules]] #{i + 1}"
@@ -249,6 +282,7 @@ async def _apply_client(session: AsyncSession, client: Mapping[str, Any], report
     row.token_endpoint_auth_method = client.get("token_endpoint_auth_method", "client_secret_post")
     row.grant_types = list(dict.fromkeys(client.get("grant_types", row.grant_types)))
     row.client_metadata = dict(client.get("metadata", row.client_metadata))
+    row.refresh_token = _refresh_policy(client.get("refresh_token", {}))
     if row.token_endpoint_auth_method == "none":
         row.secret_hash = None
     elif "client_secret" in client:
@@ -268,6 +302,17 @@ async def _apply_client(session: AsyncSession, client: Mapping[str, Any], report
         for conn in found:
             assert row.id is not None and conn.id is not None  # noqa: S101
             session.add(ClientConnectionRow(client_pk=row.id, connection_id=conn.id))
+
+
+def _refresh_policy(policy: Mapping[str, Any]) -> dict[str, Any]:
+    """The stored policy; ``non-expiring`` means no absolute lifetime (Auth0's ``expiration_type``)."""
+    stored = {key: policy[key] for key in _REFRESH_TOKEN_KEYS & set(policy)}
+    if stored.get("expiration_type") == "non-expiring":
+        stored.setdefault("infinite_token_lifetime", True)
+        stored.setdefault("infinite_idle_token_lifetime", True)
+    if "token_lifetime" in stored and "idle_token_lifetime" not in stored:
+        stored["idle_token_lifetime"] = stored["token_lifetime"]
+    return stored
 
 
 async def _check_references(session: AsyncSession, data: Mapping[str, Any]) -> None:

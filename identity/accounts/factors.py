@@ -29,6 +29,7 @@ from identity.oauth2.interfaces import FactorCheck, GrantResult, MfaTransaction,
 from identity.store import mfa as queries
 from identity.store import users as user_queries
 from identity.store.models import AuthenticatorRow, MfaTransactionRow, UserRow
+from identity.tokens.refresh import revoke_user_families
 
 __all__ = [
     "ATTEMPT_CAPACITY",
@@ -141,12 +142,6 @@ class FactorService:
             id_claims=dict(row.id_claims),
         )
 
-    async def complete(self, transaction: MfaTransaction) -> bool:
-        """Burn the mfa_token."""
-        won = await queries.burn_transaction(self.session, transaction.id, self._now())
-        await self.session.commit()
-        return won
-
     async def user(self, transaction: MfaTransaction) -> User | None:
         """The user as stored now."""
         found = await user_queries.by_user_id(self.session, transaction.user_id)
@@ -154,31 +149,29 @@ class FactorService:
         return user_queries.user_from_row(*found) if found is not None else None
 
     async def check_otp(self, transaction: MfaTransaction, otp: str) -> FactorCheck:
-        """Check a TOTP code against the user's active authenticator (or the pending one, to confirm it)."""
-        user_pk = await self._user_pk(transaction.user_id)
-        return await self.verify_otp(user_pk, otp)
+        """Check a TOTP code and, in the same transaction, burn the mfa_token."""
+        return await self.verify_otp(await self._user_pk(transaction.user_id), otp, burn=transaction.id)
 
     async def redeem_recovery_code(self, transaction: MfaTransaction, code: str) -> tuple[FactorCheck, str | None]:
-        """Swap the user's recovery code for a new one if ``code`` is it."""
-        user_pk = await self._user_pk(transaction.user_id)
-        if not await self._has_attempts(user_pk):
-            return FactorCheck.RATE_LIMITED, None
-        new_code = recovery.generate()
-        won = await queries.rotate_recovery_code(
-            self.session, user_pk, recovery.hash_code(code), recovery.hash_code(new_code)
-        )
-        await self.session.commit()
-        if won:
-            return FactorCheck.ACCEPTED, new_code
-        await self._spend(user_pk)
-        return FactorCheck.INVALID, None
+        """Swap the recovery code for a new one and burn the mfa_token, together or not at all."""
+        return await self._redeem_recovery_code(await self._user_pk(transaction.user_id), code, burn=transaction.id)
 
-    # --- verification shared by the grant and the enrollment page -------------------------------------------
+    # --- verification shared by the grants and the enrollment page ------------------------------------------
 
-    async def verify_otp(self, user_pk: int, otp: str) -> FactorCheck:
-        """Accept ``otp`` once for the user's active authenticator, or confirm the pending one."""
-        if not await self._has_attempts(user_pk):
+    async def verify_otp(self, user_pk: int, otp: str, *, burn: int | None = None) -> FactorCheck:
+        """Accept ``otp`` once for the user's active authenticator, or confirm the pending one.
+
+        With ``burn``, that MFA transaction is consumed in the same database transaction: a code is never spent on
+        an mfa_token that another request has already used (`FactorCheck.TOKEN_USED`), and vice versa.
+        """
+        if not await self._take_attempt(user_pk):
             return FactorCheck.RATE_LIMITED
+        check = await self._check_otp(user_pk, otp, burn)
+        if check is not FactorCheck.INVALID:
+            await self._refund_attempt(user_pk)  # only failed codes cost an attempt
+        return check
+
+    async def _check_otp(self, user_pk: int, otp: str, burn: int | None) -> FactorCheck:
         candidates = [a for a in await queries.authenticators(self.session, user_pk) if a.kind == "totp"]
         await self.session.commit()
         if any(a.active for a in candidates):
@@ -190,16 +183,68 @@ class FactorService:
                 continue
             # Replay guard: only a step later than the last accepted one wins, and only once.
             if await queries.accept_step(self.session, authenticator.id, step):
+                if burn is not None and not await queries.burn_transaction(self.session, burn, self._now()):
+                    await self.session.rollback()
+                    return FactorCheck.TOKEN_USED
                 if not authenticator.active:
                     await queries.activate(self.session, authenticator.id, user_pk)
                 await self.session.commit()
                 return FactorCheck.ACCEPTED
             await self.session.commit()
             break
-        await self._spend(user_pk)
         return FactorCheck.INVALID
 
+    async def verify_user_otp(self, user_id: str, otp: str) -> FactorCheck:
+        """`verify_otp` for a user known by ``user_id`` (the enrollment pages)."""
+        return await self.verify_otp(await self._user_pk(user_id), otp)
+
+    async def redeem_user_recovery_code(self, user_id: str, code: str) -> tuple[FactorCheck, str | None]:
+        """Swap the user's active recovery code for a new one if ``code`` is it (the enrollment pages)."""
+        return await self._redeem_recovery_code(await self._user_pk(user_id), code)
+
+    async def _redeem_recovery_code(
+        self, user_pk: int, code: str, *, burn: int | None = None
+    ) -> tuple[FactorCheck, str | None]:
+        if not await self._take_attempt(user_pk):
+            return FactorCheck.RATE_LIMITED, None
+        new_code = recovery.generate()
+        won = await queries.rotate_recovery_code(
+            self.session, user_pk, recovery.hash_code(code), recovery.hash_code(new_code)
+        )
+        if won and burn is not None and not await queries.burn_transaction(self.session, burn, self._now()):
+            # The mfa_token went to another request: keep the old code, since the new one would never be shown.
+            await self.session.rollback()
+            await self._refund_attempt(user_pk)
+            return FactorCheck.TOKEN_USED, None
+        await self.session.commit()
+        if not won:
+            return FactorCheck.INVALID, None
+        await self._refund_attempt(user_pk)
+        return FactorCheck.ACCEPTED, new_code
+
     # --- enrollment and management -------------------------------------------------------------------------
+
+    async def pending_otp(self, user_id: str, *, issuer: str, max_age: float) -> Enrollment | None:
+        """The user's unconfirmed TOTP enrollment if it began less than ``max_age`` seconds ago, to show it again.
+
+        Older ones count as expired: the caller starts a new one with `associate_otp`, which deletes them.
+        """
+        row = await self._user_row(user_id)
+        if row is None or row.id is None:
+            raise AccountError("unknown user")
+        pending = [a for a in await queries.authenticators(self.session, row.id) if a.kind == "totp" and not a.active]
+        await self.session.commit()
+        fresh = [a for a in pending if a.created_at.timestamp() > self.clock.now() - max_age]
+        if not fresh:
+            return None
+        secret = self._secret(fresh[-1])
+        account = row.email or row.username or row.user_id
+        return Enrollment(
+            authenticator_id=fresh[-1].public_id,
+            secret=secret,
+            barcode_uri=totp.provisioning_uri(secret, issuer=issuer, account=account),
+            recovery_code=None,
+        )
 
     async def associate_otp(self, user_id: str, *, issuer: str, allow_additional: bool = False) -> Enrollment:
         """Start a TOTP enrollment: a pending authenticator (replacing any pending one) and its secret."""
@@ -281,6 +326,8 @@ class FactorService:
         """Remove every factor of the user (lost device, admin reset)."""
         user_pk = await self._user_pk(user_id)
         removed = await queries.delete_all_factors(self.session, user_pk)
+        # Whoever holds the lost device may hold sessions too: end them all.
+        await revoke_user_families(self.session, user_pk, "mfa_reset", self._now())
         await self.session.commit()
         return removed
 
@@ -314,19 +361,18 @@ class FactorService:
             raise AccountError("unknown user")
         return row.id
 
-    async def _has_attempts(self, user_pk: int) -> bool:
-        row = await queries.attempts(self.session, user_pk)
-        await self.session.commit()
-        if row is None:
-            return True
-        tokens = min(ATTEMPT_CAPACITY, row.tokens + (self.clock.now() - row.updated_at) / ATTEMPT_REFILL_SECONDS)
-        return tokens >= 1
+    async def _take_attempt(self, user_pk: int) -> bool:
+        """Reserve one attempt from the user's bucket before checking a code (refunded when the code is right).
 
-    async def _spend(self, user_pk: int) -> None:
-        await queries.spend_attempt(
-            self.session,
-            user_pk,
-            now=self.clock.now(),
-            capacity=ATTEMPT_CAPACITY,
+        Reserving first, rather than checking and spending after, bounds concurrent guesses too.
+        """
+        return await queries.adjust_attempts(
+            self.session, user_pk, -1, now=self.clock.now(), capacity=ATTEMPT_CAPACITY,
             refill_seconds=ATTEMPT_REFILL_SECONDS,
-        )
+        )  # fmt: skip
+
+    async def _refund_attempt(self, user_pk: int) -> None:
+        await queries.adjust_attempts(
+            self.session, user_pk, +1, now=self.clock.now(), capacity=ATTEMPT_CAPACITY,
+            refill_seconds=ATTEMPT_REFILL_SECONDS,
+        )  # fmt: skip

@@ -16,6 +16,7 @@ from identity.accounts.passwords import PasswordHasher
 from identity.oauth2.interfaces import Connection, User
 from identity.store import users as user_queries
 from identity.store.models import ConnectionRow, UserRow, utcnow
+from identity.tokens.refresh import revoke_user_families
 
 __all__ = ["MIN_PASSWORD_LENGTH", "DirectoryAuthenticator", "UserService", "new_user_id"]
 
@@ -36,6 +37,12 @@ class DirectoryAuthenticator:
     def __init__(self, session: AsyncSession, hasher: PasswordHasher) -> None:
         self.session = session
         self.hasher = hasher
+
+    async def by_id(self, user_id: str) -> User | None:
+        """The user as stored now (refresh grants reflect the user's current state)."""
+        found = await user_queries.by_user_id(self.session, user_id)
+        await self.session.commit()
+        return user_queries.user_from_row(*found) if found is not None else None
 
     async def authenticate(self, connection: Connection, username: str, password: str) -> User | None:
         """The user if the password is right. Unknown users cost one dummy hash, like a wrong password."""
@@ -115,6 +122,10 @@ class UserService:
             row, name = await self.create(connection, password=password, **fields)
             return row, name, True
         check_password(password)
+        if not (await self.hasher.verify(existing.password_hash, password)).ok:
+            # A new password ends every session: refresh tokens issued under the old one stop working.
+            assert existing.id is not None  # noqa: S101
+            await revoke_user_families(self.session, existing.id, "password_change", utcnow())
         existing.password_hash = await self.hasher.hash(password)
         for key in ("email_verified", "blocked", "name", "app_metadata", "user_metadata"):
             if fields.get(key) is not None:

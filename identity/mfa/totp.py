@@ -27,7 +27,8 @@ def new_secret() -> str:
 
 def provisioning_uri(secret: str, *, issuer: str, account: str) -> str:
     """The ``otpauth://`` URI a QR code carries (Key Uri Format), with every parameter explicit."""
-    label = quote(f"{issuer}:{account}", safe="@:")
+    # The issuer and the account are escaped separately: a ':' inside either must not read as the separator.
+    label = quote(issuer, safe="@") + ":" + quote(account, safe="@")
     query = urlencode(
         {"secret": secret, "issuer": issuer, "algorithm": "SHA1", "digits": DIGITS, "period": PERIOD},
         quote_via=quote,

@@ -19,15 +19,41 @@ __all__ = [
     "GrantResult",
     "MfaService",
     "MfaTransaction",
+    "RefreshTokenPolicy",
+    "RefreshTokenStore",
     "RuleOutcome",
     "RulesPipeline",
+    "StoredRefreshToken",
     "TenantSettings",
     "TenantStore",
     "TokenIssuer",
     "TokenResponse",
     "User",
     "UserAuthenticator",
+    "UserLookup",
 ]
+
+
+@dataclass(frozen=True)
+class RefreshTokenPolicy:
+    """A client's refresh-token settings, named as Auth0's ``refresh_token`` object (API.md §1.7)."""
+
+    rotation_type: str = "rotating"
+    """``rotating``: every use returns a new token and retires the old; ``non-rotating``: the token is reused."""
+    expiration_type: str = "expiring"
+    token_lifetime: int = 2_592_000
+    """Absolute lifetime of a family, in seconds (rotation does not extend it)."""
+    idle_token_lifetime: int = 2_592_000
+    """A family unused this long expires (renewed on every exchange)."""
+    infinite_token_lifetime: bool = False
+    infinite_idle_token_lifetime: bool = False
+    leeway: int = 0
+    """Seconds during which the immediately previous token may be presented again (it gets the same successor)."""
+
+    @property
+    def rotating(self) -> bool:
+        """Whether tokens rotate on use."""
+        return self.rotation_type == "rotating"
 
 
 @dataclass(frozen=True)
@@ -44,6 +70,7 @@ class Client:
     connections: frozenset[str]
     """Names of the connections (user directories) enabled for this client."""
     metadata: Mapping[str, str] = field(default_factory=dict)
+    refresh_token: RefreshTokenPolicy = field(default_factory=RefreshTokenPolicy)
 
 
 @dataclass(frozen=True)
@@ -113,6 +140,10 @@ class GrantResult:
     """Custom (namespaced) claims rules added to the access token."""
     id_claims: Mapping[str, Any] = field(default_factory=dict)
     """Custom (namespaced) claims rules added to the ID token."""
+    refresh_token: str | None = field(default=None, repr=False)
+    """A refresh token already minted for this response (rotation); ``None`` lets the issuer mint a family."""
+    mint_refresh_token: bool = True
+    """``False`` when a refresh grant reuses a non-rotating token: no refresh token in the response."""
 
 
 @dataclass(frozen=True)
@@ -159,6 +190,14 @@ class TenantStore(Protocol):
         ...
 
 
+class UserLookup(Protocol):
+    """Finds a user by id, as stored now."""
+
+    async def by_id(self, user_id: str) -> User | None:
+        """The user, or ``None`` when it no longer exists."""
+        ...
+
+
 class UserAuthenticator(Protocol):
     """Checks a username (or email) and password against one directory."""
 
@@ -185,6 +224,8 @@ class FactorCheck(Enum):
     ACCEPTED = "accepted"
     INVALID = "invalid"
     RATE_LIMITED = "rate_limited"
+    TOKEN_USED = "token_used"
+    """The factor was right, but another request consumed the mfa_token first; nothing was spent."""
 
 
 @dataclass(frozen=True)
@@ -220,15 +261,14 @@ class MfaService(Protocol):
         ...
 
     async def check_otp(self, transaction: MfaTransaction, otp: str) -> FactorCheck:
-        """Check a TOTP code; a code's time step is accepted once. Confirms a pending enrollment."""
+        """Check a TOTP code and burn the mfa_token, in one database transaction.
+
+        A code's time step is accepted once; a valid code confirms a pending enrollment.
+        """
         ...
 
     async def redeem_recovery_code(self, transaction: MfaTransaction, code: str) -> tuple[FactorCheck, str | None]:
-        """Burn the user's recovery code; on success the new code that replaces it."""
-        ...
-
-    async def complete(self, transaction: MfaTransaction) -> bool:
-        """Burn the ``mfa_token``; ``False`` when another request burned it first."""
+        """Swap the recovery code for a new one and burn the mfa_token, together or not at all."""
         ...
 
     async def user(self, transaction: MfaTransaction) -> User | None:
@@ -257,4 +297,54 @@ class RulesPipeline(Protocol):
         user_agent: str | None,
     ) -> RuleOutcome:
         """Run the rules in order. Raises the protocol error a denial, a failure or a redirect maps to."""
+        ...
+
+
+@dataclass(frozen=True)
+class StoredRefreshToken:
+    """What a presented refresh token stands for (the token itself is stored only as a hash)."""
+
+    id: int
+    family_id: str
+    client_id: str
+    user_id: str
+    connection: str
+    audience: str | None
+    scopes: tuple[str, ...]
+    amr: tuple[str, ...]
+    access_claims: Mapping[str, Any]
+    id_claims: Mapping[str, Any]
+    expires_at: float | None
+    idle_expires_at: float | None
+    used_at: float | None
+    revoked: bool
+    newest: bool
+    """No successor was issued from this token."""
+
+
+class RefreshTokenStore(Protocol):
+    """Refresh-token families: issue, look up, rotate, revoke."""
+
+    async def issue(self, result: GrantResult) -> str:
+        """Start a new family for ``result`` (under the client's policy) and return its first token."""
+        ...
+
+    async def find(self, token: str) -> StoredRefreshToken | None:
+        """The stored token behind ``token``, or ``None``."""
+        ...
+
+    async def rotate(self, stored: StoredRefreshToken, policy: RefreshTokenPolicy) -> str | None:
+        """Retire ``stored`` and return its successor; ``None`` if another request retired it first."""
+        ...
+
+    async def successor_within_leeway(self, stored: StoredRefreshToken, policy: RefreshTokenPolicy) -> str | None:
+        """The successor already issued for ``stored`` if it may be handed out again (leeway), else ``None``."""
+        ...
+
+    async def touch(self, stored: StoredRefreshToken, policy: RefreshTokenPolicy) -> None:
+        """Renew the idle expiry of a non-rotating token."""
+        ...
+
+    async def revoke_family(self, family_id: str, reason: str) -> None:
+        """Revoke every token of the family."""
         ...

@@ -31,6 +31,15 @@ class BasicCredentials:
 
     client_id: str
     client_secret: str = field(repr=False)
+    raw_client_id: str = field(default="", compare=False)
+    """The id as sent, before form-decoding: many clients (curl -u, httpx, Authlib) do not form-encode."""
+    raw_client_secret: str = field(default="", repr=False, compare=False)
+
+    def secrets(self) -> tuple[str, ...]:
+        """The secret as RFC 6749 §2.3.1 decodes it, and as sent when that differs."""
+        if self.raw_client_secret and self.raw_client_secret != self.client_secret:
+            return (self.client_secret, self.raw_client_secret)
+        return (self.client_secret,)
 
 
 def parse_basic_authorization(header: str | None, *, realm: str) -> BasicCredentials | None:
@@ -41,14 +50,21 @@ def parse_basic_authorization(header: str | None, *, realm: str) -> BasicCredent
     if scheme.lower() != "basic":
         return None
     try:
-        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+        decoded = base64.b64decode(value.strip().encode("ascii"), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError, UnicodeEncodeError, ValueError):
         raise InvalidClient(basic_realm=realm) from None
     client_id, sep, client_secret = decoded.partition(":")
     if not sep or not client_id:
         raise InvalidClient(basic_realm=realm)
+    if "\x00" in decoded or "%00" in decoded or len(decoded) > 2 * _MAX_PARAMETER_LENGTH:
+        raise InvalidClient(basic_realm=realm)  # never send a NUL or a huge id to the database
     # RFC 6749 §2.3.1: both parts are form-urlencoded before being joined.
-    return BasicCredentials(unquote(client_id.replace("+", " ")), unquote(client_secret.replace("+", " ")))
+    return BasicCredentials(
+        unquote(client_id.replace("+", " ")),
+        unquote(client_secret.replace("+", " ")),
+        raw_client_id=client_id,
+        raw_client_secret=client_secret,
+    )
 
 
 @dataclass(frozen=True)
@@ -124,4 +140,8 @@ def _checked(name: str, value: str) -> str:
         raise InvalidRequest(f"{name} parameter is too long")
     if "\x00" in value:
         raise InvalidRequest(f"{name} parameter is malformed")
+    try:
+        value.encode("utf-8")  # JSON may carry lone surrogates (\ud800), which are not text
+    except UnicodeEncodeError:
+        raise InvalidRequest(f"{name} parameter is malformed") from None
     return value

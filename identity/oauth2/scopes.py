@@ -2,7 +2,7 @@
 
 A password is treated as "full access": with no API scope asked, the token carries every scope of the audience
 API; asked scopes restrict the grant to the subset the API knows (unknown ones are dropped); asking for ``openid``
-alone grants all standard OIDC scopes.
+and nothing else grants all standard OIDC scopes.
 """
 
 from __future__ import annotations
@@ -25,7 +25,9 @@ def resolve_scopes(requested: Sequence[str] | None, api: Api | None) -> tuple[st
     api_scopes = api.scopes if api is not None else ()
     asked = tuple(requested or ())
     oidc = tuple(scope for scope in asked if scope in OIDC_SCOPES and scope != "offline_access")
-    if oidc == ("openid",):
+    if asked == ("openid",):
+        # Auth0: a request for `openid` alone gets every standard claim scope (and, having no API scope, all
+        # of the API's scopes). Any other scope makes the request explicit.
         oidc = STANDARD_CLAIM_SCOPES
     asked_api = [scope for scope in asked if scope not in OIDC_SCOPES]
     if not asked_api:

@@ -28,6 +28,7 @@ from identity.store.models import (
 __all__ = [
     "accept_step",
     "activate",
+    "adjust_attempts",
     "attempts",
     "authenticators",
     "burn_transaction",
@@ -37,7 +38,6 @@ __all__ = [
     "put_recovery_code",
     "recovery_code",
     "rotate_recovery_code",
-    "spend_attempt",
     "tenant_row",
     "transaction_by_hash",
 ]
@@ -172,27 +172,34 @@ async def attempts(session: AsyncSession, user_pk: int) -> MfaAttemptRow | None:
     return (await session.execute(query)).scalar()
 
 
-async def spend_attempt(
-    session: AsyncSession, user_pk: int, *, now: float, capacity: float, refill_seconds: float
-) -> None:
-    """Take one token from the user's bucket (compare-and-set on ``version``; retried when another request won)."""
-    for _ in range(20):
+async def adjust_attempts(
+    session: AsyncSession, user_pk: int, delta: float, *, now: float, capacity: float, refill_seconds: float
+) -> bool:
+    """Add ``delta`` tokens (-1 takes one, +1 gives one back) to the user's bucket, refilled up to ``now``.
+
+    Taking fails (``False``) when less than one token is left. Compare-and-set on ``version``, retried when a
+    concurrent request changed the bucket first, so N concurrent takers never get more than the tokens there are.
+    """
+    for _ in range(50):
         row = await attempts(session, user_pk)
         await session.commit()
         if row is None:
             try:
-                session.add(MfaAttemptRow(user_pk=user_pk, tokens=capacity - 1, updated_at=now, version=1))
+                session.add(MfaAttemptRow(user_pk=user_pk, tokens=capacity + min(delta, 0), updated_at=now, version=1))
                 await session.commit()
-                return
+                return True
             except IntegrityError:
                 await session.rollback()
                 continue
-        tokens = max(0.0, min(capacity, row.tokens + (now - row.updated_at) / refill_seconds) - 1)
+        available = min(capacity, row.tokens + max(0.0, now - row.updated_at) / refill_seconds)
+        if delta < 0 and available < -delta:
+            return False
         result = await session.execute(
             update(MfaAttemptRow)
             .where(col(MfaAttemptRow.user_pk) == user_pk, col(MfaAttemptRow.version) == row.version)
-            .values(tokens=tokens, updated_at=now, version=row.version + 1)
+            .values(tokens=min(capacity, available + delta), updated_at=now, version=row.version + 1)
         )
         await session.commit()
         if _count(result) == 1:
-            return
+            return True
+    return False

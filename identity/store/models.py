@@ -22,11 +22,13 @@ __all__ = [
     "MfaAttemptRow",
     "MfaTransactionRow",
     "RecoveryCodeRow",
+    "RefreshTokenRow",
     "RuleRow",
     "SigningKeyRow",
     "TenantRow",
     "UTCDateTime",
     "UserRow",
+    "WebSessionRow",
     "utcnow",
 ]
 
@@ -118,6 +120,8 @@ class ClientRow(SQLModel, table=True):
     token_endpoint_auth_method: str = Field(default="client_secret_post", max_length=32)
     grant_types: list[str] = _json(list)
     client_metadata: dict[str, str] = _json(dict)
+    refresh_token: dict[str, Any] = _json(dict)
+    """Auth0's ``refresh_token`` settings object; missing keys take the defaults."""
     created_at: datetime = _created()
 
 
@@ -273,3 +277,46 @@ class RuleRow(SQLModel, table=True):
     position: int = Field(default=0)
     timeout_seconds: float = Field(default=5.0)
     config: dict[str, Any] = _json(dict)
+
+
+class WebSessionRow(SQLModel, table=True):
+    """A session of the enrollment pages (`identity.web.sessions`), shared by every instance on the database."""
+
+    __tablename__ = "web_session"
+
+    key_hash: str = Field(primary_key=True, max_length=64)
+    """SHA-256 (hex) of the session id: the cookie's value itself is never stored."""
+    data: bytes = Field(sa_type=sa.LargeBinary, nullable=False)
+    """The serialised session (who signed in, when, and whether the second factor passed; no secrets)."""
+    expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
+    """Idle expiry, pushed forward on every request; NULL never expires (unused by the pages)."""
+
+
+class RefreshTokenRow(SQLModel, table=True):
+    """One refresh token of a family. Only the SHA-256 of the token is kept; the successor is sealed for leeway."""
+
+    __tablename__ = "refresh_token"
+    __table_args__ = (sa.Index("ix_refresh_token_user_client", "user_pk", "client_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(max_length=64, unique=True)
+    family_id: str = Field(max_length=64, index=True)
+    parent_id: int | None = Field(default=None)
+    client_id: str = Field(max_length=128)
+    user_pk: int = Field(sa_column=sa.Column(sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False))
+    connection: str = Field(max_length=128)
+    audience: str | None = Field(default=None, max_length=600)
+    scopes: list[str] = _json(list)
+    amr: list[str] = _json(list)
+    access_claims: dict[str, Any] = _json(dict)
+    id_claims: dict[str, Any] = _json(dict)
+    created_at: datetime = _created()
+    expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    """Absolute expiry of the family (copied to every token of it)."""
+    idle_expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    """When this token was exchanged for its successor (rotation)."""
+    successor: str | None = Field(default=None, sa_type=sa.Text)
+    """The successor token, sealed: handed out again to a retry within the client's leeway."""
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    revoked_reason: str | None = Field(default=None, max_length=32)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from identity.oauth2.interfaces import Api, Client, Connection, TenantSettings
+from identity.oauth2.interfaces import Api, Client, Connection, RefreshTokenPolicy, TenantSettings
 from identity.store.models import ApiRow, ClientConnectionRow, ClientRow, ConnectionRow, TenantRow
 
-__all__ = ["MFA_API_SCOPES", "SqlTenantStore", "api_from_row", "connection_from_row", "mfa_api"]
+__all__ = ["MFA_API_SCOPES", "SqlTenantStore", "api_from_row", "api_signing_algs", "connection_from_row", "mfa_api"]
 
 MFA_API_SCOPES = ("enroll", "read:authenticators", "remove:authenticators")
 _MFA_API_LIFETIME = 600  # fixed, as Auth0's (API.md §2.1)
@@ -41,6 +41,11 @@ def api_from_row(row: ApiRow) -> Api:
         token_lifetime=row.token_lifetime,
         allow_offline_access=row.allow_offline_access,
     )
+
+
+async def api_signing_algs(session: AsyncSession) -> set[str]:
+    """The signing algorithms the tenant's APIs use."""
+    return set((await session.execute(select(ApiRow.signing_alg).distinct())).scalars())
 
 
 class SqlTenantStore:
@@ -79,6 +84,7 @@ class SqlTenantStore:
             grant_types=frozenset(row.grant_types),
             connections=frozenset(names.scalars()),
             metadata=dict(row.client_metadata),
+            refresh_token=RefreshTokenPolicy(**row.refresh_token),
         )
 
     async def connection(self, name: str) -> Connection | None:
@@ -86,6 +92,11 @@ class SqlTenantStore:
         row = (await self.session.execute(select(ConnectionRow).where(col(ConnectionRow.name) == name))).scalar()
         # SQLite compares ASCII case-insensitively only with NOCASE; '=' is exact, but check anyway.
         return connection_from_row(row) if row is not None and row.name == name else None
+
+    async def connections(self) -> list[Connection]:
+        """Every connection, by name."""
+        rows = await self.session.execute(select(ConnectionRow).order_by(col(ConnectionRow.name)))
+        return [connection_from_row(row) for row in rows.scalars()]
 
     async def api(self, identifier: str) -> Api | None:
         """The API with exactly this identifier (built-in ones first)."""

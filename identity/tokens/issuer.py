@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from identity.clock import Clock
-from identity.oauth2.interfaces import GrantResult, TokenResponse, User
+from identity.oauth2.interfaces import GrantResult, RefreshTokenStore, TokenResponse, User
 from identity.tokens.keys import KeyRing
 
 __all__ = ["GTY", "JwtIssuer", "profile_claims"]
@@ -47,11 +47,20 @@ def _custom(custom: Any, standard: dict[str, Any]) -> dict[str, Any]:
 class JwtIssuer:
     """`identity.oauth2.interfaces.TokenIssuer` that signs with the service's key ring."""
 
-    def __init__(self, keys: KeyRing, *, issuer: str, clock: Clock, id_token_lifetime: int) -> None:
+    def __init__(
+        self,
+        keys: KeyRing,
+        *,
+        issuer: str,
+        clock: Clock,
+        id_token_lifetime: int,
+        refresh_tokens: RefreshTokenStore | None = None,
+    ) -> None:
         self.keys = keys
         self.issuer = issuer
         self.clock = clock
         self.id_token_lifetime = id_token_lifetime
+        self.refresh_tokens = refresh_tokens
 
     @property
     def userinfo_audience(self) -> str:
@@ -65,7 +74,11 @@ class JwtIssuer:
         openid = "openid" in scopes
         if result.api is not None:
             lifetime, alg = result.api.token_lifetime, result.api.signing_alg
-            aud: str | list[str] = [result.api.identifier, self.userinfo_audience] if openid else result.api.identifier
+            # Auth0 (API.md §3.4): the userinfo audience joins an RS256 API's audience when openid is granted.
+            with_userinfo = openid and alg == "RS256"
+            aud: str | list[str] = (
+                [result.api.identifier, self.userinfo_audience] if with_userinfo else result.api.identifier
+            )
         else:
             lifetime, alg, aud = _DEFAULT_LIFETIME, _ID_TOKEN_ALG, self.userinfo_audience
         claims: dict[str, Any] = {
@@ -85,11 +98,21 @@ class JwtIssuer:
         claims.update(_custom(result.access_claims, claims))
         access_token = self.keys.sign(claims, alg)
         id_token = self._id_token(result, now) if openid else None
+        refresh_token = result.refresh_token
+        if (
+            refresh_token is None
+            and result.mint_refresh_token
+            and "offline_access" in scopes
+            and self.refresh_tokens is not None
+        ):
+            # The family is committed before the response is built: no token leaves before it is durable.
+            refresh_token = await self.refresh_tokens.issue(result)
         return TokenResponse(
             access_token=access_token,
             expires_in=lifetime,
             scope=" ".join(scopes),
             id_token=id_token,
+            refresh_token=refresh_token,
         )
 
     def _id_token(self, result: GrantResult, now: int) -> str:

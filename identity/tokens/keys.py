@@ -51,6 +51,7 @@ class KeyRing:
         self._by_kid = {key.kid: key for key in keys}
         self._jwks = {"keys": [key.public_jwk for key in keys]}
         self.jwks_json = json.dumps(self._jwks, separators=(",", ":")).encode()
+        self._by_algs: dict[frozenset[str], bytes] = {}
 
     def sign(self, claims: dict[str, Any], alg: str, *, typ: str = "JWT") -> str:
         """A JWS of ``claims`` with the active key for ``alg``."""
@@ -63,6 +64,17 @@ class KeyRing:
         """The algorithm and public key of a published key, or ``None``."""
         key = self._by_kid.get(kid)
         return (key.alg, key.private_key.public_key()) if key is not None else None
+
+    def jwks_json_for(self, algs: frozenset[str]) -> bytes:
+        """The serialised JWKS with only the keys of ``algs`` (memoised: the set of algs rarely changes).
+
+        Publishing an EC key nobody signs with would only break verifiers that read every key as RSA (Auth0's own
+        SDKs do: API.md §3.3 notes Auth0 publishes no EC keys).
+        """
+        if (cached := self._by_algs.get(algs)) is None:
+            document = {"keys": [jwk for jwk in self._jwks["keys"] if jwk["alg"] in algs]}
+            cached = self._by_algs[algs] = json.dumps(document, separators=(",", ":")).encode()
+        return cached
 
     def jwks(self) -> dict[str, Any]:
         """The JSON Web Key Set (public parts only)."""

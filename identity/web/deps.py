@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -15,12 +16,22 @@ from identity.accounts.users import DirectoryAuthenticator
 from identity.clock import Clock
 from identity.crypto import SecretBox
 from identity.oauth2 import TokenEndpoint
-from identity.oauth2.grants import Grant, MfaOtpGrant, MfaRecoveryCodeGrant, PasswordGrant, PasswordRealmGrant
+from identity.oauth2.grants import (
+    Grant,
+    MfaOtpGrant,
+    MfaRecoveryCodeGrant,
+    PasswordGrant,
+    PasswordRealmGrant,
+    RefreshTokenGrant,
+)
 from identity.rules import RulesEngine
 from identity.settings import Settings
 from identity.store.rules import merge_app_metadata
-from identity.store.tenant import SqlTenantStore
+from identity.store.tenant import SqlTenantStore, api_signing_algs
 from identity.tokens import JwtIssuer, KeyRing
+from identity.tokens.refresh import SqlRefreshTokens
+
+_ALGS_TTL_SECONDS = 10.0
 
 __all__ = ["Services", "build_factors", "build_token_endpoint", "provide_session"]
 
@@ -37,6 +48,16 @@ class Services:
     clock: Clock
     keys: KeyRing | None = None
     rules: RulesEngine | None = None
+    _algs: tuple[float, frozenset[str]] | None = None
+
+    async def algs_in_use(self) -> frozenset[str]:
+        """Signing algorithms the tenant's tokens use, re-read from the database at most every 10 seconds."""
+        now = time.monotonic()
+        if self._algs is None or now - self._algs[0] > _ALGS_TTL_SECONDS:
+            async with self.sessions() as session:
+                used = await api_signing_algs(session)
+            self._algs = (now, frozenset({"RS256", *used}))
+        return self._algs[1]
 
     @property
     def key_ring(self) -> KeyRing:
@@ -62,11 +83,13 @@ def build_token_endpoint(services: Services, session: AsyncSession) -> TokenEndp
     tenant = SqlTenantStore(session, issuer=services.settings.issuer)
     users = DirectoryAuthenticator(session, services.hasher)
     mfa = build_factors(services, session)
+    refresh_tokens = SqlRefreshTokens(session, services.box, services.clock)
     issuer = JwtIssuer(
         services.key_ring,
         issuer=services.settings.issuer,
         clock=services.clock,
         id_token_lifetime=services.settings.id_token_lifetime,
+        refresh_tokens=refresh_tokens,
     )
     rules = None
     if services.rules is not None and services.rules.rules:
@@ -80,5 +103,6 @@ def build_token_endpoint(services: Services, session: AsyncSession) -> TokenEndp
         PasswordRealmGrant.GRANT_TYPE: PasswordRealmGrant(tenant, users, issuer, mfa, rules),
         MfaOtpGrant.GRANT_TYPE: MfaOtpGrant(tenant, mfa, issuer, services.clock),
         MfaRecoveryCodeGrant.GRANT_TYPE: MfaRecoveryCodeGrant(tenant, mfa, issuer, services.clock),
+        RefreshTokenGrant.GRANT_TYPE: RefreshTokenGrant(tenant, users, refresh_tokens, issuer, services.clock, rules),
     }
     return TokenEndpoint(grants, tenant, realm=services.settings.issuer)

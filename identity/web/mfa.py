@@ -158,7 +158,7 @@ async def _json_or_form(request: Request[Any, Any, State]) -> dict[str, Any]:
     if media_type == "application/json":
         try:
             body = json.loads(raw or b"{}")
-        except ValueError:
+        except (ValueError, RecursionError):
             raise InvalidRequest("request body is not valid JSON") from None
         if not isinstance(body, dict):
             raise InvalidRequest("request body must be a JSON object")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 from urllib.parse import parse_qsl
 
 from litestar import MediaType, Request, Response, post
@@ -11,14 +12,27 @@ from litestar.di import NamedDependency
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.oauth2 import TokenRequest
+from identity.oauth2.client_auth import authenticate_client
 from identity.oauth2.errors import InvalidRequest
 from identity.oauth2.requests import parse_basic_authorization
+from identity.store.tenant import SqlTenantStore
+from identity.tokens.refresh import SqlRefreshTokens
 from identity.web.deps import Services, build_token_endpoint
 from identity.web.errors import NO_STORE
 
-__all__ = ["token"]
+__all__ = ["parse_token_request", "revoke", "token"]
 
 _MAX_BODY = 64 * 1024
+
+
+def _refuse_repeated_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """RFC 6749 §3.2 in JSON too: ``json.loads`` would keep the last of two members silently."""
+    body: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in body:
+            raise InvalidRequest(f"{name} parameter must not be included more than once")
+        body[name] = value
+    return body
 
 
 async def parse_token_request(request: Request[object, object, State], *, realm: str) -> TokenRequest:
@@ -42,8 +56,8 @@ async def parse_token_request(request: Request[object, object, State], *, realm:
         return TokenRequest.from_form(pairs, **transport)
     if media_type == "application/json":
         try:
-            body = json.loads(text)
-        except ValueError:
+            body = json.loads(text, object_pairs_hook=_refuse_repeated_members)
+        except (ValueError, RecursionError):
             raise InvalidRequest("request body is not valid JSON") from None
         return TokenRequest.from_json(body, **transport)
     raise InvalidRequest("Content-Type must be application/x-www-form-urlencoded or application/json")
@@ -59,3 +73,23 @@ async def token(
     token_request = await parse_token_request(request, realm=services.settings.issuer)
     response = await build_token_endpoint(services, db).handle(token_request)
     return Response(response.to_body(), media_type=MediaType.JSON, headers=NO_STORE)
+
+
+@post("/oauth/revoke", status_code=200, request_max_body_size=_MAX_BODY, include_in_schema=False)
+async def revoke(
+    request: Request[object, object, State], services: NamedDependency[Services], db: NamedDependency[AsyncSession]
+) -> Response[object]:
+    """RFC 7009 token revocation for refresh tokens: the whole family is revoked.
+
+    An unknown token, or one issued to another client, gets the same empty 200 (RFC 7009 §2.2), so the endpoint
+    tells nothing about tokens the caller does not own.
+    """
+    token_request = await parse_token_request(request, realm=services.settings.issuer)
+    tenant = SqlTenantStore(db, issuer=services.settings.issuer)
+    client = await authenticate_client(token_request, tenant, realm=services.settings.issuer)
+    token = token_request.require("token")
+    refresh_tokens = SqlRefreshTokens(db, services.box, services.clock)
+    stored = await refresh_tokens.find(token)
+    if stored is not None and stored.client_id == client.client_id:
+        await refresh_tokens.revoke_family(stored.family_id, "revoked")
+    return Response(b"", headers=NO_STORE)

@@ -8,7 +8,7 @@ from litestar import MediaType, Response, get
 from litestar.di import NamedDependency
 
 from identity.oauth2.client_auth import AUTH_METHODS
-from identity.oauth2.grants import MFA_OTP, MFA_RECOVERY_CODE, PASSWORD, PASSWORD_REALM
+from identity.oauth2.grants import MFA_OTP, MFA_RECOVERY_CODE, PASSWORD, PASSWORD_REALM, REFRESH_TOKEN
 from identity.oauth2.scopes import OIDC_SCOPES
 from identity.tokens.keys import SUPPORTED_ALGS
 from identity.web.deps import Services
@@ -24,7 +24,9 @@ def discovery_document(services: Services) -> dict[str, Any]:
         "token_endpoint": issuer + "oauth/token",
         "jwks_uri": issuer + ".well-known/jwks.json",
         "mfa_challenge_endpoint": issuer + "mfa/challenge",
-        "grant_types_supported": [PASSWORD, PASSWORD_REALM, MFA_OTP, MFA_RECOVERY_CODE],
+        "userinfo_endpoint": issuer + "userinfo",
+        "revocation_endpoint": issuer + "oauth/revoke",
+        "grant_types_supported": [PASSWORD, PASSWORD_REALM, MFA_OTP, MFA_RECOVERY_CODE, REFRESH_TOKEN],
         "response_types_supported": ["token"],
         "scopes_supported": sorted(OIDC_SCOPES),
         "subject_types_supported": ["public"],
@@ -64,9 +66,9 @@ async def oauth_authorization_server(services: NamedDependency[Services]) -> Res
 
 @get("/.well-known/jwks.json", include_in_schema=False)
 async def jwks(services: NamedDependency[Services]) -> Response[bytes]:
-    """The public signing keys. Pre-serialised once, so serving it costs no work."""
+    """The public keys of the algorithms in use (RS256 always; ES256 once an API signs with it)."""
     return Response(
-        services.key_ring.jwks_json,
+        services.key_ring.jwks_json_for(await services.algs_in_use()),
         media_type=MediaType.JSON,
         headers={"Cache-Control": "public, max-age=300"},
     )

@@ -3,6 +3,7 @@
 from identity.oauth2.grants.base import Grant
 from identity.oauth2.grants.mfa import MfaOtpGrant, MfaRecoveryCodeGrant
 from identity.oauth2.grants.password import PasswordGrant, PasswordRealmGrant
+from identity.oauth2.grants.refresh_token import RefreshTokenGrant
 
 __all__ = [
     "CLIENT_CREDENTIALS",
@@ -17,6 +18,7 @@ __all__ = [
     "MfaRecoveryCodeGrant",
     "PasswordGrant",
     "PasswordRealmGrant",
+    "RefreshTokenGrant",
 ]
 
 PASSWORD = PasswordGrant.GRANT_TYPE
@@ -24,5 +26,5 @@ PASSWORD_REALM = PasswordRealmGrant.GRANT_TYPE
 MFA_OTP = MfaOtpGrant.GRANT_TYPE
 MFA_OOB = "http://auth0.com/oauth/grant-type/mfa-oob"
 MFA_RECOVERY_CODE = MfaRecoveryCodeGrant.GRANT_TYPE
-REFRESH_TOKEN = "refresh_token"
+REFRESH_TOKEN = RefreshTokenGrant.GRANT_TYPE
 CLIENT_CREDENTIALS = "client_credentials"

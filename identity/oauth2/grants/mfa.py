@@ -84,10 +84,8 @@ class _MfaGrant:
     async def _transaction(self, request: TokenRequest, client: Client) -> MfaTransaction:
         return await redeem_mfa_token(self.mfa, request.get("mfa_token"), client_id=client.client_id, clock=self.clock)
 
-    async def _finish(self, transaction: MfaTransaction, client: Client) -> TokenResponse:
-        """Burn the mfa_token (once, even under concurrency) and issue what the password step deferred."""
-        if not await self.mfa.complete(transaction):
-            raise InvalidGrant(MALFORMED_MFA_TOKEN)
+    async def _deferred(self, transaction: MfaTransaction, client: Client) -> GrantResult:
+        """What the password step deferred, checked before any factor or token is spent on it."""
         user = await self.mfa.user(transaction)
         connection = await self.tenant.connection(transaction.connection)
         if user is None or connection is None:
@@ -97,20 +95,27 @@ class _MfaGrant:
         api = await self.tenant.api(transaction.audience) if transaction.audience is not None else None
         if transaction.audience is not None and api is None:
             raise InvalidGrant(MALFORMED_MFA_TOKEN)
-        return await self.issuer.issue(
-            GrantResult(
-                grant_type=transaction.grant_type,
-                client=client,
-                user=user,
-                connection=connection,
-                api=api,
-                audience=transaction.audience,
-                scopes=transaction.scopes,
-                amr=self.AMR,
-                access_claims=transaction.access_claims,
-                id_claims=transaction.id_claims,
-            )
+        return GrantResult(
+            grant_type=transaction.grant_type,
+            client=client,
+            user=user,
+            connection=connection,
+            api=api,
+            audience=transaction.audience,
+            scopes=transaction.scopes,
+            amr=self.AMR,
+            access_claims=transaction.access_claims,
+            id_claims=transaction.id_claims,
         )
+
+    @staticmethod
+    def _refuse(check: FactorCheck, invalid: str) -> None:
+        if check is FactorCheck.RATE_LIMITED:
+            raise TooManyAttempts(TOO_MANY_ATTEMPTS)
+        if check is FactorCheck.TOKEN_USED:
+            raise InvalidGrant(MALFORMED_MFA_TOKEN)
+        if check is not FactorCheck.ACCEPTED:
+            raise InvalidGrant(invalid)
 
 
 class MfaOtpGrant(_MfaGrant):
@@ -123,12 +128,10 @@ class MfaOtpGrant(_MfaGrant):
         """Check the TOTP code against the user's authenticator, then issue."""
         transaction = await self._transaction(request, client)
         otp = request.require("otp")
-        check = await self.mfa.check_otp(transaction, otp)
-        if check is FactorCheck.RATE_LIMITED:
-            raise TooManyAttempts(TOO_MANY_ATTEMPTS)
-        if check is not FactorCheck.ACCEPTED:
-            raise InvalidGrant(INVALID_OTP)
-        return await self._finish(transaction, client)
+        deferred = await self._deferred(transaction, client)
+        # The code is accepted and the mfa_token burned in one database transaction (at most once each).
+        self._refuse(await self.mfa.check_otp(transaction, otp), INVALID_OTP)
+        return await self.issuer.issue(deferred)
 
 
 class MfaRecoveryCodeGrant(_MfaGrant):
@@ -141,10 +144,9 @@ class MfaRecoveryCodeGrant(_MfaGrant):
         """Burn the recovery code, issue, and hand back the code that replaces it."""
         transaction = await self._transaction(request, client)
         code = request.require("recovery_code")
+        deferred = await self._deferred(transaction, client)
         check, new_code = await self.mfa.redeem_recovery_code(transaction, code)
-        if check is FactorCheck.RATE_LIMITED:
-            raise TooManyAttempts(TOO_MANY_ATTEMPTS)
-        if check is not FactorCheck.ACCEPTED or new_code is None:
-            raise InvalidGrant(INVALID_RECOVERY_CODE)
-        response = await self._finish(transaction, client)
+        self._refuse(check, INVALID_RECOVERY_CODE)
+        assert new_code is not None  # noqa: S101  (ACCEPTED always carries the replacement)
+        response = await self.issuer.issue(deferred)
         return replace(response, extra={**response.extra, "recovery_code": new_code})

@@ -71,6 +71,8 @@ class PasswordGrant:
         connection = await self._connection(request, client)
         api, audience = await self._audience(request)
         scopes = resolve_scopes(request.scopes, api)
+        if self._offline_access(request, client, api):
+            scopes = (*scopes, "offline_access")
 
         user = await self.users.authenticate(connection, username, password)
         if user is None:
@@ -103,6 +105,16 @@ class PasswordGrant:
             # Nothing is issued: what would have been is stored behind a short-lived, single-use mfa_token.
             raise MfaRequired(await self.mfa.start(result))
         return await self.issuer.issue(result)
+
+    @staticmethod
+    def _offline_access(request: TokenRequest, client: Client, api: Api | None) -> bool:
+        """A refresh token needs ``offline_access`` asked, the API allowing it and the client's refresh grant."""
+        return (
+            "offline_access" in (request.scopes or ())
+            and api is not None
+            and api.allow_offline_access
+            and "refresh_token" in client.grant_types
+        )
 
     async def _realm(self, request: TokenRequest) -> str:
         if (realm := request.get("realm")) is not None:

@@ -1,0 +1,278 @@
+"""Refresh-token families with rotation and reuse detection (API.md §1.7; RFC 9700 §4.14).
+
+- A token is 256 random bits, prefixed ``v1.``; only its SHA-256 is stored.
+- Rotation: presenting the newest token of a family retires it and returns a successor, in one transaction: a
+  conditional UPDATE (``used_at IS NULL``) decides the single winner among concurrent requests, and the successor row
+  is inserted before the commit, so no token is handed out before it is durable.
+- Reuse: presenting a retired token revokes the whole family, unless it is the immediately previous token and the
+  client's ``leeway`` has not passed: then the same successor is returned again (it is kept sealed for that).
+- Expiry: the family's absolute lifetime is fixed at its start; the idle lifetime is renewed on every exchange.
+- At most 200 active families per user and client; the oldest are revoked first.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, func, select
+
+from identity.clock import Clock
+from identity.crypto import SecretBox, SecretBoxError, sha256_hex
+from identity.oauth2.interfaces import GrantResult, RefreshTokenPolicy, StoredRefreshToken
+from identity.store import users as user_queries
+from identity.store.models import RefreshTokenRow, UserRow
+
+__all__ = ["MAX_ACTIVE_FAMILIES", "SqlRefreshTokens", "active_families", "revoke_user_families"]
+
+MAX_ACTIVE_FAMILIES = 200
+_PREFIX = "v1."
+_SUCCESSOR_PURPOSE = "refresh-successor:"
+
+
+def _count(result: Any) -> int:
+    return cast(CursorResult[Any], result).rowcount
+
+
+def _ts(value: datetime | None) -> float | None:
+    return value.timestamp() if value is not None else None
+
+
+async def revoke_user_families(session: AsyncSession, user_pk: int, reason: str, now: datetime) -> int:
+    """Revoke every refresh token of a user (password change, MFA reset, admin); the number revoked."""
+    result = await session.execute(
+        update(RefreshTokenRow)
+        .where(col(RefreshTokenRow.user_pk) == user_pk, col(RefreshTokenRow.revoked_at).is_(None))
+        .values(revoked_at=now, revoked_reason=reason, successor=None)
+    )
+    return _count(result)
+
+
+async def active_families(session: AsyncSession, user_id: str) -> list[dict[str, Any]]:
+    """The user's live families (newest token unrevoked, unused, unexpired), for operators."""
+    now = datetime.now(UTC)
+    rows = (
+        await session.execute(
+            select(RefreshTokenRow)
+            .join(UserRow, col(UserRow.id) == col(RefreshTokenRow.user_pk))
+            .where(
+                col(UserRow.user_id) == user_id,
+                col(RefreshTokenRow.revoked_at).is_(None),
+                col(RefreshTokenRow.used_at).is_(None),
+            )
+            .order_by(col(RefreshTokenRow.created_at))
+        )
+    ).scalars()
+    return [
+        {
+            "family_id": row.family_id,
+            "client_id": row.client_id,
+            "connection": row.connection,
+            "audience": row.audience,
+            "scopes": row.scopes,
+            "last_rotated_at": row.created_at.isoformat(),
+            "expires_at": row.expires_at.isoformat() if row.expires_at else None,
+            "idle_expires_at": row.idle_expires_at.isoformat() if row.idle_expires_at else None,
+        }
+        for row in rows
+        if (row.expires_at is None or row.expires_at > now)
+        and (row.idle_expires_at is None or row.idle_expires_at > now)
+    ]
+
+
+class SqlRefreshTokens:
+    """`identity.oauth2.interfaces.RefreshTokenStore` over the database."""
+
+    def __init__(self, session: AsyncSession, box: SecretBox, clock: Clock) -> None:
+        self.session = session
+        self.box = box
+        self.clock = clock
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock.now(), UTC)
+
+    def _idle_expiry(self, policy: RefreshTokenPolicy, now: datetime, absolute: datetime | None) -> datetime | None:
+        if policy.infinite_idle_token_lifetime:
+            return None
+        idle = now + timedelta(seconds=policy.idle_token_lifetime)
+        return min(idle, absolute) if absolute is not None else idle
+
+    async def issue(self, result: GrantResult) -> str:
+        """Start a family: its first token."""
+        found = await user_queries.by_user_id(self.session, result.user.user_id)
+        if found is None or found[0].id is None:
+            raise LookupError("user vanished while issuing a refresh token")
+        user_pk = found[0].id
+        policy = result.client.refresh_token
+        now = self._now()
+        absolute = None if policy.infinite_token_lifetime else now + timedelta(seconds=policy.token_lifetime)
+        token = _PREFIX + secrets.token_urlsafe(32)
+        self.session.add(
+            RefreshTokenRow(
+                token_hash=sha256_hex(token),
+                family_id=uuid.uuid4().hex,
+                client_id=result.client.client_id,
+                user_pk=user_pk,
+                connection=result.connection.name,
+                audience=result.audience,
+                scopes=list(result.scopes),
+                amr=list(result.amr),
+                access_claims=dict(result.access_claims),
+                id_claims=dict(result.id_claims),
+                created_at=now,
+                expires_at=absolute,
+                idle_expires_at=self._idle_expiry(policy, now, absolute),
+            )
+        )
+        await self.session.flush()
+        await self._enforce_family_limit(user_pk, result.client.client_id, now)
+        await self.session.commit()
+        return token
+
+    async def _enforce_family_limit(self, user_pk: int, client_id: str, now: datetime) -> None:
+        """Revoke the oldest families beyond the limit (each family has one newest, unrevoked token)."""
+        active = (
+            select(RefreshTokenRow.family_id, func.min(RefreshTokenRow.created_at).label("started"))
+            .where(
+                col(RefreshTokenRow.user_pk) == user_pk,
+                col(RefreshTokenRow.client_id) == client_id,
+                col(RefreshTokenRow.revoked_at).is_(None),
+                col(RefreshTokenRow.used_at).is_(None),
+            )
+            .group_by(col(RefreshTokenRow.family_id))
+            .order_by(func.min(RefreshTokenRow.created_at).desc())
+            .offset(MAX_ACTIVE_FAMILIES)
+        )
+        surplus = [row[0] for row in (await self.session.execute(active)).all()]
+        if surplus:
+            await self.session.execute(
+                update(RefreshTokenRow)
+                .where(col(RefreshTokenRow.family_id).in_(surplus), col(RefreshTokenRow.revoked_at).is_(None))
+                .values(revoked_at=now, revoked_reason="limit", successor=None)
+            )
+
+    async def find(self, token: str) -> StoredRefreshToken | None:
+        """The stored token, or ``None`` for an unknown one."""
+        if not token.startswith(_PREFIX) or len(token) > 128:
+            return None
+        found = (
+            await self.session.execute(
+                select(RefreshTokenRow, UserRow.user_id)
+                .join(UserRow, col(UserRow.id) == col(RefreshTokenRow.user_pk))
+                .where(col(RefreshTokenRow.token_hash) == sha256_hex(token))
+                .execution_options(populate_existing=True)
+            )
+        ).first()
+        await self.session.commit()
+        if found is None:
+            return None
+        row, user_id = found
+        assert row.id is not None  # noqa: S101
+        return StoredRefreshToken(
+            id=row.id,
+            family_id=row.family_id,
+            client_id=row.client_id,
+            user_id=user_id,
+            connection=row.connection,
+            audience=row.audience,
+            scopes=tuple(row.scopes),
+            amr=tuple(row.amr),
+            access_claims=dict(row.access_claims),
+            id_claims=dict(row.id_claims),
+            expires_at=_ts(row.expires_at),
+            idle_expires_at=_ts(row.idle_expires_at),
+            used_at=_ts(row.used_at),
+            revoked=row.revoked_at is not None,
+            newest=row.used_at is None,
+        )
+
+    async def rotate(self, stored: StoredRefreshToken, policy: RefreshTokenPolicy) -> str | None:
+        """Retire ``stored`` and insert its successor in one transaction; ``None`` for a request that lost."""
+        now = self._now()
+        successor = _PREFIX + secrets.token_urlsafe(32)
+        sealed = self.box.seal(successor.encode(), purpose=_SUCCESSOR_PURPOSE + str(stored.id))
+        won = await self.session.execute(
+            update(RefreshTokenRow)
+            .where(
+                col(RefreshTokenRow.id) == stored.id,
+                col(RefreshTokenRow.used_at).is_(None),
+                col(RefreshTokenRow.revoked_at).is_(None),
+            )
+            .values(used_at=now, successor=sealed)
+        )
+        if _count(won) != 1:
+            await self.session.rollback()
+            return None
+        parent = await self.session.get(RefreshTokenRow, stored.id, populate_existing=True)
+        assert parent is not None  # noqa: S101  (we just updated it)
+        absolute = parent.expires_at
+        self.session.add(
+            RefreshTokenRow(
+                token_hash=sha256_hex(successor),
+                family_id=parent.family_id,
+                parent_id=parent.id,
+                client_id=parent.client_id,
+                user_pk=parent.user_pk,
+                connection=parent.connection,
+                audience=parent.audience,
+                scopes=list(parent.scopes),
+                amr=list(parent.amr),
+                access_claims=dict(parent.access_claims),
+                id_claims=dict(parent.id_claims),
+                created_at=now,
+                expires_at=absolute,
+                idle_expires_at=self._idle_expiry(policy, now, absolute),
+            )
+        )
+        await self.session.commit()
+        return successor
+
+    async def successor_within_leeway(self, stored: StoredRefreshToken, policy: RefreshTokenPolicy) -> str | None:
+        """The successor of the immediately previous token, if still within the leeway and unused."""
+        if policy.leeway <= 0 or stored.used_at is None or stored.revoked:
+            return None
+        if self.clock.now() > stored.used_at + policy.leeway:
+            return None
+        row = await self.session.get(RefreshTokenRow, stored.id, populate_existing=True)
+        if row is None or row.successor is None:
+            await self.session.commit()
+            return None
+        child = (
+            await self.session.execute(
+                select(RefreshTokenRow)
+                .where(col(RefreshTokenRow.parent_id) == stored.id)
+                .execution_options(populate_existing=True)
+            )
+        ).scalar()
+        await self.session.commit()
+        # Only the immediately previous token: its successor must still be the newest, live token.
+        if child is None or child.used_at is not None or child.revoked_at is not None:
+            return None
+        try:
+            return self.box.open(row.successor, purpose=_SUCCESSOR_PURPOSE + str(stored.id)).decode()
+        except SecretBoxError:
+            return None
+
+    async def touch(self, stored: StoredRefreshToken, policy: RefreshTokenPolicy) -> None:
+        """Renew the idle expiry of a non-rotating token."""
+        now = self._now()
+        absolute = datetime.fromtimestamp(stored.expires_at, UTC) if stored.expires_at is not None else None
+        await self.session.execute(
+            update(RefreshTokenRow)
+            .where(col(RefreshTokenRow.id) == stored.id)
+            .values(idle_expires_at=self._idle_expiry(policy, now, absolute))
+        )
+        await self.session.commit()
+
+    async def revoke_family(self, family_id: str, reason: str) -> None:
+        """Revoke every token of the family (reuse detected, revocation endpoint)."""
+        await self.session.execute(
+            update(RefreshTokenRow)
+            .where(col(RefreshTokenRow.family_id) == family_id, col(RefreshTokenRow.revoked_at).is_(None))
+            .values(revoked_at=self._now(), revoked_reason=reason, successor=None)
+        )
+        await self.session.commit()

@@ -1,0 +1,478 @@
+"""The enrollment pages under ``/enroll``: sign in, pass the second factor, add an authenticator app, manage it.
+
+Server-rendered (Jinja, no JavaScript). Each page belongs to one state of the visitor, and every handler first sends
+the visitor where they belong (`_place`):
+
+    GET  /enroll            sign-in form (or a redirect for a signed-in visitor)
+    POST /enroll/sign-in    the token endpoint's password check (DirectoryAuthenticator, same generic error)
+    GET  /enroll/verify     second factor first, for a user who has one
+    POST /enroll/verify     the app's 6-digit code, or the recovery code (then replaced, and the new one shown)
+    GET  /enroll/setup      QR code and key of a pending authenticator (sealed in the database, expires)
+    POST /enroll/setup      a valid code from the app activates it; the recovery code is shown once
+    GET  /enroll/manage     the enrolled factor
+    POST /enroll/remove     removes it, with a fresh code
+    POST /enroll/sign-out
+
+The session holds who signed in, in which directory, when, and whether the second factor passed: never a secret.
+Codes draw from the same per-user attempt bucket as the mfa-otp grant (`FactorService.verify_otp`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import pyotp
+from litestar import Request, Response, Router, get, post
+from litestar.datastructures import CacheControlHeader, State
+from litestar.di import NamedDependency
+from litestar.exceptions import HTTPException, PermissionDeniedException
+from litestar.response import Redirect, Template
+from markupsafe import Markup
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from identity.accounts.factors import AlreadyEnrolled, Enrollment, FactorService
+from identity.accounts.users import DirectoryAuthenticator
+from identity.mfa import qr, recovery, totp
+from identity.oauth2.grants.password import WRONG_CREDENTIALS
+from identity.oauth2.interfaces import FactorCheck
+from identity.settings import Settings
+from identity.store import users as user_queries
+from identity.store.mfa import tenant_row
+from identity.store.tenant import SqlTenantStore
+from identity.web.deps import Services, build_factors
+from identity.web.sessions import (
+    STORE_NAME,
+    SqlSessionStore,
+    csrf_middleware,
+    end_session,
+    session_config,
+    start_session,
+)
+
+__all__ = ["MAX_SESSION_SECONDS", "PENDING_SECONDS", "enroll_router"]
+
+logger = logging.getLogger("identity.web.enroll")
+
+MAX_SESSION_SECONDS = 60 * 60
+"""A session ends an hour after sign-in however active it is (it also ends after 15 idle minutes)."""
+PENDING_SECONDS = 10 * 60
+"""How long a QR code stays valid before it has been confirmed."""
+_MAX_BODY = 16 * 1024
+_PASSWORD_STRATEGIES = frozenset({"auth0"})
+
+START = "/enroll"
+VERIFY = "/enroll/verify"
+SETUP = "/enroll/setup"
+MANAGE = "/enroll/manage"
+
+_QUERY_NOTICES = {
+    "signed-out": "You have signed out.",
+    "expired": "Your session ended. Sign in again to continue.",
+}
+_REMOVED = "The authenticator app was removed, and its recovery code no longer works."
+_CODE_ERRORS = {
+    FactorCheck.INVALID: (400, "That code is not right. Enter the 6-digit code your app shows now."),
+    FactorCheck.RATE_LIMITED: (429, "Too many wrong codes. Wait a few minutes, then try again."),
+}
+_RECOVERY_ERRORS = {
+    FactorCheck.INVALID: (400, "That recovery code is not right."),
+    FactorCheck.RATE_LIMITED: _CODE_ERRORS[FactorCheck.RATE_LIMITED],
+}
+
+AnyRequest = Request[Any, Any, State]
+
+
+@dataclass(frozen=True)
+class Visitor:
+    """A signed-in visitor, as the session and the database say now."""
+
+    user_id: str
+    connection: str
+    label: str
+    """The email (or username) the user signs in with."""
+    passed_mfa: bool
+
+
+# --- helpers -----------------------------------------------------------------------------------------------------
+
+
+def _page(name: str, *, status: int = 200, **context: Any) -> Template:
+    return Template(f"enroll/{name}.html", context=context, status_code=status)
+
+
+def _redirect(path: str) -> Redirect:
+    return Redirect(path=path, status_code=303)
+
+
+async def _field(request: AnyRequest, name: str, *, limit: int = 1024) -> str:
+    value = (await request.form()).get(name)
+    return value.strip()[:limit] if isinstance(value, str) else ""
+
+
+def _code_shape_ok(otp: str) -> bool:
+    digits = otp.replace(" ", "")
+    return len(digits) == totp.DIGITS and digits.isdigit()
+
+
+async def _visitor(request: AnyRequest, services: Services, db: AsyncSession) -> Visitor | None:
+    data = request.session
+    user_id, since = data.get("user_id"), data.get("since")
+    if not isinstance(user_id, str) or not isinstance(since, int | float):
+        return None
+    found = await user_queries.by_user_id(db, user_id)
+    await db.commit()
+    expired = services.clock.now() - since > MAX_SESSION_SECONDS
+    if found is None or found[0].blocked or found[1] != data.get("connection") or expired:
+        end_session(request)
+        return None
+    row = found[0]
+    return Visitor(user_id, found[1], row.email or row.username or user_id, bool(data.get("mfa")))
+
+
+async def _place(request: AnyRequest, services: Services, db: AsyncSession) -> tuple[str, Visitor | None]:
+    """Where the visitor belongs: sign-in, the second factor, enrollment or management."""
+    visitor = await _visitor(request, services, db)
+    if visitor is None:
+        had_session = any(name.endswith("identity-session") for name in request.cookies)
+        return (START + "?notice=expired" if had_session else START), None
+    if not await build_factors(services, db).has_active_factor(visitor.user_id):
+        return SETUP, visitor
+    return (MANAGE if visitor.passed_mfa else VERIFY), visitor
+
+
+def _start_session(request: AnyRequest, services: Services, user_id: str, connection: str, *, mfa: bool) -> None:
+    since = request.session.get("since") if mfa else None
+    start_session(
+        request,
+        {"user_id": user_id, "connection": connection, "mfa": mfa, "since": since or services.clock.now()},
+    )
+
+
+async def _tenant_name(db: AsyncSession) -> str:
+    return (await tenant_row(db)).friendly_name
+
+
+# --- sign-in and sign-out ------------------------------------------------------------------------------------------
+
+
+async def _directories(services: Services, db: AsyncSession) -> tuple[list[str], str | None]:
+    tenant = SqlTenantStore(db, issuer=services.settings.issuer)
+    names = [c.name for c in await tenant.connections() if c.strategy in _PASSWORD_STRATEGIES]
+    default = (await tenant.settings()).default_directory
+    await db.commit()
+    return names, default if default in names else (names[0] if names else None)
+
+
+async def _sign_in_page(
+    services: Services, db: AsyncSession, *, status: int = 200, error: str | None = None, **context: Any
+) -> Template:
+    directories, default = await _directories(services, db)
+    return _page(
+        "sign_in",
+        status=status,
+        error=error,
+        directories=directories if len(directories) > 1 else [],
+        selected=context.pop("selected", None) or default,
+        tenant=await _tenant_name(db),
+        **context,
+    )
+
+
+@get("/", include_in_schema=False)
+async def start(
+    request: AnyRequest, services: NamedDependency[Services], db: NamedDependency[AsyncSession]
+) -> Response[Any]:
+    """The sign-in form; a signed-in visitor is sent on to where they stand."""
+    where, visitor = await _place(request, services, db)
+    if visitor is not None:
+        return _redirect(where)
+    notice = _QUERY_NOTICES.get(request.query_params.get("notice") or "")
+    return await _sign_in_page(services, db, notice=notice)
+
+
+@post("/sign-in", status_code=303, include_in_schema=False)
+async def sign_in(
+    request: AnyRequest, services: NamedDependency[Services], db: NamedDependency[AsyncSession]
+) -> Response[Any]:
+    """Check the password in the chosen directory; on success a new session, then the second factor or setup."""
+    username = await _field(request, "username", limit=320)
+    password = (await request.form()).get("password")
+    realm = await _field(request, "realm", limit=128)
+    if not username or not isinstance(password, str) or not password:
+        error = "Enter your email or username and your password."
+        return await _sign_in_page(services, db, status=400, error=error, username=username, selected=realm)
+    directories, default = await _directories(services, db)
+    name = realm or default
+    connection = await SqlTenantStore(db, issuer=services.settings.issuer).connection(name) if name else None
+    if connection is None or connection.name not in directories:
+        error = "Choose a directory from the list."
+        return await _sign_in_page(services, db, status=400, error=error, username=username)
+    user = await DirectoryAuthenticator(db, services.hasher).authenticate(connection, username, password)
+    if user is None or user.blocked:
+        logger.info("enroll sign-in refused connection=%s blocked=%s", connection.name, user is not None)
+        error = WRONG_CREDENTIALS if user is None else "This account is blocked. Contact your administrator."
+        status = 401 if user is None else 403
+        return await _sign_in_page(services, db, status=status, error=error, username=username, selected=name)
+    logger.info("enroll sign-in user=%s connection=%s", user.user_id, connection.name)
+    _start_session(request, services, user.user_id, connection.name, mfa=False)
+    store = request.app.stores.get(STORE_NAME)
+    if isinstance(store, SqlSessionStore):
+        await store.purge_expired()
+    has_factor = await build_factors(services, db).has_active_factor(user.user_id)
+    return _redirect(VERIFY if has_factor else SETUP)
+
+
+@post("/sign-out", status_code=303, include_in_schema=False)
+async def sign_out(request: AnyRequest) -> Response[Any]:
+    """End the session."""
+    end_session(request)
+    return _redirect(START + "?notice=signed-out")
+
+
+# --- the second factor, for users who have one --------------------------------------------------------------------
+
+
+@get("/verify", include_in_schema=False)
+async def verify_form(
+    request: AnyRequest, services: NamedDependency[Services], db: NamedDependency[AsyncSession]
+) -> Response[Any]:
+    """Ask for the code of the enrolled app (or the recovery code) before anything can change."""
+    where, visitor = await _place(request, services, db)
+    if where != VERIFY or visitor is None:
+        return _redirect(where)
+    return _page("verify", visitor=visitor, tenant=await _tenant_name(db))
+
+
+@post("/verify", status_code=200, include_in_schema=False)
+async def verify(
+    request: AnyRequest, services: NamedDependency[Services], db: NamedDependency[AsyncSession]
+) -> Response[Any]:
+    """Check the code; a recovery code is replaced by a new one, shown once."""
+    where, visitor = await _place(request, services, db)
+    if where != VERIFY or visitor is None:
+        return _redirect(where)
+    factors = build_factors(services, db)
+    recovery_code = await _field(request, "recovery_code", limit=64)
+    otp = await _field(request, "otp", limit=16)
+    tenant = await _tenant_name(db)
+    if recovery_code:
+        check, new_code = await factors.redeem_user_recovery_code(visitor.user_id, recovery_code)
+        if check is FactorCheck.ACCEPTED and new_code is not None:
+            logger.info("enroll second factor passed user=%s factor=recovery-code", visitor.user_id)
+            _start_session(request, services, visitor.user_id, visitor.connection, mfa=True)
+            return _page("recovery", visitor=visitor, tenant=tenant, code=recovery.display(new_code), first=False)
+        status, error = _RECOVERY_ERRORS.get(check, _RECOVERY_ERRORS[FactorCheck.INVALID])
+        return _page("verify", status=status, visitor=visitor, tenant=tenant, recovery_error=error)
+    if not _code_shape_ok(otp):
+        return _page("verify", status=400, visitor=visitor, tenant=tenant, error="Enter the 6-digit code.")
+    check = await factors.verify_user_otp(visitor.user_id, otp)
+    if check is FactorCheck.ACCEPTED:
+        logger.info("enroll second factor passed user=%s factor=otp", visitor.user_id)
+        _start_session(request, services, visitor.user_id, visitor.connection, mfa=True)
+        return _redirect(MANAGE)
+    status, error = _CODE_ERRORS.get(check, _CODE_ERRORS[FactorCheck.INVALID])
+    return _page("verify", status=status, visitor=visitor, tenant=tenant, error=error)
+
+
+# --- enrollment ---------------------------------------------------------------------------------------------------
+
+
+def _setup_page(
+    enrollment: Enrollment, visitor: Visitor, *, status: int = 200, error: str | None = None, notice: str | None = None
+) -> Template:
+    uri = pyotp.parse_uri(enrollment.barcode_uri)
+    secret = enrollment.secret
+    return _page(
+        "setup",
+        status=status,
+        visitor=visitor,
+        tenant=uri.issuer,
+        issuer=uri.issuer,
+        account=uri.name,
+        secret_groups=[secret[i : i + 4] for i in range(0, len(secret), 4)],
+        qr_svg=Markup(qr.svg(enrollment.barcode_uri, label="QR code to add this account to an authenticator app")),  # noqa: S704  (our own SVG: path data and fixed attributes only)
+        digits=totp.DIGITS,
+        period=totp.PERIOD,
+        error=error,
+        notice=notice,
+    )
+
+
+async def _enrollment(factors: FactorService, user_id: str, issuer: str) -> tuple[Enrollment, bool]:
+    """The pending enrollment (``True``) or a new one when there is none or it expired (``False``)."""
+    pending = await factors.pending_otp(user_id, issuer=issuer, max_age=PENDING_SECONDS)
+    if pending is not None:
+        return pending, True
+    return await factors.associate_otp(user_id, issuer=issuer), False
+
+
+@get("/setup", include_in_schema=False)
+async def setup_form(
+    request: AnyRequest, services: NamedDependency[Services], db: NamedDependency[AsyncSession]
+) -> Response[Any]:
+    """The QR code and key of a pending authenticator (the same one until it expires)."""
+    where, visitor = await _place(request, services, db)
+    if where != SETUP or visitor is None:
+        return _redirect(where)
+    try:
+        enrollment, _ = await _enrollment(build_factors(services, db), visitor.user_id, await _tenant_name(db))
+    except AlreadyEnrolled:
+        return _redirect(START)
+    notice = _REMOVED if request.session.pop("notice", None) == "removed" else None
+    return _setup_page(enrollment, visitor, notice=notice)
+
+
+@post("/setup", status_code=200, include_in_schema=False)
+async def setup(
+    request: AnyRequest, services: NamedDependency[Services], db: NamedDependency[AsyncSession]
+) -> Response[Any]:
+    """Activate the pending authenticator with a code from the app, then show the new recovery code once."""
+    where, visitor = await _place(request, services, db)
+    if where != SETUP or visitor is None:
+        return _redirect(where)
+    factors = build_factors(services, db)
+    tenant = await _tenant_name(db)
+    try:
+        enrollment, still_pending = await _enrollment(factors, visitor.user_id, tenant)
+    except AlreadyEnrolled:
+        return _redirect(START)
+    if not still_pending:
+        error = "That QR code expired. Scan this new one, then enter the code your app shows."
+        return _setup_page(enrollment, visitor, status=400, error=error)
+    otp = await _field(request, "otp", limit=16)
+    if not _code_shape_ok(otp):
+        return _setup_page(enrollment, visitor, status=400, error="Enter the 6-digit code your app shows.")
+    check = await factors.verify_user_otp(visitor.user_id, otp)
+    if check is not FactorCheck.ACCEPTED:
+        status, error = _CODE_ERRORS.get(check, _CODE_ERRORS[FactorCheck.INVALID])
+        return _setup_page(enrollment, visitor, status=status, error=error)
+    logger.info("enroll authenticator activated user=%s authenticator=%s", visitor.user_id, enrollment.authenticator_id)
+    _start_session(request, services, visitor.user_id, visitor.connection, mfa=True)
+    code = await factors.regenerate_recovery_code(visitor.user_id)
+    return _page("recovery", visitor=visitor, tenant=tenant, code=recovery.display(code), first=True)
+
+
+# --- management ---------------------------------------------------------------------------------------------------
+
+
+async def _manage_page(
+    services: Services, db: AsyncSession, visitor: Visitor, *, status: int = 200, **context: Any
+) -> Template:
+    listed = await build_factors(services, db).list_authenticators(visitor.user_id)
+    apps = [
+        {"id": a["id"], "added": datetime.fromisoformat(a["created_at"]).strftime("%-d %B %Y")}
+        for a in listed
+        if a["authenticator_type"] == "otp" and a["active"]
+    ]
+    has_recovery = any(a["authenticator_type"] == "recovery-code" for a in listed)
+    return _page(
+        "manage",
+        status=status,
+        visitor=visitor,
+        tenant=await _tenant_name(db),
+        apps=apps,
+        has_recovery=has_recovery,
+        **context,
+    )
+
+
+@get("/manage", include_in_schema=False)
+async def manage(
+    request: AnyRequest, services: NamedDependency[Services], db: NamedDependency[AsyncSession]
+) -> Response[Any]:
+    """The enrolled factor, with a form to remove it."""
+    where, visitor = await _place(request, services, db)
+    if where != MANAGE or visitor is None:
+        return _redirect(where)
+    return await _manage_page(services, db, visitor)
+
+
+@post("/remove", status_code=303, include_in_schema=False)
+async def remove(
+    request: AnyRequest, services: NamedDependency[Services], db: NamedDependency[AsyncSession]
+) -> Response[Any]:
+    """Remove an authenticator: only with a fresh code (a time step not used before) or the recovery code."""
+    where, visitor = await _place(request, services, db)
+    if where != MANAGE or visitor is None:
+        return _redirect(where)
+    factors = build_factors(services, db)
+    authenticator_id = await _field(request, "authenticator_id", limit=64)
+    apps = {a["id"] for a in await factors.list_authenticators(visitor.user_id) if a["authenticator_type"] == "otp"}
+    if authenticator_id not in apps:  # only apps: the recovery code goes with the last one
+        return await _manage_page(services, db, visitor, status=404, error="That authenticator no longer exists.")
+    recovery_code = await _field(request, "recovery_code", limit=64)
+    otp = await _field(request, "otp", limit=16)
+    new_code = None
+    if recovery_code:
+        check, new_code = await factors.redeem_user_recovery_code(visitor.user_id, recovery_code)
+        errors = _RECOVERY_ERRORS
+    elif _code_shape_ok(otp):
+        check, errors = await factors.verify_user_otp(visitor.user_id, otp), _CODE_ERRORS
+    else:
+        return await _manage_page(services, db, visitor, status=400, error="Enter the 6-digit code your app shows.")
+    if check is not FactorCheck.ACCEPTED:
+        status, error = errors.get(check, errors[FactorCheck.INVALID])
+        key = "recovery_error" if recovery_code else "error"
+        return await _manage_page(services, db, visitor, status=status, **{key: error})
+    if not await factors.remove(visitor.user_id, authenticator_id):
+        return await _manage_page(services, db, visitor, status=404, error="That authenticator no longer exists.")
+    logger.info("enroll authenticator removed user=%s authenticator=%s", visitor.user_id, authenticator_id)
+    if new_code is not None and await factors.has_active_factor(visitor.user_id):
+        tenant = await _tenant_name(db)
+        return _page(
+            "recovery", status=200, visitor=visitor, tenant=tenant, code=recovery.display(new_code), first=False
+        )
+    request.session["notice"] = "removed"
+    return _redirect(START)
+
+
+# --- errors and the router ------------------------------------------------------------------------------------------
+
+# Exception responses skip the app's after_request hook, so error pages carry the page headers themselves (the same
+# policy as `identity.app`; a test compares them).
+_ERROR_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'",
+}
+_ERROR_TEXT = {
+    403: "This form has expired or did not come from this site. Go back, reload the page, and try again.",
+    404: "There is no such page.",
+    405: "That is not something this page can do.",
+    413: "The form was too large.",
+}
+
+
+def _error_page(request: AnyRequest, exc: Exception) -> Response[Any]:
+    """HTML errors for the pages (a CSRF failure is a 403 here); the message never echoes the request."""
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    if status >= 500:
+        logger.error("enroll page failed", exc_info=exc)
+    text = _ERROR_TEXT.get(status, "Something went wrong on our side. Try again in a moment.")
+    if isinstance(exc, PermissionDeniedException):
+        text = _ERROR_TEXT[403]
+    return Template(
+        "enroll/error.html",
+        context={"status": status, "message": text},
+        status_code=status,
+        headers=_ERROR_HEADERS,
+    )
+
+
+def enroll_router(settings: Settings) -> Router:
+    """The pages, with their session and CSRF middleware (mounted here only: API clients never meet them)."""
+    return Router(
+        path=START,
+        route_handlers=[start, sign_in, sign_out, verify_form, verify, setup_form, setup, manage, remove],
+        middleware=[session_config(settings).middleware, csrf_middleware(settings)],
+        exception_handlers={HTTPException: _error_page, Exception: _error_page},
+        cache_control=CacheControlHeader(no_store=True),
+        request_max_body_size=_MAX_BODY,
+        include_in_schema=False,
+    )

@@ -1,0 +1,48 @@
+"""``GET``/``POST /userinfo`` (OpenID Connect Core §5.3; API.md §3.1): the user's current standard claims."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import MediaType, Request, Response, route
+from litestar.datastructures import State
+from litestar.di import NamedDependency
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from identity.oauth2.errors import InvalidToken
+from identity.store import users as user_queries
+from identity.tokens.issuer import profile_claims
+from identity.tokens.verify import InvalidAccessToken, verify_access_token
+from identity.web.deps import Services
+from identity.web.errors import NO_STORE
+
+__all__ = ["userinfo"]
+
+
+@route("/userinfo", http_method=["GET", "POST"], status_code=200, include_in_schema=False)
+async def userinfo(
+    request: Request[Any, Any, State], services: NamedDependency[Services], db: NamedDependency[AsyncSession]
+) -> Response[Any]:
+    """Claims the token's scopes allow, read from the user as stored now."""
+    scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise InvalidToken("missing bearer token", scope="openid")
+    try:
+        claims = verify_access_token(
+            services.key_ring,
+            token.strip(),
+            issuer=services.settings.issuer,
+            audience=services.settings.issuer + "userinfo",
+            now=services.clock.now(),
+            required_scope="openid",
+        )
+    except InvalidAccessToken as exc:
+        raise InvalidToken(str(exc), scope="openid") from None
+    found = await user_queries.by_user_id(db, str(claims["sub"]))
+    if found is None:
+        raise InvalidToken("the user no longer exists")
+    user = user_queries.user_from_row(*found)
+    if user.blocked:
+        raise InvalidToken("user is blocked")
+    body = {"sub": user.user_id, **profile_claims(user, set(str(claims.get("scope", "")).split()))}
+    return Response(body, media_type=MediaType.JSON, headers=NO_STORE)

@@ -1,0 +1,864 @@
+#!/usr/bin/env python3
+"""Benchmark refresh grants (rotation, committed before the answer) and the cost of rules, on ONE identity worker.
+
+Usage (from the repository root)::
+
+    .venv/bin/python scripts/bench_refresh.py                                   # SQLite (temporary file)
+    .venv/bin/python scripts/bench_refresh.py --database-url postgresql://postgres@127.0.0.1:5432/postgres
+
+With a PostgreSQL URL the script creates a fresh ``identity_bench_<random>`` database on that server and drops it
+afterwards. It migrates it, applies a small tenant (one public client with the ``refresh_token`` grant, rotating,
+leeway 0) and measures, in this order:
+
+1. in-process: ``RulesEngine.run`` with 0 rules, 5 no-op plain rules and 5 no-op ``async`` rules (``timeit``);
+2. a bare Litestar app defined in this file (``GET /ping`` answering ``{"ok": true}``), served by ``uvicorn.run`` in
+   its own process exactly as ``identity serve`` serves identity (one worker, ``log_level="info"``), under load;
+3. ONE ``identity serve`` with no rules: refresh grants under load. Every load connection owns one refresh-token
+   family (one password login before the clock starts) and presents the token it got last, so that every grant
+   rotates: a conditional UPDATE of the presented row, the INSERT of its successor and a COMMIT, before the answer;
+4. the same with five no-op rules in the tenant (rules run on refresh, ``protocol = oauth2-refresh-token``);
+5. on SQLite only: step 3 again with ``PRAGMA synchronous=FULL`` (identity sets ``NORMAL`` with WAL, which survives a
+   crash of the process but not of the machine); the pragma is added by a ``sitecustomize`` on the server's
+   PYTHONPATH, identity itself is unchanged;
+6. the bare app again, to see whether the machine changed in between.
+
+The load generator is a separate process (async httpx, N keep-alive connections, D seconds, the first seconds
+discarded as warm-up). After each identity run the stored rows are checked: one row per token handed out, every used
+row with exactly one successor. All load goes to 127.0.0.1 only and is bounded in time. The results are printed as
+Markdown and written to ``docs/benchmarks.md`` between ``<!-- bench-refresh:KIND -->`` markers (the section of the
+same database kind is replaced; the other sections of the file are left as they are).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import re
+import secrets
+import shlex
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import timeit
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+IDENTITY = str(VENV_BIN / "identity")
+DOC = ROOT / "docs" / "benchmarks.md"
+
+CLIENT_ID = "bench-app"
+AUDIENCE = "https://api.bench.test/"
+SCOPE = "offline_access read:things"
+USERS = [(f"user{i}@bench.test", f"bench password number {i}") for i in range(4)]
+RULES = 5
+
+TENANT_TOML = f"""
+[tenant]
+friendly_name = "Refresh benchmark"
+default_directory = "customers"
+default_audience = "{AUDIENCE}"
+
+[[connections]]
+name = "customers"
+
+[[apis]]
+identifier = "{AUDIENCE}"
+name = "Bench API"
+scopes = ["read:things", "write:things"]
+signing_alg = "RS256"
+token_lifetime = 3600
+allow_offline_access = true
+
+[[clients]]
+client_id = "{CLIENT_ID}"
+name = "Bench app"
+token_endpoint_auth_method = "none"
+grant_types = ["password", "refresh_token"]
+connections = ["customers"]
+refresh_token = {{ rotation_type = "rotating", leeway = 0 }}
+""" + "".join(
+    f'\n[[users]]\nconnection = "customers"\nemail = "{email}"\npassword = "{password}"\n' for email, password in USERS
+)
+
+NOOP_RULES = "".join(f"\n\ndef noop_{i}(event, api):\n    pass\n" for i in range(RULES))
+
+# Loaded as ``sitecustomize`` by the server for the synchronous=FULL run: every new SQLite connection gets the pragma
+# after identity's own ones (listeners run in the order they were added), and the value read back is recorded.
+SYNCHRONOUS_FULL = """\
+import os
+
+from sqlalchemy import event
+
+import identity.store.db as _db
+
+_create_engine = _db.create_engine
+
+
+def create_engine(database_url, **options):
+    engine = _create_engine(database_url, **options)
+    if database_url.startswith("sqlite"):
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _full(dbapi_connection, _record):
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA synchronous=FULL")
+            cursor.execute("PRAGMA synchronous")
+            value = cursor.fetchone()[0]
+            cursor.close()
+            with open(os.environ["BENCH_PRAGMA_LOG"], "a") as log:
+                log.write(f"{value}\\n")
+
+    return engine
+
+
+_db.create_engine = create_engine
+"""
+
+
+# ----------------------------------------------------------------------------------------------------------- stats
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0-100), nearest-rank on sorted values; NaN when empty."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
+    return ordered[rank]
+
+
+def summary(latencies_s: list[float]) -> dict[str, float]:
+    """Latency summary in milliseconds."""
+    ms = [v * 1000 for v in latencies_s]
+    return {
+        "n": len(ms),
+        "mean": statistics.fmean(ms) if ms else float("nan"),
+        "p50": percentile(ms, 50),
+        "p95": percentile(ms, 95),
+        "p99": percentile(ms, 99),
+        "max": max(ms) if ms else float("nan"),
+    }
+
+
+# ------------------------------------------------------------------------------------ roles run in child processes
+
+
+def role_bare_server(params: dict[str, Any]) -> None:
+    """The baseline: a bare Litestar JSON endpoint, served the way ``identity serve`` serves identity."""
+    import uvicorn
+    from litestar import Litestar, get
+
+    @get("/ping")
+    async def ping() -> dict[str, bool]:
+        return {"ok": True}
+
+    uvicorn.run(Litestar(route_handlers=[ping]), host="127.0.0.1", port=params["port"], log_level="info")
+
+
+def role_load(params: dict[str, Any]) -> dict[str, Any]:
+    """``GET /ping`` or refresh grants from ``concurrency`` connections until ``start_at + duration``."""
+    import httpx
+
+    async def run() -> dict[str, Any]:
+        start_at, duration, warmup = params["start_at"], params["duration"], params["warmup"]
+        concurrency, mode = params["concurrency"], params["mode"]
+        tokens: list[str] = list(params.get("tokens", []))
+        results: list[tuple[float, float, int]] = []  # (finished at, latency, status); status 0 = exception
+        errors: Counter[str] = Counter()
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        async with httpx.AsyncClient(base_url=params["base_url"], limits=limits, timeout=30.0) as client:
+            await asyncio.gather(
+                *(client.get("/healthz" if mode == "refresh" else "/ping") for _ in range(concurrency))
+            )
+            await asyncio.sleep(max(0.0, start_at - time.time()))
+            end = start_at + duration
+            cpu0, wall0 = time.process_time(), time.perf_counter()
+
+            async def worker(index: int) -> None:
+                while time.time() < end:
+                    t0 = time.perf_counter()
+                    try:
+                        if mode == "ping":
+                            response = await client.get("/ping")
+                            ok = response.status_code == 200 and response.json() == {"ok": True}
+                        else:
+                            form = {
+                                "grant_type": "refresh_token",
+                                "client_id": CLIENT_ID,
+                                "refresh_token": tokens[index],
+                            }
+                            response = await client.post("/oauth/token", data=form)
+                            ok = response.status_code == 200
+                            if ok:
+                                tokens[index] = response.json()["refresh_token"]
+                        status = response.status_code if ok else -response.status_code
+                        if not ok:
+                            errors[f"HTTP {response.status_code}: {response.text[:120]}"] += 1
+                    except httpx.HTTPError as exc:
+                        status = 0
+                        errors[f"{type(exc).__name__}: {exc}"[:160]] += 1
+                    results.append((time.time(), time.perf_counter() - t0, status))
+                    if status != 200 and mode == "refresh":
+                        return  # this family is gone (it would only produce errors); the others go on
+
+            await asyncio.gather(*(worker(i) for i in range(concurrency)))
+            cpu = (time.process_time() - cpu0) / (time.perf_counter() - wall0)
+        window_start = start_at + warmup
+        steady = [r for r in results if window_start <= r[0] <= end]
+        ok = [lat for _, lat, status in steady if status == 200]
+        return {
+            "window": duration - warmup,
+            "total": len(results),
+            "ok_total": sum(1 for r in results if r[2] == 200),
+            "steady": len(steady),
+            "ok": len(ok),
+            "failed_total": sum(1 for r in results if r[2] != 200),
+            "latency": summary(ok),
+            "errors": dict(errors.most_common(10)),
+            "cpu": cpu,
+        }
+
+    return asyncio.run(run())
+
+
+ROLES = {"load": role_load}
+
+
+def spawn_role(role: str, params: dict[str, Any]) -> subprocess.Popen[str]:
+    """Run ``role`` in a fresh Python process; its JSON result comes on stdout (parameters go on stdin)."""
+    process = subprocess.Popen(
+        [sys.executable, __file__, "--role", role], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdin is not None  # noqa: S101
+    process.stdin.write(json.dumps(params))
+    process.stdin.close()
+    return process
+
+
+def collect(process: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
+    """Wait (bounded) for a role process and parse its result."""
+    assert process.stdout is not None  # noqa: S101
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        raise RuntimeError(f"benchmark child {process.args!r} did not finish in {timeout:.0f}s") from None
+    out = process.stdout.read()
+    if process.returncode != 0:
+        raise RuntimeError(f"benchmark child {process.args!r} failed with exit status {process.returncode}")
+    result: dict[str, Any] = json.loads(out)
+    return result
+
+
+# ------------------------------------------------------------------------------------------------- the environment
+
+
+@dataclass
+class Database:
+    """The database under test: a temporary SQLite file, or a fresh PostgreSQL database on a given server."""
+
+    kind: str
+    url: str
+    description: str
+
+    @classmethod
+    @contextlib.contextmanager
+    def prepare(cls, given: str | None, workdir: Path) -> Iterator[Database]:
+        if given is None:
+            path = workdir / "bench.db"
+            yield cls("sqlite", f"sqlite:///{path}", "SQLite (temporary file, WAL)")
+            return
+        if given.startswith("sqlite"):
+            yield cls("sqlite", given, "SQLite (given URL)")
+            return
+        if not given.startswith(("postgresql", "postgres:")):
+            raise SystemExit(f"unsupported --database-url {given!r}: use sqlite:///... or postgresql://...")
+        admin = re.sub(r"^postgres(ql)?(\+\w+)?://", "postgresql://", given)
+        name = "identity_bench_" + secrets.token_hex(4)
+        base, _, _ = admin.partition("?")
+        head, _, _ = base.rpartition("/")
+        url = f"{head}/{name}"
+        asyncio.run(_pg(admin, f'CREATE DATABASE "{name}"'))
+        try:
+            version = asyncio.run(_pg(url, "SHOW server_version", fetch=True))
+            yield cls("postgresql", url, f"PostgreSQL {version} (fresh database `{name}` on 127.0.0.1, asyncpg)")
+        finally:
+            asyncio.run(_pg(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+async def _pg(url: str, statement: str, *, fetch: bool = False) -> Any:
+    import asyncpg
+
+    connection = await asyncio.wait_for(asyncpg.connect(url), 10)
+    try:
+        return await connection.fetchval(statement) if fetch else await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+def sql(database_url: str, statements: list[str]) -> list[Any]:
+    """The first value of each statement, on an engine made the way the server makes its own."""
+    from sqlalchemy import text
+
+    from identity.settings import normalize_database_url
+    from identity.store.db import create_engine
+
+    async def go() -> list[Any]:
+        engine = create_engine(normalize_database_url(database_url))
+        try:
+            async with engine.connect() as connection:
+                return [(await connection.execute(text(statement))).scalar() for statement in statements]
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(go())
+
+
+def durability(database: Database) -> str:
+    """What a COMMIT waits for on this database, as configured for the server."""
+    if database.kind == "sqlite":
+        mode, synchronous = sql(database.url, ["PRAGMA journal_mode", "PRAGMA synchronous"])
+        names = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
+        return f"journal_mode={mode}, synchronous={names.get(synchronous, synchronous)} (identity's settings)"
+    fsync, commit, method = sql(database.url, ["SHOW fsync", "SHOW synchronous_commit", "SHOW wal_sync_method"])
+    return f"fsync={fsync}, synchronous_commit={commit}, wal_sync_method={method} (server settings)"
+
+
+def row_counts(database_url: str) -> dict[str, int]:
+    """Rows of refresh_token, and the two ways a rotation could be left half-written."""
+    total, used_without_child, shared_parent = sql(
+        database_url,
+        [
+            "SELECT COUNT(*) FROM refresh_token",
+            "SELECT COUNT(*) FROM refresh_token p WHERE p.used_at IS NOT NULL "
+            "AND NOT EXISTS (SELECT 1 FROM refresh_token c WHERE c.parent_id = p.id)",
+            "SELECT COUNT(*) FROM (SELECT parent_id FROM refresh_token WHERE parent_id IS NOT NULL "
+            "GROUP BY parent_id HAVING COUNT(*) > 1) AS shared",
+        ],
+    )
+    return {"rows": int(total), "used_without_child": int(used_without_child), "shared_parent": int(shared_parent)}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) jiffies of the whole machine, from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]
+    return sum(values) - idle, sum(values)
+
+
+def wait_for_quiet(limit: float = 0.15, patience: float = 60.0) -> float:
+    """Wait (bounded) until the machine is mostly idle; returns the last busy fraction measured over one second."""
+    deadline = time.monotonic() + patience
+    while True:
+        before = machine_busy()
+        time.sleep(1.0)
+        after = machine_busy()
+        busy = (after[0] - before[0]) / max(1, after[1] - before[1])
+        if busy <= limit or time.monotonic() > deadline:
+            return busy
+        step(f"the machine is {busy * 100:.0f}% busy with other work; waiting for it to quiet down")
+
+
+def machine() -> dict[str, str]:
+    cpu = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cpu": cpu,
+        "cores": str(os.cpu_count()),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def code_under_test() -> str:
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(ROOT), *args], capture_output=True, text=True, timeout=30, check=True
+        ).stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD")
+    changed = [line[3:] for line in git("status", "--porcelain", "--", "identity", "alembic").splitlines()]
+    if changed:
+        return f"working tree on {head}, with uncommitted changes to {len(changed)} path(s) under identity/ or alembic/"
+    return f"working tree, clean, at {head}"
+
+
+def run_cli(args: list[str], env: dict[str, str], cwd: Path) -> None:
+    result = subprocess.run([IDENTITY, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
+    if result.returncode != 0:
+        raise SystemExit(f"identity {' '.join(args)} failed:\n{result.stderr}")
+
+
+@contextlib.contextmanager
+def serving(
+    command: list[str], env: dict[str, str], cwd: Path, port: int, log: Path, ready_path: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """One server process on 127.0.0.1:port, ready when ``ready_path`` answers 200; stopped afterwards."""
+    import httpx
+
+    with log.open("wb") as log_file:
+        process = subprocess.Popen(command, env=env, cwd=cwd, stdout=log_file, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                if process.poll() is not None:
+                    raise SystemExit(f"the server exited with status {process.returncode}:\n{log.read_text()}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if httpx.get(f"http://127.0.0.1:{port}{ready_path}", timeout=2).status_code == 200:
+                        break
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"the server did not become ready in 60s:\n{log.read_text()}")
+                time.sleep(0.2)
+            yield process
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+# ------------------------------------------------------------------------------------------------------ the phases
+
+
+def rules_timeit(number_hint: float) -> dict[str, Any]:
+    """Seconds per ``RulesEngine.run`` with no rules and with five no-op rules, in process (timeit, best of 5)."""
+    from identity.oauth2.interfaces import Api, Client, Connection, GrantResult, User
+    from identity.rules.pipeline import Rule, RulesEngine
+
+    def noop(event: Any, api: Any) -> None:
+        del event, api
+
+    async def async_noop(event: Any, api: Any) -> None:
+        del event, api
+
+    client = Client(
+        client_id=CLIENT_ID,
+        name="Bench app",
+        token_endpoint_auth_method="none",  # noqa: S106
+        secret_hash=None,
+        grant_types=frozenset({"password", "refresh_token"}),
+        connections=frozenset({"customers"}),
+    )
+    result = GrantResult(
+        grant_type="refresh_token",
+        client=client,
+        user=User(user_id="auth0|bench", connection="customers", email="user0@bench.test"),
+        connection=Connection(id=1, name="customers"),
+        api=Api(identifier=AUDIENCE, name="Bench API", scopes=("read:things", "write:things")),
+        audience=AUDIENCE,
+        scopes=("offline_access", "read:things"),
+    )
+    engines = {
+        "no rules": RulesEngine([]),
+        f"{RULES} no-op rules (plain functions)": RulesEngine(
+            [Rule(name=f"noop {i}", handler=noop) for i in range(RULES)]
+        ),
+        f"{RULES} no-op rules (async functions)": RulesEngine(
+            [Rule(name=f"async noop {i}", handler=async_noop) for i in range(RULES)]
+        ),
+    }
+    loop = asyncio.new_event_loop()
+    out: dict[str, Any] = {}
+    try:
+
+        async def nothing() -> None:
+            return None
+
+        timers = {"event loop round trip only": timeit.Timer(lambda: loop.run_until_complete(nothing()))}
+        for label, engine in engines.items():
+
+            def once(engine: RulesEngine = engine) -> None:
+                loop.run_until_complete(
+                    engine.run(
+                        result,
+                        protocol="oauth2-refresh-token",
+                        requested_scopes=None,
+                        client_ip="127.0.0.1",
+                        user_agent="bench",
+                    )
+                )
+
+            timers[label] = timeit.Timer(once)
+        for label, timer in timers.items():
+            number, elapsed = timer.autorange()
+            number = max(number, int(number * number_hint / max(elapsed, 1e-9)))
+            best = min(timer.repeat(repeat=5, number=number)) / number
+            out[label] = {"seconds": best, "number": number}
+    finally:
+        loop.run_until_complete(loop.shutdown_default_executor())
+        loop.close()
+    return out
+
+
+def measure(mode: str, base_url: str, pid: int, options: Options, tokens: list[str] | None = None) -> dict[str, Any]:
+    """Load the server from a separate process; the load result plus server CPU and machine use in the window."""
+    idle_before = wait_for_quiet()
+    warmup = min(2.0, options.duration / 5)
+    start_at = time.time() + 1.5
+    params = {
+        "base_url": base_url,
+        "mode": mode,
+        "start_at": start_at,
+        "duration": options.duration,
+        "warmup": warmup,
+        "concurrency": options.concurrency,
+        "tokens": tokens or [],
+    }
+    load_proc = spawn_role("load", params)
+    time.sleep(max(0.0, start_at + warmup - time.time()))
+    cpu0, busy0 = proc_cpu_seconds(pid), machine_busy()
+    t0 = time.perf_counter()
+    time.sleep(max(0.0, start_at + options.duration - 0.2 - time.time()))
+    cpu1, busy1 = proc_cpu_seconds(pid), machine_busy()
+    window = time.perf_counter() - t0
+    load = collect(load_proc, options.duration + 90)
+    return {
+        "load": load,
+        "rate": load["ok"] / load["window"],
+        "server_cpu": (cpu1 - cpu0) / window,
+        "machine_util": (busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1]),
+        "idle_before": idle_before,
+    }
+
+
+def logins(base_url: str, count: int) -> list[str]:
+    """One refresh-token family per load connection (password grants, before any clock starts)."""
+    import httpx
+
+    tokens = []
+    with httpx.Client(base_url=base_url, timeout=60.0) as client:
+        for i in range(count):
+            email, password = USERS[i % len(USERS)]
+            form = {
+                "grant_type": "password",
+                "client_id": CLIENT_ID,
+                "username": email,
+                "password": password,
+                "scope": SCOPE,
+            }
+            response = client.post("/oauth/token", data=form)
+            if response.status_code != 200 or "refresh_token" not in response.json():
+                raise SystemExit(f"a login failed ({response.status_code} {response.text[:200]})")
+            tokens.append(response.json()["refresh_token"])
+    return tokens
+
+
+def check_refresh(base_url: str, token: str) -> None:
+    """One refresh must succeed and rotate before anything is measured."""
+    import httpx
+
+    form = {"grant_type": "refresh_token", "client_id": CLIENT_ID, "refresh_token": token}
+    response = httpx.post(base_url + "/oauth/token", data=form, timeout=30)
+    body = response.json()
+    if response.status_code != 200 or body.get("refresh_token") in (None, token):
+        raise SystemExit(f"a refresh grant failed or did not rotate ({response.status_code} {response.text[:200]})")
+
+
+@dataclass
+class Options:
+    database_url: str | None
+    duration: float
+    concurrency: int
+    timeit_seconds: float
+    write: bool
+    command: str
+
+
+def run(options: Options) -> str:
+    info = machine()
+    with tempfile.TemporaryDirectory(prefix="identity-bench-refresh-") as tmp:
+        workdir = Path(tmp)
+        with Database.prepare(options.database_url, workdir) as database:
+            env = {
+                **os.environ,
+                "IDENTITY_DATABASE_URL": database.url,
+                "IDENTITY_ENCRYPTION_KEYS": "bench=" + base64.b64encode(secrets.token_bytes(32)).decode(),
+            }
+            step(f"database: {database.description}")
+            run_cli(["db", "upgrade"], env, workdir)
+            tenant = workdir / "tenant.toml"
+            rules_file = workdir / "noop_rules.py"
+            rules_file.write_text(NOOP_RULES)
+            commit = durability(database)
+
+            step("in-process RulesEngine.run timings (timeit)")
+            engine_times = rules_timeit(options.timeit_seconds)
+
+            phases: dict[str, dict[str, Any]] = {}
+            logs: dict[str, str] = {}
+
+            def bare(label: str) -> None:
+                port = free_port()
+                log = workdir / f"{label}.log"
+                command = [sys.executable, __file__, "--role", "bare-server", "--port", str(port)]
+                step(f"{label}: bare Litestar GET /ping, {options.concurrency} connections for {options.duration:.0f}s")
+                with serving(command, env, workdir, port, log, "/ping") as process:
+                    phases[label] = measure("ping", f"http://127.0.0.1:{port}", process.pid, options)
+                logs[label] = log.read_text(errors="replace")
+
+            def identity(label: str, rules: bool, extra_env: dict[str, str] | None = None) -> None:
+                port = free_port()
+                server_env = {**env, "IDENTITY_ISSUER": f"http://127.0.0.1:{port}/", **(extra_env or {})}
+                rules_toml = "".join(
+                    f'\n[[rules]]\nname = "noop {i}"\nhandler = "{rules_file}:noop_{i}"\n' for i in range(RULES)
+                )
+                tenant.write_text(("rules = []\n" if not rules else "") + TENANT_TOML + (rules_toml if rules else ""))
+                run_cli(["tenant", "apply", str(tenant)], env, workdir)
+                log = workdir / f"{label}.log"
+                step(f"{label}: refresh grants, {options.concurrency} connections for {options.duration:.0f}s")
+                with serving(
+                    [IDENTITY, "serve", "--host", "127.0.0.1", "--port", str(port)],
+                    server_env,
+                    workdir,
+                    port,
+                    log,
+                    "/healthz",
+                ) as process:
+                    base_url = f"http://127.0.0.1:{port}"
+                    tokens = logins(base_url, options.concurrency + 1)
+                    check_refresh(base_url, tokens.pop())
+                    before = row_counts(database.url)
+                    result = measure("refresh", base_url, process.pid, options, tokens)
+                after = row_counts(database.url)
+                result["rows_added"] = after["rows"] - before["rows"]
+                result["half_written"] = after["used_without_child"] + after["shared_parent"]
+                phases[label] = result
+                logs[label] = log.read_text(errors="replace")
+
+            bare("bare")
+            identity("refresh", rules=False)
+            identity("refresh, 5 rules", rules=True)
+            if database.kind == "sqlite":
+                probe = workdir / "probe"
+                probe.mkdir()
+                (probe / "sitecustomize.py").write_text(SYNCHRONOUS_FULL)
+                pragma_log = workdir / "pragma.log"
+                identity(
+                    "refresh, synchronous=FULL",
+                    rules=False,
+                    extra_env={"PYTHONPATH": str(probe), "BENCH_PRAGMA_LOG": str(pragma_log)},
+                )
+                seen = set(pragma_log.read_text().split()) if pragma_log.exists() else set()
+                phases["refresh, synchronous=FULL"]["pragma_seen"] = sorted(seen)
+            bare("bare, again")
+
+    results = {
+        "machine": info,
+        "database": database.description,
+        "kind": database.kind,
+        "durability": commit,
+        "code": code_under_test(),
+        "engine": engine_times,
+        "phases": phases,
+        "log_problems": {
+            label: [line for line in text.splitlines() if re.search(r"Traceback|ERROR|CRITICAL|\" 5\d\d", line)][:5]
+            for label, text in logs.items()
+        },
+    }
+    if os.environ.get("BENCH_JSON"):
+        Path(os.environ["BENCH_JSON"]).write_text(json.dumps(results, indent=2))
+    return render(results, options)
+
+
+def step(message: str) -> None:
+    print(f"[bench-refresh] {message}", file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------------------------------------ the report
+
+
+def render(r: dict[str, Any], options: Options) -> str:
+    m, phases, cores = r["machine"], r["phases"], int(r["machine"]["cores"])
+    bare, refresh, ruled = phases["bare"], phases["refresh"], phases["refresh, 5 rules"]
+    lines = [
+        f"## Refresh grants and rules, {r['kind']}: {r['database']}",
+        "",
+        f"- Run: {m['date']}; `{options.command}`",
+        f"- Code: {r['code']}",
+        f"- Machine: {m['cpu']}, {m['cores']} cores, Linux {m['kernel']}, Python {m['python']}",
+        "- Server: ONE process, one uvicorn worker, default info logging (an access-log line per request), for "
+        'identity (`identity serve`) and for the bare Litestar app alike (`uvicorn.run(app, log_level="info")`)',
+        f"- Commit: {r['durability']}",
+        f"- Refresh grant: public client, rotating, leeway 0, scope `{SCOPE}` (one RS256 access token, no ID token); "
+        "each connection owns one family and presents its newest token, so every grant is a conditional UPDATE, "
+        "an INSERT and a COMMIT before the answer",
+        f"- Load: {options.concurrency} concurrent keep-alive connections (async httpx, its own process) for "
+        f"{options.duration:.0f}s per run, the first {options.duration - bare['load']['window']:.0f}s discarded; "
+        f"it runs on the same {m['cores']} cores as the server",
+        "",
+        "| Run | Requests/s | p50 / p95 / p99 (ms) | Server CPU | Load generator CPU | Whole machine "
+        "| Server CPU per request |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for label, phase in phases.items():
+        load, lat = phase["load"], phase["load"]["latency"]
+        name = {
+            "bare": "Bare Litestar `GET /ping`",
+            "bare, again": "Bare Litestar `GET /ping`, again at the end",
+            "refresh": "**Refresh grants (rotation + commit), no rules**",
+            "refresh, 5 rules": f"Refresh grants, {RULES} no-op rules",
+            "refresh, synchronous=FULL": "Refresh grants, no rules, SQLite `synchronous=FULL`",
+        }[label]
+        per_request = phase["server_cpu"] * 1000 / phase["rate"] if phase["rate"] else float("nan")
+        lines.append(
+            f"| {name} | {phase['rate']:.0f} | {lat['p50']:.1f} / {lat['p95']:.1f} / {lat['p99']:.1f} | "
+            f"{phase['server_cpu'] * 100:.0f}% | {load['cpu'] * 100:.0f}% | {phase['machine_util'] * cores * 100:.0f}% "
+            f"| {per_request:.2f} ms |"
+        )
+    rules_cost = 1000 / ruled["rate"] - 1000 / refresh["rate"]
+    lines += [
+        "",
+        f"- **Refresh grants ÷ bare Litestar endpoint: {refresh['rate'] / bare['rate']:.2f}** "
+        f"({refresh['rate']:.0f} vs {bare['rate']:.0f} requests/s in the same run).",
+        f"- {RULES} no-op rules: {ruled['rate']:.0f} vs {refresh['rate']:.0f} refresh grants/s "
+        f"({(ruled['rate'] / refresh['rate'] - 1) * 100:+.0f}%, {rules_cost:+.2f} ms of wall time per request at "
+        f"this concurrency; server CPU per request {ruled['server_cpu'] * 1000 / ruled['rate']:.2f} ms vs "
+        f"{refresh['server_cpu'] * 1000 / refresh['rate']:.2f} ms).",
+    ]
+    if "refresh, synchronous=FULL" in phases:
+        full = phases["refresh, synchronous=FULL"]
+        lines.append(
+            f"- SQLite with `synchronous=FULL` (an fsync per commit, durable against power loss): {full['rate']:.0f} "
+            f"refresh grants/s, {full['rate'] / refresh['rate']:.2f} times identity's `NORMAL` "
+            f"(the server's connections read back synchronous = {', '.join(full.get('pragma_seen', [])) or '?'})."
+        )
+    lines += [
+        "",
+        "In-process `RulesEngine.run` (timeit, best of 5; plain rules run in a worker thread, `async` ones on the "
+        "loop):",
+        "",
+        "| Pipeline | Time per run |",
+        "|---|---|",
+    ]
+    for label, timing in r["engine"].items():
+        lines.append(f"| {label} | {timing['seconds'] * 1e6:.1f} µs |")
+    lines.append("")
+    notes = []
+    for label, phase in phases.items():
+        if phase["load"]["errors"]:
+            notes.append(f"{label}: errors under load: {phase['load']['errors']}")
+        if "rows_added" in phase and phase["rows_added"] != phase["load"]["ok_total"]:
+            notes.append(
+                f"{label}: {phase['load']['ok_total']} refresh grants answered 200 but {phase['rows_added']} rows "
+                "were added"
+            )
+        if phase.get("half_written"):
+            notes.append(f"{label}: {phase['half_written']} half-written rotations in refresh_token")
+        if phase["idle_before"] > 0.15:
+            notes.append(f"{label}: the machine was {phase['idle_before'] * 100:.0f}% busy before the run")
+        ours = phase["server_cpu"] + phase["load"]["cpu"]
+        if phase["machine_util"] * cores - ours > 0.15:
+            notes.append(
+                f"{label}: other processes used {(phase['machine_util'] * cores - ours) * 100:.0f}% CPU: noisy numbers"
+            )
+    for label, problems in r["log_problems"].items():
+        if problems:
+            notes.append(f"{label}: server log problems: " + "; ".join(f"`{p.strip()[:150]}`" for p in problems))
+    checked = [phase for phase in phases.values() if "rows_added" in phase]
+    lines.append(
+        f"Stored rows after the identity runs: {sum(p['rows_added'] for p in checked)} rows added for "
+        f"{sum(p['load']['ok_total'] for p in checked)} refresh grants answered 200; half-written rotations: "
+        f"{sum(p['half_written'] for p in checked)}."
+    )
+    lines.append("")
+    if notes:
+        lines += ["Problems seen in this run:", "", *[f"- {n}" for n in notes], ""]
+    return "\n".join(lines)
+
+
+def write_doc(section: str, kind: str) -> None:
+    """Replace (or append) this script's section for ``kind``; nothing else in the file changes."""
+    begin, end = f"<!-- bench-refresh:{kind} -->", f"<!-- /bench-refresh:{kind} -->"
+    block = f"{begin}\n{section.rstrip()}\n{end}\n"
+    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end) + r"\n?", re.DOTALL)
+    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block
+    DOC.parent.mkdir(parents=True, exist_ok=True)
+    DOC.write_text(text)
+
+
+# ------------------------------------------------------------------------------------------------------------ main
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument(
+        "--database-url",
+        help="sqlite:///... to use as is, or a PostgreSQL server URL (a fresh "
+        "database is created there and dropped afterwards); default: a temporary SQLite file",
+    )
+    parser.add_argument("--duration", type=float, default=15.0, help="seconds of load per run (default 15)")
+    parser.add_argument("--concurrency", type=int, default=8, help="concurrent connections (default 8)")
+    parser.add_argument("--timeit-seconds", type=float, default=0.5, help="seconds per timeit repetition")
+    parser.add_argument("--no-write", action="store_true", help=f"do not update {DOC.relative_to(ROOT)}")
+    parser.add_argument("--role", choices=[*sorted(ROLES), "bare-server"], help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.role == "bare-server":
+        role_bare_server({"port": args.port})
+        return
+    if args.role:
+        json.dump(ROLES[args.role](json.loads(sys.stdin.read())), sys.stdout)
+        return
+    if not 1 <= args.concurrency <= 64:
+        parser.error("--concurrency must be between 1 and 64")
+    if not 5 <= args.duration <= 300:
+        parser.error("--duration must be between 5 and 300 seconds")
+    if not 0.05 <= args.timeit_seconds <= 10:
+        parser.error("--timeit-seconds must be between 0.05 and 10")
+    shown = [".venv/bin/python", "scripts/bench_refresh.py", *(argv if argv is not None else sys.argv[1:])]
+    options = Options(
+        database_url=args.database_url,
+        duration=args.duration,
+        concurrency=args.concurrency,
+        timeit_seconds=args.timeit_seconds,
+        write=not args.no_write,
+        command=shlex.join(shown),
+    )
+    started = time.monotonic()
+    section = run(options)
+    print(section)
+    if options.write:
+        kind = "sqlite" if "sqlite: " in section.splitlines()[0] else "postgresql"
+        write_doc(section, kind)
+        step(f"wrote the {kind} section of {DOC.relative_to(ROOT)}")
+    step(f"done in {time.monotonic() - started:.0f}s")
+
+
+if __name__ == "__main__":
+    main()
