@@ -31,6 +31,7 @@ __all__ = [
     "User",
     "UserAuthenticator",
     "UserLookup",
+    "UserinfoClaimsStore",
 ]
 
 
@@ -187,6 +188,14 @@ class TenantStore(Protocol):
 
     async def api(self, identifier: str) -> Api | None:
         """The API with exactly this identifier, or ``None``."""
+        ...
+
+
+class UserinfoClaimsStore(Protocol):
+    """Keeps the custom ID-token claims of an access token for ``/userinfo`` (OIDC Core §5.3)."""
+
+    async def remember(self, jti: str, user_id: str, claims: Mapping[str, Any], expires_at: float) -> None:
+        """Keep ``claims`` for the access token ``jti`` until ``expires_at``."""
         ...
 
 

@@ -28,6 +28,7 @@ __all__ = [
     "TenantRow",
     "UTCDateTime",
     "UserRow",
+    "UserinfoClaimsRow",
     "WebSessionRow",
     "utcnow",
 ]
@@ -320,3 +321,14 @@ class RefreshTokenRow(SQLModel, table=True):
     """The successor token, sealed: handed out again to a retry within the client's leeway."""
     revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     revoked_reason: str | None = Field(default=None, max_length=32)
+
+
+class UserinfoClaimsRow(SQLModel, table=True):
+    """Namespaced ID-token claims rules added, kept per access token (``jti``) so ``/userinfo`` can return them."""
+
+    __tablename__ = "userinfo_claims"
+
+    jti: str = Field(primary_key=True, max_length=64)
+    user_pk: int = Field(sa_column=sa.Column(sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False))
+    claims: dict[str, Any] = _json(dict)
+    expires_at: datetime = Field(sa_type=UTCDateTime, nullable=False, index=True)

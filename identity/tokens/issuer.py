@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from identity.clock import Clock
-from identity.oauth2.interfaces import GrantResult, RefreshTokenStore, TokenResponse, User
+from identity.oauth2.interfaces import GrantResult, RefreshTokenStore, TokenResponse, User, UserinfoClaimsStore
 from identity.tokens.keys import KeyRing
 
 __all__ = ["GTY", "JwtIssuer", "profile_claims"]
@@ -55,12 +55,14 @@ class JwtIssuer:
         clock: Clock,
         id_token_lifetime: int,
         refresh_tokens: RefreshTokenStore | None = None,
+        userinfo_claims: UserinfoClaimsStore | None = None,
     ) -> None:
         self.keys = keys
         self.issuer = issuer
         self.clock = clock
         self.id_token_lifetime = id_token_lifetime
         self.refresh_tokens = refresh_tokens
+        self.userinfo_claims = userinfo_claims
 
     @property
     def userinfo_audience(self) -> str:
@@ -98,6 +100,8 @@ class JwtIssuer:
         claims.update(_custom(result.access_claims, claims))
         access_token = self.keys.sign(claims, alg)
         id_token = self._id_token(result, now) if openid else None
+        if openid and result.id_claims and self.userinfo_claims is not None:
+            await self.userinfo_claims.remember(claims["jti"], result.user.user_id, result.id_claims, claims["exp"])
         refresh_token = result.refresh_token
         if (
             refresh_token is None

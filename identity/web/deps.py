@@ -28,6 +28,7 @@ from identity.rules import RulesEngine
 from identity.settings import Settings
 from identity.store.rules import merge_app_metadata
 from identity.store.tenant import SqlTenantStore, api_signing_algs
+from identity.store.userinfo import SqlUserinfoClaims
 from identity.tokens import JwtIssuer, KeyRing
 from identity.tokens.refresh import SqlRefreshTokens
 
@@ -90,6 +91,7 @@ def build_token_endpoint(services: Services, session: AsyncSession) -> TokenEndp
         clock=services.clock,
         id_token_lifetime=services.settings.id_token_lifetime,
         refresh_tokens=refresh_tokens,
+        userinfo_claims=SqlUserinfoClaims(session),
     )
     rules = None
     if services.rules is not None and services.rules.rules:

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.oauth2.errors import InvalidToken
 from identity.store import users as user_queries
+from identity.store.userinfo import SqlUserinfoClaims
 from identity.tokens.issuer import profile_claims
 from identity.tokens.verify import InvalidAccessToken, verify_access_token
 from identity.web.deps import Services
@@ -23,7 +24,9 @@ __all__ = ["userinfo"]
 async def userinfo(
     request: Request[Any, Any, State], services: NamedDependency[Services], db: NamedDependency[AsyncSession]
 ) -> Response[Any]:
-    """Claims the token's scopes allow, read from the user as stored now."""
+    """Claims the token's scopes allow, read from the user as stored now, and the custom claims rules put in the
+    ID token issued with it.
+    """
     scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise InvalidToken("missing bearer token", scope="openid")
@@ -44,5 +47,6 @@ async def userinfo(
     user = user_queries.user_from_row(*found)
     if user.blocked:
         raise InvalidToken("user is blocked")
-    body = {"sub": user.user_id, **profile_claims(user, set(str(claims.get("scope", "")).split()))}
+    custom = await SqlUserinfoClaims(db).recall(str(claims.get("jti", "")))
+    body = {**custom, "sub": user.user_id, **profile_claims(user, set(str(claims.get("scope", "")).split()))}
     return Response(body, media_type=MediaType.JSON, headers=NO_STORE)
