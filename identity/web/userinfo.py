@@ -24,8 +24,9 @@ __all__ = ["userinfo"]
 async def userinfo(
     request: Request[Any, Any, State], services: NamedDependency[Services], db: NamedDependency[AsyncSession]
 ) -> Response[Any]:
-    """Claims the token's scopes allow, read from the user as stored now, and the custom claims rules put in the
-    ID token issued with it.
+    """The claims the token's scopes allow, read from the user as stored now.
+
+    Also the custom claims rules put in the ID token issued with this access token (API.md §3.1).
     """
     scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
