@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -64,10 +64,17 @@ async def healthz(services: NamedDependency[Services]) -> Response[dict[str, str
     return Response({"status": "ok"}, media_type=MediaType.JSON, headers={"Cache-Control": "no-store"})
 
 
-async def _security_headers(response: Response[object]) -> Response[object]:
-    for name, value in _SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
-    return response
+def _security_headers(settings: Settings) -> Callable[[Response[object]], Awaitable[Response[object]]]:
+    headers = dict(_SECURITY_HEADERS)
+    if settings.issuer.startswith("https://"):
+        headers["Strict-Transport-Security"] = "max-age=31536000"  # the public URL is https: keep browsers on it
+
+    async def add(response: Response[object]) -> Response[object]:
+        for name, value in headers.items():
+            response.headers.setdefault(name, value)
+        return response
+
+    return add
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
@@ -124,7 +131,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             HTTPException: handle_http_exception,
             Exception: handle_unexpected,
         },
-        after_request=_security_headers,
+        after_request=_security_headers(settings),
         template_config=TemplateConfig(directory=TEMPLATES, engine=JinjaTemplateEngine),
         lifespan=[lifespan],
         state=State({"services": services}),

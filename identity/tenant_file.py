@@ -35,7 +35,15 @@ __all__ = ["ApplyReport", "TenantFileError", "apply_tenant", "load_tenant_file"]
 _MAX_TOKEN_LIFETIME = 2_592_000
 _SECTIONS = {"tenant", "connections", "apis", "clients", "users", "rules"}
 _RULE_KEYS = {"name", "handler", "enabled", "timeout_seconds", "config"}
-_TENANT_KEYS = {"friendly_name", "default_directory", "default_audience", "mfa_policy", "mfa_token_lifetime"}
+_TENANT_KEYS = {
+    "friendly_name",
+    "default_directory",
+    "default_audience",
+    "mfa_policy",
+    "mfa_token_lifetime",
+    "brute_force_max_attempts",
+    "brute_force_block_seconds",
+}
 _CONNECTION_KEYS = {"name", "strategy"}
 _API_KEYS = {"identifier", "name", "scopes", "signing_alg", "token_lifetime", "allow_offline_access"}
 _CLIENT_KEYS = {
@@ -147,6 +155,14 @@ def validate(data: Mapping[str, Any]) -> None:
     _type("[tenant] mfa_token_lifetime", mfa_lifetime, int)
     if not 60 <= mfa_lifetime <= 3600:
         raise TenantFileError("[tenant] mfa_token_lifetime must be between 60 and 3600 seconds")
+    attempts = tenant.get("brute_force_max_attempts", 10)
+    _type("[tenant] brute_force_max_attempts", attempts, int)
+    if not 1 <= attempts <= 100:
+        raise TenantFileError("[tenant] brute_force_max_attempts must be between 1 and 100 (Auth0's range)")
+    block = tenant.get("brute_force_block_seconds", 900)
+    _type("[tenant] brute_force_block_seconds", block, int)
+    if not 1 <= block <= 2_592_000:
+        raise TenantFileError("[tenant] brute_force_block_seconds must be between 1 and 2592000 (30 days)")
     connection_names = set()
     for i, conn in enumerate(data.get("connections", [])):
         where = f"[[connections]] #{i + 1}"

@@ -35,6 +35,7 @@ __all__ = [
     "ATTEMPT_CAPACITY",
     "ATTEMPT_REFILL_SECONDS",
     "MFA_POLICIES",
+    "PENDING_ENROLLMENT_SECONDS",
     "AlreadyEnrolled",
     "Enrollment",
     "FactorService",
@@ -43,6 +44,7 @@ __all__ = [
 
 ATTEMPT_CAPACITY = 10.0
 ATTEMPT_REFILL_SECONDS = 360.0
+PENDING_ENROLLMENT_SECONDS = 600.0
 MFA_POLICIES = ("never", "if-enrolled", "always")
 _TOTP_PURPOSE = "totp-secret:"
 
@@ -174,9 +176,12 @@ class FactorService:
     async def _check_otp(self, user_pk: int, otp: str, burn: int | None) -> FactorCheck:
         candidates = [a for a in await queries.authenticators(self.session, user_pk) if a.kind == "totp"]
         await self.session.commit()
+        now = self.clock.now()
         if any(a.active for a in candidates):
             candidates = [a for a in candidates if a.active]
-        now = self.clock.now()
+        else:
+            # An enrollment left unconfirmed expires: its secret was shown once, long ago.
+            candidates = [a for a in candidates if now - a.created_at.timestamp() < PENDING_ENROLLMENT_SECONDS]
         for authenticator in candidates:
             step = totp.verify(self._secret(authenticator), otp, at=now)
             if step is None or authenticator.id is None:
@@ -264,6 +269,7 @@ class FactorService:
                 kind="totp",
                 secret=self.box.seal(secret.encode(), purpose=_TOTP_PURPOSE + public_id),
                 active=False,
+                created_at=self._now(),
             )
         )
         code = None

@@ -13,8 +13,10 @@ from sqlmodel import col, select
 
 from identity.accounts.errors import InvalidUserData, UnknownConnection, UserExists
 from identity.accounts.passwords import PasswordHasher
-from identity.oauth2.interfaces import Connection, User
+from identity.oauth2.interfaces import Connection, LoginBlocked, User
+from identity.store import login_failures
 from identity.store import users as user_queries
+from identity.store.mfa import tenant_row
 from identity.store.models import ConnectionRow, UserRow, utcnow
 from identity.tokens.refresh import revoke_user_families
 
@@ -44,18 +46,37 @@ class DirectoryAuthenticator:
         await self.session.commit()
         return user_queries.user_from_row(*found) if found is not None else None
 
-    async def authenticate(self, connection: Connection, username: str, password: str) -> User | None:
-        """The user if the password is right. Unknown users cost one dummy hash, like a wrong password."""
+    async def authenticate(
+        self, connection: Connection, username: str, password: str, *, ip: str | None = None
+    ) -> User | None:
+        """The user if the password is right. Unknown users cost one dummy hash, like a wrong password.
+
+        Consecutive failures are counted per (directory, identifier, IP), for unknown identifiers too, so the
+        answer never tells whether an account exists; at the tenant's threshold the pair is blocked for a while.
+        """
+        tenant = await tenant_row(self.session)
+        key = login_failures.failure_key(connection.id, user_queries.login_key(username), ip)
+        failures = await login_failures.state(self.session, key)
+        now = utcnow()
+        blocked_for = (now - failures.blocked_at).total_seconds() if failures and failures.blocked_at else None
+        if blocked_for is not None and blocked_for < tenant.brute_force_block_seconds:
+            await self.session.commit()
+            raise LoginBlocked()
         row = await user_queries.by_login(self.session, connection.id, username)
         # End the read transaction before the slow hash, so no connection or lock is held during it.
         await self.session.commit()
         result = await self.hasher.verify(row.password_hash if row is not None else None, password)
         if row is None or not result.ok:
+            if failures is not None and failures.blocked_at is not None:
+                await login_failures.reset(self.session, key)  # the block expired: start counting again
+            await login_failures.record_failure(self.session, key, now, max_attempts=tenant.brute_force_max_attempts)
             return None
         assert row.id is not None  # noqa: S101
         if result.needs_rehash:
             new_hash = await self.hasher.hash(password)
             await user_queries.replace_password_hash(self.session, row.id, row.password_hash, new_hash)
+        if failures is not None:
+            await login_failures.reset(self.session, key)
         if not row.blocked:
             await user_queries.record_login(self.session, row.id)
         await self.session.commit()

@@ -17,6 +17,7 @@ __all__ = [
     "Connection",
     "FactorCheck",
     "GrantResult",
+    "LoginBlocked",
     "MfaService",
     "MfaTransaction",
     "RefreshTokenPolicy",
@@ -207,14 +208,23 @@ class UserLookup(Protocol):
         ...
 
 
+class LoginBlocked(Exception):
+    """Brute-force protection: this identifier is blocked from this IP (no password is checked)."""
+
+
 class UserAuthenticator(Protocol):
     """Checks a username (or email) and password against one directory."""
 
-    async def authenticate(self, connection: Connection, username: str, password: str) -> User | None:
+    async def authenticate(
+        self, connection: Connection, username: str, password: str, *, ip: str | None = None
+    ) -> User | None:
         """The user when the password is right, ``None`` otherwise.
 
         Unknown user and wrong password must be indistinguishable, in the answer and in time. A blocked user with the
         right password is returned (with ``blocked=True``): the grant decides what to answer.
+
+        Raises:
+            LoginBlocked: too many consecutive failures for this identifier from ``ip``.
         """
         ...
 

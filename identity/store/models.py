@@ -19,6 +19,7 @@ __all__ = [
     "ClientConnectionRow",
     "ClientRow",
     "ConnectionRow",
+    "LoginFailureRow",
     "MfaAttemptRow",
     "MfaTransactionRow",
     "RecoveryCodeRow",
@@ -80,6 +81,9 @@ class TenantRow(SQLModel, table=True):
     mfa_policy: str = Field(default="if-enrolled", max_length=16)
     """``never``, ``if-enrolled`` (MFA exactly when the user has an active factor) or ``always``."""
     mfa_token_lifetime: int = Field(default=600)
+    brute_force_max_attempts: int = Field(default=10)
+    """Consecutive failed logins for one identifier from one IP before that pair is blocked (Auth0: 10)."""
+    brute_force_block_seconds: int = Field(default=900)
     updated_at: datetime = _created()
 
 
@@ -332,3 +336,17 @@ class UserinfoClaimsRow(SQLModel, table=True):
     user_pk: int = Field(sa_column=sa.Column(sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False))
     claims: dict[str, Any] = _json(dict)
     expires_at: datetime = Field(sa_type=UTCDateTime, nullable=False, index=True)
+
+
+class LoginFailureRow(SQLModel, table=True):
+    """Consecutive failed logins of one identifier from one IP (brute-force protection, API.md §4.1).
+
+    Keyed by the SHA-256 of (connection, identifier, IP): neither the identifier nor the address is stored in clear.
+    """
+
+    __tablename__ = "login_failure"
+
+    key_hash: str = Field(primary_key=True, max_length=64)
+    failures: int = Field(default=0)
+    last_failure_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    blocked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -37,7 +37,7 @@ from identity.accounts.factors import AlreadyEnrolled, Enrollment, FactorService
 from identity.accounts.users import DirectoryAuthenticator
 from identity.mfa import qr, recovery, totp
 from identity.oauth2.grants.password import WRONG_CREDENTIALS
-from identity.oauth2.interfaces import FactorCheck
+from identity.oauth2.interfaces import FactorCheck, LoginBlocked
 from identity.settings import Settings
 from identity.store import users as user_queries
 from identity.store.mfa import tenant_row
@@ -210,7 +210,15 @@ async def sign_in(
     if connection is None or connection.name not in directories:
         error = "Choose a directory from the list."
         return await _sign_in_page(services, db, status=400, error=error, username=username)
-    user = await DirectoryAuthenticator(db, services.hasher).authenticate(connection, username, password)
+    client_ip = request.client.host if request.client else None
+    try:
+        user = await DirectoryAuthenticator(db, services.hasher).authenticate(
+            connection, username, password, ip=client_ip
+        )
+    except LoginBlocked:
+        logger.info("enroll sign-in refused connection=%s brute-force block", connection.name)
+        error = "Too many failed sign-ins. Wait a few minutes and try again."
+        return await _sign_in_page(services, db, status=429, error=error, username=username, selected=name)
     if user is None or user.blocked:
         logger.info("enroll sign-in refused connection=%s blocked=%s", connection.name, user is not None)
         error = WRONG_CREDENTIALS if user is None else "This account is blocked. Contact your administrator."

@@ -416,11 +416,11 @@ def test_userinfo_get_and_post_with_a_refreshed_access_token(rt: RefreshTenant) 
     finally:
         apply(rt.env, path, tenant_toml())
 
-    # The claims follow the scopes of the (narrowed) token; without openid there is no userinfo at all.
+    # The standard claims follow the scopes of the (narrowed) token; without openid there is no userinfo at all.
     only_openid = sdk(rt).refresh_token(refreshed["refresh_token"], scope="openid")
     assert httpx.get(
         rt.server.base_url + "/userinfo", headers={"Authorization": f"Bearer {only_openid['access_token']}"}
-    ).json() == {"sub": grace}
+    ).json() == {"sub": grace, PROTOCOL_CLAIM: "oauth2-refresh-token"}  # the rule's ID-token claim (§3.1)
     no_openid = sdk(rt).refresh_token(only_openid["refresh_token"], scope="read:notes")["access_token"]
     for method in ("GET", "POST"):
         denied = httpx.request(

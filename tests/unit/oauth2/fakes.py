@@ -12,6 +12,7 @@ from identity.oauth2.interfaces import (
     Client,
     Connection,
     GrantResult,
+    LoginBlocked,
     TenantSettings,
     TokenResponse,
     User,
@@ -81,14 +82,19 @@ class FakeUsers:
     def __init__(self) -> None:
         self.accounts: dict[tuple[str, str], tuple[str, User]] = {}
         self.calls: list[tuple[str, str, str]] = []
+        self.blocked_pairs: set[tuple[str, str, str | None]] = set()
 
     def add(self, connection: str, login: str, password: str, **fields: Any) -> User:
         user = User(user_id=f"auth0|{connection}-{login}", connection=connection, **fields)
         self.accounts[(connection, login.lower())] = (password, user)
         return user
 
-    async def authenticate(self, connection: Connection, username: str, password: str) -> User | None:
+    async def authenticate(
+        self, connection: Connection, username: str, password: str, *, ip: str | None = None
+    ) -> User | None:
         self.calls.append((connection.name, username, password))
+        if (connection.name, username.lower(), ip) in self.blocked_pairs:
+            raise LoginBlocked()
         entry = self.accounts.get((connection.name, username.lower()))
         if entry is None or entry[0] != password:
             return None

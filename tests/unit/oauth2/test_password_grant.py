@@ -246,3 +246,22 @@ async def test_the_grant_result_describes_the_decision():
     assert result.audience == API.identifier
     assert result.scopes == ("read:a",)
     assert result.amr == ("pwd",)
+
+
+async def test_a_blocked_identifier_and_ip_get_too_many_attempts():
+    from identity.oauth2.errors import TooManyAttempts
+    from identity.oauth2.grants.password import BLOCKED
+
+    tenant, users, issuer = standard_fakes()
+    users.blocked_pairs.add(("customers", "alice@example.test", "203.0.113.7"))
+    grant = PasswordGrant(tenant, users, issuer)
+    with pytest.raises(TooManyAttempts) as caught:
+        await grant.handle(TokenRequest(ALICE, client_ip="203.0.113.7"), CLIENT)
+    assert (caught.value.status_code, caught.value.error, caught.value.description) == (
+        429,
+        "too_many_attempts",
+        BLOCKED,
+    )
+    assert issuer.results == []
+    # The same identifier from another address is not blocked.
+    assert (await grant.handle(TokenRequest(ALICE, client_ip="198.51.100.1"), CLIENT)).access_token
