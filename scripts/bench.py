@@ -55,7 +55,17 @@ DOC = ROOT / "docs" / "benchmarks.md"
 CLIENT_ID = "bench-cli"
 AUDIENCE = "https://api.bench.test/"
 USERS = [(f"user{i}@bench.test", f"bench password number {i}") for i in range(4)]
-ARGON2 = {"time_cost": 2, "memory_cost": 19 * 1024, "parallelism": 1, "hash_len": 32, "salt_len": 16}
+# Targets of the wrong-password requests: enough of them that none reaches the brute-force threshold (10
+# consecutive failures per identifier and IP), so every answer is the plain 403 and no block is measured.
+WRONG_USERS = [(f"typo{i}@bench.test", f"typo user password {i}") for i in range(25)]
+# The server's Argon2id parameters (identity.settings reads the same variables, with the same defaults).
+ARGON2 = {
+    "time_cost": int(os.environ.get("IDENTITY_ARGON2_TIME_COST", 2)),
+    "memory_cost": int(os.environ.get("IDENTITY_ARGON2_MEMORY_KIB", 19 * 1024)),
+    "parallelism": int(os.environ.get("IDENTITY_ARGON2_PARALLELISM", 1)),
+    "hash_len": 32,
+    "salt_len": 16,
+}
 
 TENANT_TOML = f"""
 [tenant]
@@ -80,7 +90,8 @@ token_endpoint_auth_method = "none"
 grant_types = ["password"]
 connections = ["customers"]
 """ + "".join(
-    f'\n[[users]]\nconnection = "customers"\nemail = "{email}"\npassword = "{password}"\n' for email, password in USERS
+    f'\n[[users]]\nconnection = "customers"\nemail = "{email}"\npassword = "{password}"\n'
+    for email, password in USERS + WRONG_USERS
 )
 
 
@@ -440,13 +451,15 @@ def sequential_grants(base_url: str, samples: int) -> dict[str, dict[str, float]
     kinds: dict[str, list[float]] = {"wrong password": [], "unknown user": [], "success": []}
     statuses: dict[str, Counter[int]] = {kind: Counter() for kind in kinds}
     email, password = USERS[0]
-    forms = {
-        "wrong password": {"username": email, "password": "not the password at all"},
-        "unknown user": {"username": "nobody@bench.test", "password": "not the password at all"},
-        "success": {"username": email, "password": password},
-    }
     with httpx.Client(base_url=base_url, timeout=30.0) as client:
         for i in range(samples):
+            # Each failure goes to another identifier (unknown ones are new every time), so the brute-force
+            # protection never blocks one; the successes use a user that never fails, so they reset nothing.
+            forms = {
+                "wrong password": {"username": WRONG_USERS[i % len(WRONG_USERS)][0], "password": "not the password"},
+                "unknown user": {"username": f"nobody{i}@bench.test", "password": "not the password"},
+                "success": {"username": email, "password": password},
+            }
             for kind in kinds if i % 2 == 0 else reversed(kinds):
                 form = {"grant_type": "password", "client_id": CLIENT_ID, **forms[kind]}
                 t0 = time.perf_counter()
@@ -615,7 +628,8 @@ def render(r: dict[str, Any], options: Options) -> str:
         f"- Code: {r['code']}",
         f"- Machine: {m['cpu']}, {m['cores']} cores, Linux {m['kernel']}, Python {m['python']}",
         f"- Server: ONE `identity serve` process (one uvicorn worker, default info logging), "
-        f"`IDENTITY_HASH_WORKERS={r['hash_workers']}`, Argon2id t=2, m=19 MiB, p=1, RS256 access tokens",
+        f"`IDENTITY_HASH_WORKERS={r['hash_workers']}`, Argon2id t={ARGON2['time_cost']}, "
+        f"m={ARGON2['memory_cost']} KiB, p={ARGON2['parallelism']}, RS256 access tokens",
         f"- Load: {options.concurrency} concurrent keep-alive connections (async httpx, its own process) for "
         f"{options.duration:.0f}s, the first {options.duration - load['window']:.0f}s discarded as warm-up; "
         f"JWKS probe (another process) every {options.jwks_interval * 1000:.0f} ms. The load generator and the "
@@ -731,6 +745,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     if not 1 <= args.concurrency <= 256:
         parser.error("--concurrency must be between 1 and 256")
+    if not 1 <= args.samples <= 8 * len(WRONG_USERS):
+        parser.error(f"--samples must be between 1 and {8 * len(WRONG_USERS)} (brute-force protection)")
     if not 5 <= args.duration <= 600:
         parser.error("--duration must be between 5 and 600 seconds")
     shown = [".venv/bin/python", "scripts/bench.py", *(argv if argv is not None else sys.argv[1:])]

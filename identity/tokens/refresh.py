@@ -4,6 +4,8 @@
 - Rotation: presenting the newest token of a family retires it and returns a successor, in one transaction: a
   conditional UPDATE (``used_at IS NULL``) decides the single winner among concurrent requests, and the successor row
   is inserted before the commit, so no token is handed out before it is durable.
+- Revocation and rotation both lock the family's root row first, so a family revoked while one of its tokens is
+  being rotated ends up dead, successor included, whatever the timing (and in a deadlock-free lock order).
 - Reuse: presenting a retired token revokes the whole family, unless it is the immediately previous token and the
   client's ``leeway`` has not passed: then the same successor is returned again (it is kept sealed for that).
 - Expiry: the family's absolute lifetime is fixed at its start; the idle lifetime is renewed on every exchange.
@@ -17,7 +19,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, update
+from sqlalchemy import ColumnElement, CursorResult, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, func, select
 
@@ -42,14 +44,24 @@ def _ts(value: datetime | None) -> float | None:
     return value.timestamp() if value is not None else None
 
 
+async def _revoke(session: AsyncSession, condition: ColumnElement[bool], now: datetime, reason: str) -> int:
+    """Revoke the families matching ``condition``: their root rows first, then every token.
+
+    The root row of a family is its lock: a rotation takes it before retiring a token (see `SqlRefreshTokens.rotate`),
+    so a revocation waits for a rotation under way, and its second statement, a new snapshot under READ COMMITTED,
+    also sees the successor that rotation inserted. Taking roots first in both keeps the lock order deadlock-free.
+    """
+    values = {"revoked_at": now, "revoked_reason": reason, "successor": None}
+    live = col(RefreshTokenRow.revoked_at).is_(None)
+    await session.execute(
+        update(RefreshTokenRow).where(condition, live, col(RefreshTokenRow.parent_id).is_(None)).values(**values)
+    )
+    return _count(await session.execute(update(RefreshTokenRow).where(condition, live).values(**values)))
+
+
 async def revoke_user_families(session: AsyncSession, user_pk: int, reason: str, now: datetime) -> int:
     """Revoke every refresh token of a user (password change, MFA reset, admin); the number revoked."""
-    result = await session.execute(
-        update(RefreshTokenRow)
-        .where(col(RefreshTokenRow.user_pk) == user_pk, col(RefreshTokenRow.revoked_at).is_(None))
-        .values(revoked_at=now, revoked_reason=reason, successor=None)
-    )
-    return _count(result)
+    return await _revoke(session, col(RefreshTokenRow.user_pk) == user_pk, now, reason)
 
 
 async def active_families(session: AsyncSession, user_id: str) -> list[dict[str, Any]]:
@@ -149,11 +161,7 @@ class SqlRefreshTokens:
         )
         surplus = [row[0] for row in (await self.session.execute(active)).all()]
         if surplus:
-            await self.session.execute(
-                update(RefreshTokenRow)
-                .where(col(RefreshTokenRow.family_id).in_(surplus), col(RefreshTokenRow.revoked_at).is_(None))
-                .values(revoked_at=now, revoked_reason="limit", successor=None)
-            )
+            await _revoke(self.session, col(RefreshTokenRow.family_id).in_(surplus), now, "limit")
 
     async def find(self, token: str) -> StoredRefreshToken | None:
         """The stored token, or ``None`` for an unknown one."""
@@ -195,6 +203,19 @@ class SqlRefreshTokens:
         now = self._now()
         successor = _PREFIX + secrets.token_urlsafe(32)
         sealed = self.box.seal(successor.encode(), purpose=_SUCCESSOR_PURPOSE + str(stored.id))
+        # Lock the family (its root row) first, as revocations do; a revoked family cannot rotate.
+        family_live = await self.session.execute(
+            update(RefreshTokenRow)
+            .where(
+                col(RefreshTokenRow.family_id) == stored.family_id,
+                col(RefreshTokenRow.parent_id).is_(None),
+                col(RefreshTokenRow.revoked_at).is_(None),
+            )
+            .values(revoked_at=None)
+        )
+        if _count(family_live) != 1:
+            await self.session.rollback()
+            return None
         won = await self.session.execute(
             update(RefreshTokenRow)
             .where(
@@ -270,9 +291,5 @@ class SqlRefreshTokens:
 
     async def revoke_family(self, family_id: str, reason: str) -> None:
         """Revoke every token of the family (reuse detected, revocation endpoint)."""
-        await self.session.execute(
-            update(RefreshTokenRow)
-            .where(col(RefreshTokenRow.family_id) == family_id, col(RefreshTokenRow.revoked_at).is_(None))
-            .values(revoked_at=self._now(), revoked_reason=reason, successor=None)
-        )
+        await _revoke(self.session, col(RefreshTokenRow.family_id) == family_id, self._now(), reason)
         await self.session.commit()
