@@ -53,10 +53,11 @@ async def _revoke(session: AsyncSession, condition: ColumnElement[bool], now: da
     """
     values = {"revoked_at": now, "revoked_reason": reason, "successor": None}
     live = col(RefreshTokenRow.revoked_at).is_(None)
-    await session.execute(
+    roots = await session.execute(
         update(RefreshTokenRow).where(condition, live, col(RefreshTokenRow.parent_id).is_(None)).values(**values)
     )
-    return _count(await session.execute(update(RefreshTokenRow).where(condition, live).values(**values)))
+    rest = await session.execute(update(RefreshTokenRow).where(condition, live).values(**values))
+    return _count(roots) + _count(rest)
 
 
 async def revoke_user_families(session: AsyncSession, user_pk: int, reason: str, now: datetime) -> int:
