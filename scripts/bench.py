@@ -707,12 +707,20 @@ are a lower bound for a server with the machine to itself.
 """
 
 
+NOTES_ANCHOR = "<!-- bench:notes -->"
+
+
 def write_doc(section: str, kind: str) -> None:
     begin, end = f"<!-- bench:{kind} -->", f"<!-- /bench:{kind} -->"
     block = f"{begin}\n{section.rstrip()}\n{end}\n"
     text = DOC.read_text() if DOC.exists() else DOC_HEADER
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end) + r"\n?", re.DOTALL)
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block
+    if pattern.search(text):
+        text = pattern.sub(lambda _: block, text)
+    elif NOTES_ANCHOR in text:  # hand-written notes stay after the measured sections
+        text = text.replace(NOTES_ANCHOR, block + "\n" + NOTES_ANCHOR, 1)
+    else:
+        text = text.rstrip() + "\n\n" + block
     DOC.parent.mkdir(parents=True, exist_ok=True)
     DOC.write_text(text)
 

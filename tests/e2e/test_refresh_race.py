@@ -178,7 +178,7 @@ def describe(store: Counter[str]) -> str:
     """The probe's counts in words."""
     return (
         f"find(): {store['find:newest']} unused, {store['find:used']} used, {store['find:revoked']} revoked "
-        f"(each UPDATE loser looks again); conditional UPDATE: {store['rotate:won']} won, "
+        f"(each rotate() loser looks again); rotate(): {store['rotate:won']} won, "
         f"{store['rotate:lost']} lost; leeway: {store['successor_within_leeway:hit']} hit, "
         f"{store['successor_within_leeway:miss']} miss; family revocations: {store['revoke_family:done']}"
     )
