@@ -320,10 +320,31 @@ def free_port() -> int:
         return port
 
 
-def proc_cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (all its threads), from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def proc_cpu_seconds(pid: int, tid: int | None = None) -> float:
+    """User + system CPU time of a process (all its threads), or of one of its threads, from /proc."""
+    path = f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat"
+    fields = Path(path).read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def loop_schedstat(pid: int) -> tuple[float, float]:
+    """(seconds on a CPU, seconds runnable but waiting for a CPU) of the server's main thread (the event loop)."""
+    with contextlib.suppress(OSError, ValueError):
+        running, waiting, _ = Path(f"/proc/{pid}/task/{pid}/schedstat").read_text().split()
+        return int(running) / 1e9, int(waiting) / 1e9
+    return float("nan"), float("nan")
+
+
+def postgres_cpu_seconds() -> float:
+    """CPU time of every PostgreSQL server process on the machine (to tell the database from noise)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            text = stat.read_text()
+            if text[text.index("(") + 1 : text.rindex(")")] in ("postgres", "postmaster"):
+                fields = text.rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def machine_busy() -> tuple[float, float]:
@@ -495,7 +516,11 @@ def run(options: Options) -> str:
             pythonpath, code = code_under_test(options.git_ref, workdir)
             env = {
                 **os.environ,
-                **({"PYTHONPATH": pythonpath} if pythonpath else {}),
+                **(
+                    {"PYTHONPATH": os.pathsep.join(filter(None, [pythonpath, os.environ.get("PYTHONPATH")]))}
+                    if pythonpath
+                    else {}
+                ),
                 "IDENTITY_DATABASE_URL": database.url,
                 "IDENTITY_ISSUER": f"http://127.0.0.1:{port}/",
                 "IDENTITY_ENCRYPTION_KEYS": "bench=" + base64.b64encode(secrets.token_bytes(32)).decode(),
@@ -558,13 +583,18 @@ def run(options: Options) -> str:
                 )
                 time.sleep(max(0.0, start_at + warmup - time.time()))
                 cpu0, busy0 = proc_cpu_seconds(process.pid), machine_busy()
+                loop0, pg0 = loop_schedstat(process.pid), postgres_cpu_seconds()
                 t0 = time.perf_counter()
                 time.sleep(max(0.0, start_at + options.duration - 0.5 - time.time()))
                 cpu1, busy1 = proc_cpu_seconds(process.pid), machine_busy()
+                loop1, pg1 = loop_schedstat(process.pid), postgres_cpu_seconds()
                 window = time.perf_counter() - t0
                 load = collect(load_proc, options.duration + 90)
                 loaded_jwks = collect(jwks_proc, options.duration + 60)
                 server_cpu = (cpu1 - cpu0) / window
+                loop_cpu = (loop1[0] - loop0[0]) / window
+                loop_wait = (loop1[1] - loop0[1]) / window
+                postgres_cpu = (pg1 - pg0) / window
                 machine_util = (busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1])
                 alive = process.poll() is None
             log_text = log.read_text(errors="replace")
@@ -582,6 +612,9 @@ def run(options: Options) -> str:
         "load": load,
         "loaded_jwks": loaded_jwks,
         "server_cpu": server_cpu,
+        "loop_cpu": loop_cpu,
+        "loop_wait": loop_wait,
+        "postgres_cpu": postgres_cpu,
         "idle_before": idle_before,
         "machine_util": machine_util,
         "server_alive": alive,
@@ -619,7 +652,9 @@ def render(r: dict[str, Any], options: Options) -> str:
     failures = load["failed_total"]
     grant_cpu_ms = r["server_cpu"] * 1000 / grants_rate
     verify_cpu_ms = r["pool"]["cpu"] * 1000 / r["pool"]["verifies"]
-    ours = r["server_cpu"] + load["cpu"] + r["loaded_jwks"]["cpu"]
+    pg_cpu = r["postgres_cpu"] if r["kind"] == "postgresql" else 0.0
+    pg_note = "; PostgreSQL excluded" if pg_cpu else ""
+    ours = r["server_cpu"] + load["cpu"] + r["loaded_jwks"]["cpu"] + pg_cpu
     other_cpu = max(0.0, r["machine_util"] * int(m["cores"]) - ours)
     lines = [
         f"## {r['kind']}: {r['database']}",
@@ -649,7 +684,12 @@ def render(r: dict[str, Any], options: Options) -> str:
         f"| CPU during the load (of {m['cores']}00%): server / load generator / JWKS probe / whole machine | "
         f"{r['server_cpu'] * 100:.0f}% / {load['cpu'] * 100:.0f}% / {r['loaded_jwks']['cpu'] * 100:.0f}% / "
         f"{r['machine_util'] * int(m['cores']) * 100:.0f}% |",
-        f"| CPU of other processes on the machine during the load (noise) | {other_cpu * 100:.0f}% |",
+        f"| Server CPU by thread during the load: event loop (main thread) / hash pool and other threads | "
+        f"{r['loop_cpu'] * 100:.0f}% / {(r['server_cpu'] - r['loop_cpu']) * 100:.0f}% |",
+        f"| Event loop thread runnable but waiting for a CPU during the load (of wall time) | "
+        f"{r['loop_wait'] * 100:.0f}% |",
+        *([f"| PostgreSQL server processes' CPU during the load | {pg_cpu * 100:.0f}% |"] if pg_cpu else []),
+        f"| CPU of other processes on the machine during the load (noise{pg_note}) | {other_cpu * 100:.0f}% |",
         f"| CPU per operation: server per grant under load / bare Argon2 verify ({r['pool']['threads']} threads) | "
         f"{grant_cpu_ms:.1f} ms / {verify_cpu_ms:.1f} ms |",
         f"| CPU-normalised ratio (bare verify CPU ÷ server CPU per grant; insensitive to other load) | "

@@ -243,7 +243,7 @@ def spawn_role(role: str, params: dict[str, Any]) -> subprocess.Popen[str]:
     process = subprocess.Popen(
         [sys.executable, __file__, "--role", role], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
-    assert process.stdin is not None  # noqa: S101
+    assert process.stdin is not None
     process.stdin.write(json.dumps(params))
     process.stdin.close()
     return process
@@ -251,7 +251,7 @@ def spawn_role(role: str, params: dict[str, Any]) -> subprocess.Popen[str]:
 
 def collect(process: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
     """Wait (bounded) for a role process and parse its result."""
-    assert process.stdout is not None  # noqa: S101
+    assert process.stdout is not None
     try:
         process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
