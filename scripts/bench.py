@@ -17,6 +17,15 @@ afterwards. It migrates it, applies a small tenant, starts ONE ``identity serve`
 4. password grants from an async httpx load generator (a separate process, N concurrent connections, D seconds),
    while another process polls ``GET /.well-known/jwks.json`` every 20 ms.
 
+During the load it also reads, from /proc, the CPU time of the server, of its event-loop thread (and how long that
+thread waited for a CPU), of the load generator and the probe, of PostgreSQL, and of the whole machine, so that
+contention from unrelated processes shows up in the report instead of silently skewing it. Before the baseline and
+before the load it waits (at most 60 s each) for the machine to be nearly idle.
+
+``--git-ref REF`` runs the server from ``git archive REF`` instead of the working tree. The Argon2id parameters come
+from ``IDENTITY_ARGON2_TIME_COST`` / ``IDENTITY_ARGON2_MEMORY_KIB`` / ``IDENTITY_ARGON2_PARALLELISM`` like the
+server's, so ``IDENTITY_ARGON2_TIME_COST=1 IDENTITY_ARGON2_MEMORY_KIB=64`` measures everything except the hash.
+
 All load goes to 127.0.0.1 only and is bounded in request count (by concurrency) and time. The results are printed
 as Markdown and written to ``docs/benchmarks.md`` (the section of the same database kind is replaced).
 """
@@ -506,7 +515,8 @@ class Options:
     command: str
 
 
-def run(options: Options) -> str:
+def run(options: Options) -> tuple[str, str]:
+    """Set up, measure, and return the Markdown section and the database kind."""
     hash_workers = int(os.environ.get("IDENTITY_HASH_WORKERS") or os.cpu_count() or 2)
     info = machine()
     with tempfile.TemporaryDirectory(prefix="identity-bench-") as tmp:
@@ -625,7 +635,7 @@ def run(options: Options) -> str:
     }
     if os.environ.get("BENCH_JSON"):
         Path(os.environ["BENCH_JSON"]).write_text(json.dumps(results, indent=2))
-    return render(results, options)
+    return render(results, options), database.kind
 
 
 def step(message: str) -> None:
@@ -657,7 +667,7 @@ def render(r: dict[str, Any], options: Options) -> str:
     ours = r["server_cpu"] + load["cpu"] + r["loaded_jwks"]["cpu"] + pg_cpu
     other_cpu = max(0.0, r["machine_util"] * int(m["cores"]) - ours)
     lines = [
-        f"## {r['kind']}: {r['database']}",
+        f"### {r['kind']}: {r['database']}",
         "",
         f"- Run: {m['date']}; `{options.command}`",
         f"- Code: {r['code']}",
@@ -733,13 +743,18 @@ def render(r: dict[str, Any], options: Options) -> str:
 
 DOC_HEADER = """# Benchmarks
 
+## Password grant and JWKS under load (`scripts/bench.py`)
+
 Produced by `scripts/bench.py` (see its docstring for exactly what it measures). Each section is one run on one
 database kind; rerunning the script replaces the section of the same kind. Reproduce with, from the repository root:
 
 ```sh
-.venv/bin/python scripts/bench.py                                                    # SQLite
-.venv/bin/python scripts/bench.py --database-url postgresql://postgres@127.0.0.1:5432/postgres
+.venv/bin/python scripts/bench.py --git-ref HEAD                                     # SQLite
+.venv/bin/python scripts/bench.py --git-ref HEAD --database-url postgresql://postgres@127.0.0.1:5432/postgres
 ```
+
+`--git-ref HEAD` runs the server from `git archive HEAD` (read-only for the repository), so changes in progress in
+the working tree do not leak into the numbers; leave it out to benchmark the working tree.
 
 The PostgreSQL run creates a fresh `identity_bench_<random>` database on that server and drops it afterwards.
 Everything runs on one machine: the load generator and the JWKS probe share the CPU with the server, so the numbers
@@ -810,10 +825,9 @@ def main(argv: list[str] | None = None) -> None:
         command=shlex.join(shown),
     )
     started = time.monotonic()
-    section = run(options)
+    section, kind = run(options)
     print(section)
     if options.write:
-        kind = "sqlite" if section.startswith("## sqlite") else "postgresql"
         write_doc(section, kind)
         step(f"wrote the {kind} section of {DOC.relative_to(ROOT)}")
     step(f"done in {time.monotonic() - started:.0f}s")
