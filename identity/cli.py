@@ -147,6 +147,7 @@ def _demo_instructions(settings: Settings, data: dict[str, Any], report: ApplyRe
                 f"    -d username={other.get('email') or other.get('username')} -d password='{other['password']}'",
                 "",
             ]
+    lines += [f"Enroll an authenticator app in a browser: {base}/enroll", ""]
     for client_id, secret in report.generated_secrets.items():
         lines.append(f"Generated secret for client {client_id} (shown once): {secret}")
     return "\n".join(lines)

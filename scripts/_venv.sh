@@ -9,12 +9,13 @@ fi
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 stamp=".venv/.installed-$(cat pyproject.toml | "$PYTHON" -c 'import hashlib,sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest()[:16])')-${1:-app}"
 if [ ! -f "$stamp" ]; then
-  echo "Installing identity and its dependencies into .venv ..." >&2
-  .venv/bin/python -m pip install -q --disable-pip-version-check -U pip >&2
-  if [ "${1:-app}" = test ]; then
-    .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]' >&2
-  else
-    .venv/bin/python -m pip install -q --disable-pip-version-check -e . >&2
+  echo "Installing identity and its dependencies into .venv (log: .venv/install.log) ..." >&2
+  target=.; [ "${1:-app}" = test ] && target='.[test]'
+  if ! { .venv/bin/python -m pip install -q --disable-pip-version-check -U pip &&
+         .venv/bin/python -m pip install -q --disable-pip-version-check -e "$target"; } >.venv/install.log 2>&1; then
+    cat .venv/install.log >&2
+    echo "Installing identity failed (above)." >&2
+    exit 1
   fi
   rm -f .venv/.installed-* && touch "$stamp"
 fi
