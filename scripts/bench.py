@@ -36,33 +36,46 @@ import argparse
 import asyncio
 import base64
 import contextlib
-import datetime as dt
 import json
 import os
-import platform
 import re
 import secrets
 import shlex
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-VENV_BIN = Path(sys.executable).parent
-IDENTITY = str(VENV_BIN / "identity")
-DOC = ROOT / "docs" / "benchmarks.md"
+from benchkit import (
+    DOC,
+    IDENTITY,
+    ROOT,
+    TENANT_COMMON_TOML,
+    Database,
+    argument_parser,
+    collect,
+    doc_block,
+    free_port,
+    git,
+    load_report,
+    machine,
+    machine_busy,
+    proc_cpu_seconds,
+    run_cli,
+    save_doc,
+    serving,
+    spawn_role,
+    summary,
+    wait_for_quiet,
+    working_tree,
+)
 
 CLIENT_ID = "bench-cli"
-AUDIENCE = "https://api.bench.test/"
 USERS = [(f"user{i}@bench.test", f"bench password number {i}") for i in range(4)]
 # Targets of the wrong-password requests: enough of them that none reaches the brute-force threshold (10
 # consecutive failures per identifier and IP), so every answer is the plain 403 and no block is measured.
@@ -79,19 +92,7 @@ ARGON2 = {
 TENANT_TOML = f"""
 [tenant]
 friendly_name = "Benchmark"
-default_directory = "customers"
-default_audience = "{AUDIENCE}"
-
-[[connections]]
-name = "customers"
-
-[[apis]]
-identifier = "{AUDIENCE}"
-name = "Bench API"
-scopes = ["read:things", "write:things"]
-signing_alg = "RS256"
-token_lifetime = 3600
-
+{TENANT_COMMON_TOML}
 [[clients]]
 client_id = "{CLIENT_ID}"
 name = "Bench CLI"
@@ -102,31 +103,6 @@ connections = ["customers"]
     f'\n[[users]]\nconnection = "customers"\nemail = "{email}"\npassword = "{password}"\n'
     for email, password in USERS + WRONG_USERS
 )
-
-
-# ----------------------------------------------------------------------------------------------------------- stats
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The q-th percentile (0-100), nearest-rank on sorted values; NaN when empty."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
-    return ordered[rank]
-
-
-def summary(latencies_s: list[float]) -> dict[str, float]:
-    """Latency summary in milliseconds."""
-    ms = [v * 1000 for v in latencies_s]
-    return {
-        "n": len(ms),
-        "mean": statistics.fmean(ms) if ms else float("nan"),
-        "p50": percentile(ms, 50),
-        "p95": percentile(ms, 95),
-        "p99": percentile(ms, 99),
-        "max": max(ms) if ms else float("nan"),
-    }
 
 
 # ------------------------------------------------------------------------------------ roles run in child processes
@@ -193,20 +169,7 @@ def role_load(params: dict[str, Any]) -> dict[str, Any]:
 
             await asyncio.gather(*(worker(i) for i in range(concurrency)))
             cpu = (time.process_time() - cpu0) / (time.perf_counter() - wall0)
-        window_start = start_at + warmup
-        steady = [r for r in results if window_start <= r[0] <= start_at + duration]
-        ok = [lat for _, lat, status in steady if status == 200]
-        return {
-            "window": duration - warmup,
-            "total": len(results),
-            "ok_total": sum(1 for r in results if r[2] == 200),
-            "steady": len(steady),
-            "ok": len(ok),
-            "failed_total": sum(1 for r in results if r[2] != 200),
-            "latency": summary(ok),
-            "errors": dict(errors.most_common(10)),
-            "cpu": cpu,
-        }
+        return load_report(results, errors, start_at=start_at, duration=duration, warmup=warmup, cpu=cpu)
 
     return asyncio.run(run())
 
@@ -243,97 +206,7 @@ def role_jwks(params: dict[str, Any]) -> dict[str, Any]:
 ROLES = {"argon2": role_argon2, "load": role_load, "jwks": role_jwks}
 
 
-def spawn_role(role: str, params: dict[str, Any]) -> subprocess.Popen[str]:
-    """Run ``role`` in a fresh Python process; its JSON result comes on stdout."""
-    return subprocess.Popen(
-        [sys.executable, __file__, "--role", role, "--params", json.dumps(params)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-
-
-def collect(process: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
-    """Wait (bounded) for a role process and parse its result."""
-    try:
-        out, _ = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.communicate()
-        raise RuntimeError(f"benchmark child {process.args!r} did not finish in {timeout:.0f}s") from None
-    if process.returncode != 0:
-        raise RuntimeError(f"benchmark child {process.args!r} failed with exit status {process.returncode}")
-    result: dict[str, Any] = json.loads(out)
-    return result
-
-
 # ------------------------------------------------------------------------------------------------- the environment
-
-
-@dataclass
-class Database:
-    """The database under test: a temporary SQLite file, or a fresh PostgreSQL database on a given server."""
-
-    kind: str
-    url: str
-    description: str
-
-    @classmethod
-    @contextlib.contextmanager
-    def prepare(cls, given: str | None, workdir: Path) -> Iterator[Database]:
-        if given is None:
-            path = workdir / "bench.db"
-            yield cls("sqlite", f"sqlite:///{path}", "SQLite (temporary file, WAL)")
-            return
-        if given.startswith("sqlite"):
-            yield cls("sqlite", given, "SQLite (given URL)")
-            return
-        if not given.startswith(("postgresql", "postgres:")):
-            raise SystemExit(f"unsupported --database-url {given!r}: use sqlite:///... or postgresql://...")
-        admin = re.sub(r"^postgres(ql)?(\+\w+)?://", "postgresql://", given)
-        name = "identity_bench_" + secrets.token_hex(4)
-        base, _, _ = admin.partition("?")
-        head, _, _ = base.rpartition("/")
-        url = f"{head}/{name}"
-        asyncio.run(_pg_execute(admin, f'CREATE DATABASE "{name}"'))
-        try:
-            version = asyncio.run(_pg_fetchval(url, "SHOW server_version"))
-            yield cls("postgresql", url, f"PostgreSQL {version} (fresh database `{name}` on 127.0.0.1, asyncpg)")
-        finally:
-            asyncio.run(_pg_execute(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
-async def _pg_execute(url: str, statement: str) -> None:
-    import asyncpg
-
-    connection = await asyncio.wait_for(asyncpg.connect(url), 10)
-    try:
-        await connection.execute(statement)
-    finally:
-        await connection.close()
-
-
-async def _pg_fetchval(url: str, query: str) -> Any:
-    import asyncpg
-
-    connection = await asyncio.wait_for(asyncpg.connect(url), 10)
-    try:
-        return await connection.fetchval(query)
-    finally:
-        await connection.close()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def proc_cpu_seconds(pid: int, tid: int | None = None) -> float:
-    """User + system CPU time of a process (all its threads), or of one of its threads, from /proc."""
-    path = f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat"
-    fields = Path(path).read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def loop_schedstat(pid: int) -> tuple[float, float]:
@@ -356,47 +229,6 @@ def postgres_cpu_seconds() -> float:
     return total
 
 
-def machine_busy() -> tuple[float, float]:
-    """(busy, total) jiffies of the whole machine, from /proc/stat."""
-    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = values[3] + values[4]
-    return sum(values) - idle, sum(values)
-
-
-def wait_for_quiet(limit: float = 0.15, patience: float = 60.0) -> float:
-    """Wait (bounded) until the machine is mostly idle; returns the last busy fraction measured over one second."""
-    deadline = time.monotonic() + patience
-    while True:
-        before = machine_busy()
-        time.sleep(1.0)
-        after = machine_busy()
-        busy = (after[0] - before[0]) / max(1, after[1] - before[1])
-        if busy <= limit or time.monotonic() > deadline:
-            return busy
-        step(f"the machine is {busy * 100:.0f}% busy with other work; waiting for it to quiet down")
-
-
-def machine() -> dict[str, str]:
-    cpu = "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return {
-        "cpu": cpu,
-        "cores": str(os.cpu_count()),
-        "python": platform.python_version(),
-        "kernel": platform.release(),
-        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-    }
-
-
-def git(*args: str) -> str:
-    result = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, timeout=30, check=True)
-    return result.stdout.strip()
-
-
 def code_under_test(git_ref: str | None, workdir: Path) -> tuple[str | None, str]:
     """Where the server's ``identity`` package comes from (a PYTHONPATH entry, or None) and how to describe it.
 
@@ -404,11 +236,7 @@ def code_under_test(git_ref: str | None, workdir: Path) -> tuple[str | None, str
     exported (``git archive``, read-only for the repository) and put first on the server's PYTHONPATH.
     """
     if git_ref is None:
-        head = git("rev-parse", "--short", "HEAD")
-        changed = [line[3:] for line in git("status", "--porcelain", "--", "identity", "alembic").splitlines()]
-        if changed:
-            return None, f"working tree on {head}, with uncommitted changes to {len(changed)} path(s) under identity/"
-        return None, f"working tree, clean, at {head}"
+        return None, working_tree("identity/")
     commit = git("rev-parse", "--verify", f"{git_ref}^{{commit}}")
     source = workdir / "src"
     source.mkdir()
@@ -419,44 +247,12 @@ def code_under_test(git_ref: str | None, workdir: Path) -> tuple[str | None, str
     return str(source), f"commit {commit[:7]} (`--git-ref {git_ref}`, exported with git archive)"
 
 
-def run_cli(args: list[str], env: dict[str, str], cwd: Path) -> None:
-    result = subprocess.run([IDENTITY, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
-    if result.returncode != 0:
-        raise SystemExit(f"identity {' '.join(args)} failed:\n{result.stderr}")
-
-
-@contextlib.contextmanager
-def server(env: dict[str, str], cwd: Path, port: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+def server(
+    env: dict[str, str], cwd: Path, port: int, log: Path
+) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
     """ONE ``identity serve`` process on 127.0.0.1:port, ready when /healthz answers."""
-    import httpx
-
-    with log.open("wb") as log_file:
-        process = subprocess.Popen(
-            [IDENTITY, "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            cwd=cwd,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                if process.poll() is not None:
-                    raise SystemExit(f"the server exited with status {process.returncode}:\n{log.read_text()}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
-                        break
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"the server did not become healthy in 60s:\n{log.read_text()}")
-                time.sleep(0.2)
-            yield process
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    command = [IDENTITY, "serve", "--host", "127.0.0.1", "--port", str(port)]
+    return serving(command, env, cwd, port, log, "/healthz", ready="healthy")
 
 
 # ------------------------------------------------------------------------------------------------------ the phases
@@ -543,10 +339,12 @@ def run(options: Options) -> tuple[str, str]:
             run_cli(["tenant", "apply", str(tenant)], env, workdir)
 
             seconds = options.baseline_duration
-            idle_before = wait_for_quiet()
+            idle_before = wait_for_quiet(step)
             step(f"bare Argon2id baseline: 1 thread, then {hash_workers} threads, {seconds:.0f}s each")
-            single = collect(spawn_role("argon2", {"threads": 1, "duration": options.baseline_duration}), 120)
-            pool = collect(spawn_role("argon2", {"threads": hash_workers, "duration": options.baseline_duration}), 120)
+            single = collect(spawn_role(__file__, "argon2", {"threads": 1, "duration": options.baseline_duration}), 120)
+            pool = collect(
+                spawn_role(__file__, "argon2", {"threads": hash_workers, "duration": options.baseline_duration}), 120
+            )
 
             log = workdir / "server.log"
             with server(env, workdir, port, log) as process:
@@ -554,6 +352,7 @@ def run(options: Options) -> tuple[str, str]:
                 step("JWKS on the idle server")
                 idle_jwks = collect(
                     spawn_role(
+                        __file__,
                         "jwks",
                         {
                             "base_url": base_url,
@@ -569,10 +368,11 @@ def run(options: Options) -> tuple[str, str]:
                 sequential = sequential_grants(base_url, options.samples)
 
                 step(f"password-grant load: {options.concurrency} connections for {options.duration:.0f}s + JWKS probe")
-                idle_before = max(idle_before, wait_for_quiet())
+                idle_before = max(idle_before, wait_for_quiet(step))
                 warmup = min(2.0, options.duration / 5)
                 start_at = time.time() + 1.5  # both children are up and connected by then
                 load_proc = spawn_role(
+                    __file__,
                     "load",
                     {
                         "base_url": base_url,
@@ -583,6 +383,7 @@ def run(options: Options) -> tuple[str, str]:
                     },
                 )
                 jwks_proc = spawn_role(
+                    __file__,
                     "jwks",
                     {
                         "base_url": base_url,
@@ -766,31 +567,22 @@ NOTES_ANCHOR = "<!-- bench:notes -->"
 
 
 def write_doc(section: str, kind: str) -> None:
-    begin, end = f"<!-- bench:{kind} -->", f"<!-- /bench:{kind} -->"
-    block = f"{begin}\n{section.rstrip()}\n{end}\n"
+    pattern, block = doc_block("bench", kind, section)
     text = DOC.read_text() if DOC.exists() else DOC_HEADER
-    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end) + r"\n?", re.DOTALL)
     if pattern.search(text):
         text = pattern.sub(lambda _: block, text)
     elif NOTES_ANCHOR in text:  # hand-written notes stay after the measured sections
         text = text.replace(NOTES_ANCHOR, block + "\n" + NOTES_ANCHOR, 1)
     else:
         text = text.rstrip() + "\n\n" + block
-    DOC.parent.mkdir(parents=True, exist_ok=True)
-    DOC.write_text(text)
+    save_doc(text)
 
 
 # ------------------------------------------------------------------------------------------------------------ main
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument(
-        "--database-url",
-        help="sqlite:///... to use as is, or a PostgreSQL server URL (a fresh "
-        "database is created there and dropped afterwards); default: a temporary SQLite file",
-    )
-    parser.add_argument("--duration", type=float, default=20.0, help="seconds of password-grant load (default 20)")
+    parser = argument_parser(__doc__, 20.0, "seconds of password-grant load (default 20)")
     parser.add_argument("--concurrency", type=int, default=8, help="concurrent grant connections (default 8)")
     parser.add_argument("--jwks-interval", type=float, default=0.02, help="seconds between JWKS probes")
     parser.add_argument("--baseline-duration", type=float, default=5.0, help="seconds per bare Argon2 run")

@@ -34,34 +34,44 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import contextlib
-import datetime as dt
 import json
 import os
-import platform
 import re
 import secrets
 import shlex
-import socket
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import timeit
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-VENV_BIN = Path(sys.executable).parent
-IDENTITY = str(VENV_BIN / "identity")
-DOC = ROOT / "docs" / "benchmarks.md"
+from benchkit import (
+    AUDIENCE,
+    DOC,
+    IDENTITY,
+    ROOT,
+    TENANT_COMMON_TOML,
+    Database,
+    argument_parser,
+    collect,
+    doc_block,
+    free_port,
+    load_report,
+    machine,
+    machine_busy,
+    proc_cpu_seconds,
+    run_cli,
+    save_doc,
+    serving,
+    spawn_role,
+    wait_for_quiet,
+    working_tree,
+)
 
 CLIENT_ID = "bench-app"
-AUDIENCE = "https://api.bench.test/"
 SCOPE = "offline_access read:things"
 USERS = [(f"user{i}@bench.test", f"bench password number {i}") for i in range(4)]
 RULES = 5
@@ -69,19 +79,7 @@ RULES = 5
 TENANT_TOML = f"""
 [tenant]
 friendly_name = "Refresh benchmark"
-default_directory = "customers"
-default_audience = "{AUDIENCE}"
-
-[[connections]]
-name = "customers"
-
-[[apis]]
-identifier = "{AUDIENCE}"
-name = "Bench API"
-scopes = ["read:things", "write:things"]
-signing_alg = "RS256"
-token_lifetime = 3600
-allow_offline_access = true
+{TENANT_COMMON_TOML}allow_offline_access = true
 
 [[clients]]
 client_id = "{CLIENT_ID}"
@@ -127,31 +125,6 @@ def create_engine(database_url, **options):
 
 _db.create_engine = create_engine
 """
-
-
-# ----------------------------------------------------------------------------------------------------------- stats
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The q-th percentile (0-100), nearest-rank on sorted values; NaN when empty."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
-    return ordered[rank]
-
-
-def summary(latencies_s: list[float]) -> dict[str, float]:
-    """Latency summary in milliseconds."""
-    ms = [v * 1000 for v in latencies_s]
-    return {
-        "n": len(ms),
-        "mean": statistics.fmean(ms) if ms else float("nan"),
-        "p50": percentile(ms, 50),
-        "p95": percentile(ms, 95),
-        "p99": percentile(ms, 99),
-        "max": max(ms) if ms else float("nan"),
-    }
 
 
 # ------------------------------------------------------------------------------------ roles run in child processes
@@ -217,20 +190,7 @@ def role_load(params: dict[str, Any]) -> dict[str, Any]:
 
             await asyncio.gather(*(worker(i) for i in range(concurrency)))
             cpu = (time.process_time() - cpu0) / (time.perf_counter() - wall0)
-        window_start = start_at + warmup
-        steady = [r for r in results if window_start <= r[0] <= end]
-        ok = [lat for _, lat, status in steady if status == 200]
-        return {
-            "window": duration - warmup,
-            "total": len(results),
-            "ok_total": sum(1 for r in results if r[2] == 200),
-            "steady": len(steady),
-            "ok": len(ok),
-            "failed_total": sum(1 for r in results if r[2] != 200),
-            "latency": summary(ok),
-            "errors": dict(errors.most_common(10)),
-            "cpu": cpu,
-        }
+        return load_report(results, errors, start_at=start_at, duration=duration, warmup=warmup, cpu=cpu)
 
     return asyncio.run(run())
 
@@ -238,77 +198,7 @@ def role_load(params: dict[str, Any]) -> dict[str, Any]:
 ROLES = {"load": role_load}
 
 
-def spawn_role(role: str, params: dict[str, Any]) -> subprocess.Popen[str]:
-    """Run ``role`` in a fresh Python process; its JSON result comes on stdout (parameters go on stdin)."""
-    process = subprocess.Popen(
-        [sys.executable, __file__, "--role", role], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-    assert process.stdin is not None
-    process.stdin.write(json.dumps(params))
-    process.stdin.close()
-    return process
-
-
-def collect(process: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
-    """Wait (bounded) for a role process and parse its result."""
-    assert process.stdout is not None
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-        raise RuntimeError(f"benchmark child {process.args!r} did not finish in {timeout:.0f}s") from None
-    out = process.stdout.read()
-    if process.returncode != 0:
-        raise RuntimeError(f"benchmark child {process.args!r} failed with exit status {process.returncode}")
-    result: dict[str, Any] = json.loads(out)
-    return result
-
-
 # ------------------------------------------------------------------------------------------------- the environment
-
-
-@dataclass
-class Database:
-    """The database under test: a temporary SQLite file, or a fresh PostgreSQL database on a given server."""
-
-    kind: str
-    url: str
-    description: str
-
-    @classmethod
-    @contextlib.contextmanager
-    def prepare(cls, given: str | None, workdir: Path) -> Iterator[Database]:
-        if given is None:
-            path = workdir / "bench.db"
-            yield cls("sqlite", f"sqlite:///{path}", "SQLite (temporary file, WAL)")
-            return
-        if given.startswith("sqlite"):
-            yield cls("sqlite", given, "SQLite (given URL)")
-            return
-        if not given.startswith(("postgresql", "postgres:")):
-            raise SystemExit(f"unsupported --database-url {given!r}: use sqlite:///... or postgresql://...")
-        admin = re.sub(r"^postgres(ql)?(\+\w+)?://", "postgresql://", given)
-        name = "identity_bench_" + secrets.token_hex(4)
-        base, _, _ = admin.partition("?")
-        head, _, _ = base.rpartition("/")
-        url = f"{head}/{name}"
-        asyncio.run(_pg(admin, f'CREATE DATABASE "{name}"'))
-        try:
-            version = asyncio.run(_pg(url, "SHOW server_version", fetch=True))
-            yield cls("postgresql", url, f"PostgreSQL {version} (fresh database `{name}` on 127.0.0.1, asyncpg)")
-        finally:
-            asyncio.run(_pg(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
-async def _pg(url: str, statement: str, *, fetch: bool = False) -> Any:
-    import asyncpg
-
-    connection = await asyncio.wait_for(asyncpg.connect(url), 10)
-    try:
-        return await connection.fetchval(statement) if fetch else await connection.execute(statement)
-    finally:
-        await connection.close()
 
 
 def sql(database_url: str, statements: list[str]) -> list[Any]:
@@ -354,102 +244,8 @@ def row_counts(database_url: str) -> dict[str, int]:
     return {"rows": int(total), "used_without_child": int(used_without_child), "shared_parent": int(shared_parent)}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def proc_cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (all its threads), from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def machine_busy() -> tuple[float, float]:
-    """(busy, total) jiffies of the whole machine, from /proc/stat."""
-    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = values[3] + values[4]
-    return sum(values) - idle, sum(values)
-
-
-def wait_for_quiet(limit: float = 0.15, patience: float = 60.0) -> float:
-    """Wait (bounded) until the machine is mostly idle; returns the last busy fraction measured over one second."""
-    deadline = time.monotonic() + patience
-    while True:
-        before = machine_busy()
-        time.sleep(1.0)
-        after = machine_busy()
-        busy = (after[0] - before[0]) / max(1, after[1] - before[1])
-        if busy <= limit or time.monotonic() > deadline:
-            return busy
-        step(f"the machine is {busy * 100:.0f}% busy with other work; waiting for it to quiet down")
-
-
-def machine() -> dict[str, str]:
-    cpu = "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return {
-        "cpu": cpu,
-        "cores": str(os.cpu_count()),
-        "python": platform.python_version(),
-        "kernel": platform.release(),
-        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-    }
-
-
 def code_under_test() -> str:
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", "-C", str(ROOT), *args], capture_output=True, text=True, timeout=30, check=True
-        ).stdout.strip()
-
-    head = git("rev-parse", "--short", "HEAD")
-    changed = [line[3:] for line in git("status", "--porcelain", "--", "identity", "alembic").splitlines()]
-    if changed:
-        return f"working tree on {head}, with uncommitted changes to {len(changed)} path(s) under identity/ or alembic/"
-    return f"working tree, clean, at {head}"
-
-
-def run_cli(args: list[str], env: dict[str, str], cwd: Path) -> None:
-    result = subprocess.run([IDENTITY, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
-    if result.returncode != 0:
-        raise SystemExit(f"identity {' '.join(args)} failed:\n{result.stderr}")
-
-
-@contextlib.contextmanager
-def serving(
-    command: list[str], env: dict[str, str], cwd: Path, port: int, log: Path, ready_path: str
-) -> Iterator[subprocess.Popen[bytes]]:
-    """One server process on 127.0.0.1:port, ready when ``ready_path`` answers 200; stopped afterwards."""
-    import httpx
-
-    with log.open("wb") as log_file:
-        process = subprocess.Popen(command, env=env, cwd=cwd, stdout=log_file, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                if process.poll() is not None:
-                    raise SystemExit(f"the server exited with status {process.returncode}:\n{log.read_text()}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(f"http://127.0.0.1:{port}{ready_path}", timeout=2).status_code == 200:
-                        break
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"the server did not become ready in 60s:\n{log.read_text()}")
-                time.sleep(0.2)
-            yield process
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    return working_tree("identity/ or alembic/")
 
 
 # ------------------------------------------------------------------------------------------------------ the phases
@@ -527,7 +323,7 @@ def rules_timeit(number_hint: float) -> dict[str, Any]:
 
 def measure(mode: str, base_url: str, pid: int, options: Options, tokens: list[str] | None = None) -> dict[str, Any]:
     """Load the server from a separate process; the load result plus server CPU and machine use in the window."""
-    idle_before = wait_for_quiet()
+    idle_before = wait_for_quiet(step)
     warmup = min(2.0, options.duration / 5)
     start_at = time.time() + 1.5
     params = {
@@ -539,7 +335,7 @@ def measure(mode: str, base_url: str, pid: int, options: Options, tokens: list[s
         "concurrency": options.concurrency,
         "tokens": tokens or [],
     }
-    load_proc = spawn_role("load", params)
+    load_proc = spawn_role(__file__, "load", params, params_on_stdin=True)
     time.sleep(max(0.0, start_at + warmup - time.time()))
     cpu0, busy0 = proc_cpu_seconds(pid), machine_busy()
     t0 = time.perf_counter()
@@ -827,37 +623,24 @@ Reproduce with, from the repository root:
 """
 
 
-def _block(name: str, body: str) -> tuple[re.Pattern[str], str]:
-    begin, end = f"<!-- bench-refresh:{name} -->", f"<!-- /bench-refresh:{name} -->"
-    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end) + r"\n?", re.DOTALL)
-    return pattern, f"{begin}\n{body.rstrip()}\n{end}\n"
-
-
 def write_doc(section: str, kind: str) -> None:
     """Replace (or append) this script's introduction and its section for ``kind``; nothing else changes."""
     text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
     for name, body in (("intro", DOC_INTRO), (kind, section)):
-        pattern, block = _block(name, body)
+        pattern, block = doc_block("bench-refresh", name, body)
         text = (
             pattern.sub(lambda _, block=block: block, text)
             if pattern.search(text)
             else (text.rstrip() + "\n\n" + block)
         )
-    DOC.parent.mkdir(parents=True, exist_ok=True)
-    DOC.write_text(text)
+    save_doc(text)
 
 
 # ------------------------------------------------------------------------------------------------------------ main
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument(
-        "--database-url",
-        help="sqlite:///... to use as is, or a PostgreSQL server URL (a fresh "
-        "database is created there and dropped afterwards); default: a temporary SQLite file",
-    )
-    parser.add_argument("--duration", type=float, default=15.0, help="seconds of load per run (default 15)")
+    parser = argument_parser(__doc__, 15.0, "seconds of load per run (default 15)")
     parser.add_argument("--concurrency", type=int, default=8, help="concurrent connections (default 8)")
     parser.add_argument("--timeit-seconds", type=float, default=0.5, help="seconds per timeit repetition")
     parser.add_argument("--no-write", action="store_true", help=f"do not update {DOC.relative_to(ROOT)}")
