@@ -26,7 +26,7 @@ from identity.store.db import create_engine, create_sessionmaker
 from identity.tokens.keys import ensure_signing_keys, load_key_ring
 from identity.web.deps import Services, provide_session
 from identity.web.enroll import enroll_router
-from identity.web.errors import handle_http_exception, handle_oauth_error, handle_unexpected
+from identity.web.errors import SECURITY_HEADERS, handle_http_exception, handle_oauth_error, handle_unexpected
 from identity.web.mfa import associate, challenge, list_authenticators, remove_authenticator
 from identity.web.oauth import revoke, token
 from identity.web.sessions import STORE_NAME, SqlSessionStore
@@ -38,14 +38,6 @@ __all__ = ["TEMPLATES", "create_app"]
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 STATIC = Path(__file__).resolve().parent.parent / "static"
 logger = logging.getLogger("identity")
-
-_SECURITY_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-    "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
-    "frame-ancestors 'none'; base-uri 'none'",
-}
 
 
 @get("/", include_in_schema=False)
@@ -65,7 +57,7 @@ async def healthz(services: NamedDependency[Services]) -> Response[dict[str, str
 
 
 def _security_headers(settings: Settings) -> Callable[[Response[object]], Awaitable[Response[object]]]:
-    headers = dict(_SECURITY_HEADERS)
+    headers = dict(SECURITY_HEADERS)
     if settings.issuer.startswith("https://"):
         headers["Strict-Transport-Security"] = "max-age=31536000"  # the public URL is https: keep browsers on it
 

@@ -43,6 +43,7 @@ from identity.store import users as user_queries
 from identity.store.mfa import tenant_row
 from identity.store.tenant import SqlTenantStore
 from identity.web.deps import Services, build_factors
+from identity.web.errors import SECURITY_HEADERS
 from identity.web.sessions import (
     STORE_NAME,
     SqlSessionStore,
@@ -440,15 +441,8 @@ async def remove(
 # --- errors and the router ------------------------------------------------------------------------------------------
 
 # Exception responses skip the app's after_request hook, so error pages carry the page headers themselves (the same
-# policy as `identity.app`; a test compares them).
-_ERROR_HEADERS = {
-    "Cache-Control": "no-store",
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-    "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
-    "frame-ancestors 'none'; base-uri 'none'",
-}
+# policy, `identity.web.errors.SECURITY_HEADERS`).
+_ERROR_HEADERS = {"Cache-Control": "no-store", **SECURITY_HEADERS}
 _ERROR_TEXT = {
     403: "This form has expired or did not come from this site. Go back, reload the page, and try again.",
     404: "There is no such page.",

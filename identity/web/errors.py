@@ -11,11 +11,19 @@ from litestar.exceptions import HTTPException
 
 from identity.oauth2.errors import OAuthError
 
-__all__ = ["NO_STORE", "handle_http_exception", "handle_oauth_error", "handle_unexpected"]
+__all__ = ["NO_STORE", "SECURITY_HEADERS", "handle_http_exception", "handle_oauth_error", "handle_unexpected"]
 
 logger = logging.getLogger("identity.web")
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+# Headers every response carries (pages and API alike): no sniffing, no framing, no referrer, no script.
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'",
+}
 _HTTP_ERROR_CODES = {
     400: "invalid_request",
     401: "unauthorized",
