@@ -29,6 +29,7 @@ from identity.oauth2.interfaces import FactorCheck, GrantResult, MfaTransaction,
 from identity.store import mfa as queries
 from identity.store import users as user_queries
 from identity.store.models import AuthenticatorRow, MfaTransactionRow, UserRow
+from identity.store.tenant import tenant_row
 from identity.tokens.refresh import revoke_user_families
 
 __all__ = [
@@ -87,7 +88,7 @@ class FactorService:
 
     async def required(self, user: User, *, forced: bool) -> bool:
         """Policy ``always``; ``if-enrolled`` and an active factor; or ``forced`` by the API or a rule."""
-        policy = (await queries.tenant_row(self.session)).mfa_policy
+        policy = (await tenant_row(self.session)).mfa_policy
         if forced or policy == "always":
             return True
         if policy == "never":
@@ -100,7 +101,7 @@ class FactorService:
         row = await self._user_row(result.user.user_id)
         if row is None or row.id is None:
             raise AccountError("user vanished during login")
-        tenant = await queries.tenant_row(self.session)
+        tenant = await tenant_row(self.session)
         token = secrets.token_urlsafe(32)
         now = self._now()
         self.session.add(

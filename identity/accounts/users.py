@@ -16,8 +16,8 @@ from identity.accounts.passwords import PasswordHasher
 from identity.oauth2.interfaces import Connection, LoginBlocked, User
 from identity.store import login_failures
 from identity.store import users as user_queries
-from identity.store.mfa import tenant_row
 from identity.store.models import ConnectionRow, UserRow, utcnow
+from identity.store.tenant import tenant_row
 from identity.tokens.refresh import revoke_user_families
 
 __all__ = ["MIN_PASSWORD_LENGTH", "DirectoryAuthenticator", "UserService", "new_user_id"]

@@ -21,7 +21,6 @@ from identity.store.models import (
     MfaAttemptRow,
     MfaTransactionRow,
     RecoveryCodeRow,
-    TenantRow,
     utcnow,
 )
 
@@ -38,18 +37,12 @@ __all__ = [
     "put_recovery_code",
     "recovery_code",
     "rotate_recovery_code",
-    "tenant_row",
     "transaction_by_hash",
 ]
 
 
 def _count(result: Any) -> int:
     return cast(CursorResult[Any], result).rowcount
-
-
-async def tenant_row(session: AsyncSession) -> TenantRow:
-    """The tenant row (defaults when none was applied)."""
-    return await session.get(TenantRow, 1) or TenantRow(id=1)
 
 
 async def transaction_by_hash(session: AsyncSession, token_hash: str) -> MfaTransactionRow | None:

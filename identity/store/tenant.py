@@ -8,7 +8,15 @@ from sqlmodel import col, select
 from identity.oauth2.interfaces import Api, Client, Connection, RefreshTokenPolicy, TenantSettings
 from identity.store.models import ApiRow, ClientConnectionRow, ClientRow, ConnectionRow, TenantRow
 
-__all__ = ["MFA_API_SCOPES", "SqlTenantStore", "api_from_row", "api_signing_algs", "connection_from_row", "mfa_api"]
+__all__ = [
+    "MFA_API_SCOPES",
+    "SqlTenantStore",
+    "api_from_row",
+    "api_signing_algs",
+    "connection_from_row",
+    "mfa_api",
+    "tenant_row",
+]
 
 MFA_API_SCOPES = ("enroll", "read:authenticators", "remove:authenticators")
 _MFA_API_LIFETIME = 600  # fixed, as Auth0's (API.md §2.1)
@@ -43,6 +51,11 @@ def api_from_row(row: ApiRow) -> Api:
     )
 
 
+async def tenant_row(session: AsyncSession) -> TenantRow:
+    """The tenant row (defaults when none was applied)."""
+    return await session.get(TenantRow, 1) or TenantRow(id=1)
+
+
 async def api_signing_algs(session: AsyncSession) -> set[str]:
     """The signing algorithms the tenant's APIs use."""
     return set((await session.execute(select(ApiRow.signing_alg).distinct())).scalars())
@@ -57,9 +70,7 @@ class SqlTenantStore:
 
     async def settings(self) -> TenantSettings:
         """The tenant settings row, or defaults when none was applied."""
-        row = await self.session.get(TenantRow, 1)
-        if row is None:
-            return TenantSettings()
+        row = await tenant_row(self.session)
         return TenantSettings(
             default_directory=row.default_directory,
             default_audience=row.default_audience,

@@ -40,8 +40,7 @@ from identity.oauth2.grants.password import WRONG_CREDENTIALS
 from identity.oauth2.interfaces import FactorCheck, LoginBlocked
 from identity.settings import Settings
 from identity.store import users as user_queries
-from identity.store.mfa import tenant_row
-from identity.store.tenant import SqlTenantStore
+from identity.store.tenant import SqlTenantStore, tenant_row
 from identity.web.deps import Services, build_factors
 from identity.web.errors import SECURITY_HEADERS
 from identity.web.sessions import (

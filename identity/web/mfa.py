@@ -16,8 +16,7 @@ from identity.oauth2.client_auth import authenticate_client
 from identity.oauth2.errors import AccessDenied, InvalidRequest, InvalidToken, UnsupportedChallengeType
 from identity.oauth2.grants.mfa import redeem_mfa_token
 from identity.oauth2.interfaces import MfaTransaction
-from identity.store.mfa import tenant_row
-from identity.store.tenant import SqlTenantStore
+from identity.store.tenant import SqlTenantStore, tenant_row
 from identity.tokens.verify import InvalidAccessToken, verify_access_token
 from identity.web.deps import Services, build_factors
 from identity.web.errors import NO_STORE
