@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 from litestar import Litestar, MediaType, Response, get
 from litestar.datastructures import State
@@ -20,6 +19,7 @@ from identity.accounts.passwords import PasswordHasher
 from identity.clock import Clock, SystemClock
 from identity.crypto import SecretBox
 from identity.oauth2.errors import OAuthError
+from identity.resources import resource
 from identity.rules.loader import load_rules
 from identity.settings import Settings
 from identity.store.db import create_engine, create_sessionmaker
@@ -33,10 +33,8 @@ from identity.web.sessions import STORE_NAME, SqlSessionStore
 from identity.web.userinfo import userinfo
 from identity.web.wellknown import jwks, oauth_authorization_server, openid_configuration
 
-__all__ = ["TEMPLATES", "create_app"]
+__all__ = ["create_app"]
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
-STATIC = Path(__file__).resolve().parent.parent / "static"
 logger = logging.getLogger("identity")
 
 
@@ -111,7 +109,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             challenge,
             remove_authenticator,
             enroll_router(settings),
-            create_static_files_router(path="/static", directories=[STATIC], include_in_schema=False),
+            create_static_files_router(path="/static", directories=[resource("static")], include_in_schema=False),
         ],
         stores={STORE_NAME: SqlSessionStore(services.sessions, services.clock)},
         dependencies={
@@ -124,7 +122,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             Exception: handle_unexpected,
         },
         after_request=_security_headers(settings),
-        template_config=TemplateConfig(directory=TEMPLATES, engine=JinjaTemplateEngine),
+        template_config=TemplateConfig(directory=resource("templates"), engine=JinjaTemplateEngine),
         lifespan=[lifespan],
         state=State({"services": services}),
         openapi_config=None,

@@ -25,7 +25,6 @@ from identity.tenant_file import ApplyReport, TenantFileError, apply_tenant, loa
 __all__ = ["main"]
 
 T = TypeVar("T")
-EXAMPLE_TENANT = Path(__file__).resolve().parent.parent / "examples" / "tenant.toml"
 
 
 def _settings(**overrides: str) -> Settings:
@@ -103,9 +102,17 @@ def _run_server(settings: Settings, host: str, port: int, workers: int = 1) -> N
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
-@click.option("--tenant-file", type=click.Path(exists=True, path_type=Path), default=EXAMPLE_TENANT)
-def demo(host: str, port: int, tenant_file: Path) -> None:
+@click.option(
+    "--tenant-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Tenant file to apply (default: the example tenant shipped with identity).",
+)
+def demo(host: str, port: int, tenant_file: Path | None) -> None:
     """Start with the example tenant applied, and print how to call it."""
+    from identity.resources import resource
+
+    tenant_file = tenant_file or resource("examples", "tenant.toml")
     overrides = {} if "IDENTITY_ISSUER" in os.environ else {"IDENTITY_ISSUER": f"http://{host}:{port}/"}
     settings = _settings(**overrides)
     _ensure_schema(settings)

@@ -1,4 +1,5 @@
-# Sourced by scripts/demo and scripts/test: make .venv and install the project into it, once per pyproject change.
+# Sourced by scripts/demo, scripts/test and the benchmarks: make .venv and install the project into it, once per
+# change of pyproject.toml or requirements.lock. Versions are pinned by requirements.lock (regenerate: scripts/lock).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PYTHON="${PYTHON:-python3}"
@@ -7,12 +8,12 @@ if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null
   exit 1
 fi
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-stamp=".venv/.installed-$(cat pyproject.toml | "$PYTHON" -c 'import hashlib,sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest()[:16])')-${1:-app}"
+stamp=".venv/.installed-$(cat pyproject.toml requirements.lock | "$PYTHON" -c 'import hashlib,sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest()[:16])')-${1:-app}"
 if [ ! -f "$stamp" ]; then
   echo "Installing identity and its dependencies into .venv (log: .venv/install.log) ..." >&2
   target=.; [ "${1:-app}" = test ] && target='.[test]'
   if ! { .venv/bin/python -m pip install -q --disable-pip-version-check -U pip &&
-         .venv/bin/python -m pip install -q --disable-pip-version-check -e "$target"; } >.venv/install.log 2>&1; then
+         .venv/bin/python -m pip install -q --disable-pip-version-check -c requirements.lock -e "$target"; } >.venv/install.log 2>&1; then
     cat .venv/install.log >&2
     echo "Installing identity failed (above)." >&2
     exit 1

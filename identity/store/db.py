@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-__all__ = ["ALEMBIC_INI", "create_engine", "create_sessionmaker", "migrate", "pending_migrations"]
+__all__ = ["create_engine", "create_sessionmaker", "migrate", "pending_migrations"]
 
-ALEMBIC_INI = Path(__file__).resolve().parents[2] / "alembic.ini"
 _SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 
@@ -43,8 +41,10 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
 def _alembic_config(database_url: str) -> Any:
     from alembic.config import Config
 
-    config = Config(str(ALEMBIC_INI))
-    config.set_main_option("script_location", str(ALEMBIC_INI.parent / "alembic"))
+    from identity.resources import resource
+
+    config = Config(str(resource("alembic.ini")))
+    config.set_main_option("script_location", str(resource("alembic")))
     config.attributes["database_url"] = database_url
     config.attributes["configure_logging"] = False
     return config
