@@ -15,6 +15,7 @@ from litestar.response import Template
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
+from identity import __version__
 from identity.accounts.passwords import PasswordHasher
 from identity.clock import Clock, SystemClock
 from identity.crypto import SecretBox
@@ -24,6 +25,7 @@ from identity.rules.loader import load_rules
 from identity.settings import Settings
 from identity.store.db import create_engine, create_sessionmaker
 from identity.tokens.keys import ensure_signing_keys, load_key_ring
+from identity.web import openapi
 from identity.web.deps import Services, provide_session
 from identity.web.enroll import enroll_router
 from identity.web.errors import SECURITY_HEADERS, handle_http_exception, handle_oauth_error, handle_unexpected
@@ -44,7 +46,7 @@ async def index(services: NamedDependency[Services]) -> Template:
     return Template("index.html", context={"issuer": services.settings.issuer})
 
 
-@get("/healthz", include_in_schema=False)
+@get("/healthz", operation_class=openapi.HEALTH_OPERATION, tags=["operations"])
 async def healthz(services: NamedDependency[Services]) -> Response[dict[str, str]]:
     """Liveness and database reachability."""
     from sqlalchemy import text
@@ -125,6 +127,6 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         template_config=TemplateConfig(directory=resource("templates"), engine=JinjaTemplateEngine),
         lifespan=[lifespan],
         state=State({"services": services}),
-        openapi_config=None,
+        openapi_config=openapi.openapi_config(__version__),
         logging_config=None,
     )

@@ -18,6 +18,7 @@ from identity.oauth2.grants.mfa import redeem_mfa_token
 from identity.oauth2.interfaces import MfaTransaction
 from identity.store.tenant import SqlTenantStore, tenant_row
 from identity.tokens.verify import InvalidAccessToken, verify_access_token
+from identity.web import openapi
 from identity.web.deps import Services, build_factors
 from identity.web.errors import NO_STORE
 from identity.web.oauth import parse_token_request
@@ -59,7 +60,7 @@ def _access_token_subject(services: Services, token: str, scope: str) -> str:
     return str(claims["sub"])
 
 
-@get("/mfa/authenticators", include_in_schema=False)
+@get("/mfa/authenticators", operation_class=openapi.LIST_AUTHENTICATORS, tags=["mfa"])
 async def list_authenticators(
     request: Request[Any, Any, State], services: NamedDependency[Services], db: NamedDependency[AsyncSession]
 ) -> Response[Any]:
@@ -73,7 +74,9 @@ async def list_authenticators(
     return Response(listed, media_type=MediaType.JSON, headers=NO_STORE)
 
 
-@post("/mfa/associate", status_code=200, request_max_body_size=_MAX_BODY, include_in_schema=False)
+@post(
+    "/mfa/associate", status_code=200, request_max_body_size=_MAX_BODY, operation_class=openapi.ASSOCIATE, tags=["mfa"]
+)
 async def associate(
     request: Request[Any, Any, State], services: NamedDependency[Services], db: NamedDependency[AsyncSession]
 ) -> Response[Any]:
@@ -105,7 +108,9 @@ async def associate(
     return Response(answer, media_type=MediaType.JSON, headers=NO_STORE)
 
 
-@post("/mfa/challenge", status_code=200, request_max_body_size=_MAX_BODY, include_in_schema=False)
+@post(
+    "/mfa/challenge", status_code=200, request_max_body_size=_MAX_BODY, operation_class=openapi.CHALLENGE, tags=["mfa"]
+)
 async def challenge(
     request: Request[Any, Any, State], services: NamedDependency[Services], db: NamedDependency[AsyncSession]
 ) -> Response[Any]:
@@ -129,7 +134,12 @@ async def challenge(
     return Response({"challenge_type": "otp"}, media_type=MediaType.JSON, headers=NO_STORE)
 
 
-@delete("/mfa/authenticators/{authenticator_id:str}", status_code=204, include_in_schema=False)
+@delete(
+    "/mfa/authenticators/{authenticator_id:str}",
+    status_code=204,
+    operation_class=openapi.REMOVE_AUTHENTICATOR,
+    tags=["mfa"],
+)
 async def remove_authenticator(
     request: Request[Any, Any, State],
     authenticator_id: FromPath[str],

@@ -17,6 +17,7 @@ from identity.oauth2.errors import InvalidRequest
 from identity.oauth2.requests import parse_basic_authorization
 from identity.store.tenant import SqlTenantStore
 from identity.tokens.refresh import SqlRefreshTokens
+from identity.web import openapi
 from identity.web.deps import Services, build_token_endpoint
 from identity.web.errors import NO_STORE
 
@@ -63,7 +64,7 @@ async def parse_token_request(request: Request[object, object, State], *, realm:
     raise InvalidRequest("Content-Type must be application/x-www-form-urlencoded or application/json")
 
 
-@post("/oauth/token", status_code=200, request_max_body_size=_MAX_BODY, include_in_schema=False)
+@post("/oauth/token", status_code=200, request_max_body_size=_MAX_BODY, operation_class=openapi.TOKEN, tags=["oauth"])
 async def token(
     request: Request[object, object, State],
     services: NamedDependency[Services],
@@ -75,7 +76,7 @@ async def token(
     return Response(response.to_body(), media_type=MediaType.JSON, headers=NO_STORE)
 
 
-@post("/oauth/revoke", status_code=200, request_max_body_size=_MAX_BODY, include_in_schema=False)
+@post("/oauth/revoke", status_code=200, request_max_body_size=_MAX_BODY, operation_class=openapi.REVOKE, tags=["oauth"])
 async def revoke(
     request: Request[object, object, State], services: NamedDependency[Services], db: NamedDependency[AsyncSession]
 ) -> Response[object]:

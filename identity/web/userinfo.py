@@ -14,13 +14,20 @@ from identity.store import users as user_queries
 from identity.store.userinfo import SqlUserinfoClaims
 from identity.tokens.issuer import profile_claims
 from identity.tokens.verify import InvalidAccessToken, verify_access_token
+from identity.web import openapi
 from identity.web.deps import Services
 from identity.web.errors import NO_STORE
 
 __all__ = ["userinfo"]
 
 
-@route("/userinfo", http_method=["GET", "POST"], status_code=200, include_in_schema=False)
+@route(
+    "/userinfo",
+    http_method=["GET", "POST"],
+    status_code=200,
+    operation_class=openapi.USERINFO_OPERATION,
+    tags=["oidc"],
+)
 async def userinfo(
     request: Request[Any, Any, State], services: NamedDependency[Services], db: NamedDependency[AsyncSession]
 ) -> Response[Any]:

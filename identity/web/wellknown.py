@@ -11,6 +11,7 @@ from identity.oauth2.client_auth import AUTH_METHODS
 from identity.oauth2.grants import MFA_OTP, MFA_RECOVERY_CODE, PASSWORD, PASSWORD_REALM, REFRESH_TOKEN
 from identity.oauth2.scopes import OIDC_SCOPES
 from identity.tokens.keys import SUPPORTED_ALGS
+from identity.web import openapi
 from identity.web.deps import Services
 
 __all__ = ["discovery_document", "jwks", "oauth_authorization_server", "openid_configuration"]
@@ -52,19 +53,19 @@ def discovery_document(services: Services) -> dict[str, Any]:
     }
 
 
-@get("/.well-known/openid-configuration", include_in_schema=False, cache_control=None)
+@get("/.well-known/openid-configuration", operation_class=openapi.DISCOVERY_OPERATION, tags=["discovery"])
 async def openid_configuration(services: NamedDependency[Services]) -> Response[dict[str, Any]]:
     """OpenID Connect discovery."""
     return Response(discovery_document(services), headers={"Cache-Control": "public, max-age=300"})
 
 
-@get("/.well-known/oauth-authorization-server", include_in_schema=False)
+@get("/.well-known/oauth-authorization-server", operation_class=openapi.DISCOVERY_OPERATION, tags=["discovery"])
 async def oauth_authorization_server(services: NamedDependency[Services]) -> Response[dict[str, Any]]:
     """RFC 8414 authorization server metadata (same document)."""
     return Response(discovery_document(services), headers={"Cache-Control": "public, max-age=300"})
 
 
-@get("/.well-known/jwks.json", include_in_schema=False)
+@get("/.well-known/jwks.json", operation_class=openapi.JWKS_OPERATION, tags=["discovery"])
 async def jwks(services: NamedDependency[Services]) -> Response[bytes]:
     """The public keys of the algorithms in use (RS256 always; ES256 once an API signs with it)."""
     return Response(

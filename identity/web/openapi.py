@@ -1,0 +1,349 @@
+"""The OpenAPI document at ``/schema`` (Litestar's OpenAPI plugin), written for clients and fuzzers.
+
+The handlers read their bodies themselves (form or JSON, repeated members refused: RFC 6749 §3.2), so Litestar cannot
+infer request bodies from their signatures. Each public handler names an `Operation` subclass made by `documented`,
+which fills in the request body, every response with its body (errors in their ``{"error", "error_description"}``
+form, ``shared/API.md`` §1.9) and the security requirement. Schemas are inlined: Litestar rebuilds
+``components.schemas`` from its own registry, so only ``securitySchemes`` live in the components.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin
+from litestar.openapi.spec import (
+    Components,
+    OpenAPIFormat,
+    OpenAPIMediaType,
+    OpenAPIResponse,
+    OpenAPIType,
+    Operation,
+    RequestBody,
+    Schema,
+    SecurityScheme,
+)
+
+from identity.oauth2.grants import MFA_OTP, MFA_RECOVERY_CODE, PASSWORD, PASSWORD_REALM, REFRESH_TOKEN
+
+__all__ = ["SCHEMA_PATH", "documented", "json_schema", "openapi_config"]
+
+SCHEMA_PATH = "/schema"
+FORM = "application/x-www-form-urlencoded"
+JSON = "application/json"
+
+_ALIASES = {field.metadata.get("alias", field.name): field.name for field in fields(Schema)}
+_NESTED_ONE = {"items", "additionalProperties", "not"}
+_NESTED_MANY = {"oneOf", "anyOf", "allOf"}
+
+
+def json_schema(document: dict[str, Any]) -> Schema:
+    """A Litestar `Schema` from a JSON Schema written as a plain dict (easier to read than nested constructors)."""
+    kwargs: dict[str, Any] = {}
+    for key, value in document.items():
+        if key == "properties":
+            value = {name: json_schema(item) for name, item in value.items()}
+        elif key in _NESTED_ONE and isinstance(value, dict):
+            value = json_schema(value)
+        elif key in _NESTED_MANY:
+            value = [json_schema(item) for item in value]
+        elif key == "type":
+            value = [OpenAPIType(item) for item in value] if isinstance(value, list) else OpenAPIType(value)
+        elif key == "format":
+            value = OpenAPIFormat(value)
+        kwargs[_ALIASES[key]] = value
+    return Schema(**kwargs)
+
+
+def _string(description: str, **extra: Any) -> dict[str, Any]:
+    return {"type": "string", "description": description, **extra}
+
+
+def _object(properties: dict[str, Any], required: list[str] | None = None, **extra: Any) -> dict[str, Any]:
+    document: dict[str, Any] = {"type": "object", "properties": properties, **extra}
+    if required:
+        document["required"] = required
+    return document
+
+
+OAUTH_ERROR = _object(
+    {
+        "error": _string("The error code (RFC 6749 §5.2, Auth0's catalogue: shared/API.md §1.9)."),
+        "error_description": _string("A human-readable explanation; never says which credential was wrong."),
+    },
+    ["error", "error_description"],
+)
+MFA_REQUIRED = _object(
+    {
+        "error": {"type": "string", "enum": ["mfa_required"]},
+        "error_description": _string("Multifactor authentication required"),
+        "mfa_token": _string("Opaque, single use, 10 minutes: send it to /mfa/* and the MFA grants."),
+    },
+    ["error", "error_description", "mfa_token"],
+)
+
+TOKEN_REQUEST = _object(
+    {
+        "grant_type": {
+            "type": "string",
+            "enum": [PASSWORD, PASSWORD_REALM, MFA_OTP, MFA_RECOVERY_CODE, REFRESH_TOKEN],
+            "description": "The grant. More grant types may be enabled for a client; unknown ones get "
+            "unsupported_grant_type.",
+        },
+        "client_id": _string("The application's id (client_secret_post, none)."),
+        "client_secret": _string("The application's secret (client_secret_post); or HTTP Basic."),
+        "username": _string("password, password-realm: the user's email or username."),
+        "password": _string("password, password-realm: the user's password.", writeOnly=True),
+        "realm": _string("password-realm: the directory (connection) name."),
+        "audience": _string("The API the access token is for (default: the tenant's default audience)."),
+        "scope": _string("Space-separated scopes; openid returns an ID token, offline_access a refresh token."),
+        "mfa_token": _string("mfa-otp, mfa-recovery-code: the token of the mfa_required answer."),
+        "otp": _string("mfa-otp: the six-digit code of the authenticator app.", pattern="^[0-9]{6}$"),
+        "recovery_code": _string("mfa-recovery-code: the user's recovery code."),
+        "refresh_token": _string("refresh_token: the refresh token to exchange (it rotates)."),
+    },
+    ["grant_type"],
+    description="A form (RFC 6749) or a JSON object (Auth0) with the same members; a member sent twice is an "
+    "invalid_request.",
+)
+TOKEN_RESPONSE = _object(
+    {
+        "access_token": _string("A JWT for the audience (RS256 or ES256, kid in the header; verify with the JWKS)."),
+        "token_type": {"type": "string", "enum": ["Bearer"]},
+        "expires_in": {"type": "integer", "description": "Seconds until the access token expires."},
+        "scope": _string("The granted scopes."),
+        "id_token": _string("When openid was granted: an RS256 ID token for the client."),
+        "refresh_token": _string("When offline_access was granted; the old one stops working (rotation)."),
+        "recovery_code": _string("After mfa-recovery-code: the user's new recovery code, shown once."),
+    },
+    ["access_token", "token_type", "expires_in"],
+)
+REVOKE_REQUEST = _object(
+    {
+        "token": _string("The refresh token to revoke (its whole family is revoked)."),
+        "token_type_hint": _string("Ignored (only refresh tokens can be revoked)."),
+        "client_id": _string("The application's id."),
+        "client_secret": _string("The application's secret, for a confidential client (or HTTP Basic)."),
+    },
+    ["token"],
+)
+USERINFO = _object(
+    {
+        "sub": _string("The user id."),
+        "name": {"type": "string"},
+        "nickname": {"type": "string"},
+        "picture": {"type": "string"},
+        "updated_at": {"type": "string"},
+        "email": {"type": "string"},
+        "email_verified": {"type": "boolean"},
+        "preferred_username": {"type": "string"},
+    },
+    ["sub"],
+    additionalProperties=True,
+    description="Claims allowed by the token's scopes, read from the user as stored now, plus the namespaced claims "
+    "rules added to the ID token.",
+)
+AUTHENTICATOR = _object(
+    {
+        "id": _string("e.g. totp|dev_... or recovery-code|dev_..."),
+        "authenticator_type": {"type": "string", "enum": ["otp", "recovery-code"]},
+        "active": {"type": "boolean"},
+        "name": {"type": "string"},
+        "created_at": {"type": "string"},
+    },
+    ["id", "authenticator_type", "active"],
+    additionalProperties=True,
+)
+ASSOCIATE_REQUEST = _object(
+    {
+        "authenticator_types": {"type": "array", "items": {"type": "string", "enum": ["otp"]}, "minItems": 1},
+        "client_id": _string("Must be the client the mfa_token was issued to."),
+    },
+    ["authenticator_types"],
+)
+ASSOCIATE_RESPONSE = _object(
+    {
+        "authenticator_type": {"type": "string", "enum": ["otp"]},
+        "secret": _string("The TOTP secret (base32)."),
+        "barcode_uri": _string("otpauth:// URI for a QR code."),
+        "recovery_codes": {"type": "array", "items": {"type": "string"}},
+    },
+    ["authenticator_type", "secret", "barcode_uri"],
+)
+CHALLENGE_REQUEST = _object(
+    {
+        "mfa_token": _string("The token of the mfa_required answer."),
+        "client_id": {"type": "string"},
+        "client_secret": {"type": "string"},
+        "challenge_type": _string("Space-separated: otp (oob is not offered)."),
+        "authenticator_id": {"type": "string"},
+    },
+    ["mfa_token"],
+)
+CHALLENGE_RESPONSE = _object({"challenge_type": {"type": "string", "enum": ["otp"]}}, ["challenge_type"])
+DISCOVERY = _object(
+    {
+        "issuer": {"type": "string"},
+        "token_endpoint": {"type": "string"},
+        "jwks_uri": {"type": "string"},
+        "userinfo_endpoint": {"type": "string"},
+        "revocation_endpoint": {"type": "string"},
+        "mfa_challenge_endpoint": {"type": "string"},
+        "grant_types_supported": {"type": "array", "items": {"type": "string"}},
+        "token_endpoint_auth_methods_supported": {"type": "array", "items": {"type": "string"}},
+    },
+    ["issuer", "token_endpoint", "jwks_uri"],
+    additionalProperties=True,
+)
+JWKS = _object(
+    {
+        "keys": {
+            "type": "array",
+            "items": _object(
+                {
+                    "kty": {"type": "string"},
+                    "kid": {"type": "string"},
+                    "alg": {"type": "string"},
+                    "use": {"type": "string"},
+                },
+                ["kty", "kid"],
+                additionalProperties=True,
+            ),
+        }
+    },
+    ["keys"],
+)
+HEALTH = _object({"status": {"type": "string"}}, ["status"], additionalProperties=True)
+
+
+def _json(schema: dict[str, Any]) -> dict[str, OpenAPIMediaType]:
+    return {JSON: OpenAPIMediaType(schema=json_schema(schema))}
+
+
+def _response(description: str, schema: dict[str, Any] | None = None) -> OpenAPIResponse:
+    return OpenAPIResponse(description=description, content=_json(schema) if schema is not None else None)
+
+
+def _error(description: str) -> OpenAPIResponse:
+    return _response(description, OAUTH_ERROR)
+
+
+ERRORS = {
+    "400": _error("invalid_request, invalid_grant, unsupported_grant_type, invalid_scope, ..."),
+    "401": _error("invalid_client, or a missing or invalid bearer token (with WWW-Authenticate)."),
+    "403": _error("access_denied, invalid_grant (wrong credentials), unauthorized_client, ..."),
+    "413": _error("The body is larger than the endpoint accepts."),
+    "415": _error("The Content-Type is not accepted."),
+    "429": _error("too_many_attempts (brute-force protection) or too many requests."),
+    "500": _error("server_error: an outage or a bug; the details are only in the server's log."),
+}
+
+
+def documented(
+    *,
+    success: dict[str, OpenAPIResponse],
+    request: dict[str, Any] | None = None,
+    media_types: tuple[str, ...] = (FORM, JSON),
+    errors: tuple[str, ...] = tuple(ERRORS),
+    extra: dict[str, OpenAPIResponse] | None = None,
+    security: list[dict[str, list[str]]] | None = None,
+) -> type[Operation]:
+    """An `Operation` class for a handler's ``operation_class``: request body, responses and security as given."""
+    responses = {**success, **{code: ERRORS[code] for code in errors}, **(extra or {})}
+    body = (
+        RequestBody(content={media: OpenAPIMediaType(schema=json_schema(request)) for media in media_types})
+        if request is not None
+        else None
+    )
+
+    @dataclass
+    class DocumentedOperation(Operation):
+        def __post_init__(self) -> None:
+            if body is not None:
+                self.request_body = body
+            self.responses = dict(responses)
+            if security is not None:
+                self.security = security
+
+    return DocumentedOperation
+
+
+TOKEN = documented(
+    request=TOKEN_REQUEST,
+    success={"200": _response("Tokens (Cache-Control: no-store).", TOKEN_RESPONSE)},
+    extra={
+        "403": OpenAPIResponse(
+            description="access_denied / invalid_grant / unauthorized_client, or mfa_required with an mfa_token.",
+            content={JSON: OpenAPIMediaType(schema=json_schema({"oneOf": [OAUTH_ERROR, MFA_REQUIRED]}))},
+        )
+    },
+    security=[{}, {"clientSecretBasic": []}],
+)
+REVOKE = documented(
+    request=REVOKE_REQUEST,
+    success={"200": _response("Revoked, or an unknown token (RFC 7009 §2.2: the same answer).")},
+    errors=("400", "401", "413", "415", "429", "500"),
+    security=[{}, {"clientSecretBasic": []}],
+)
+USERINFO_OPERATION = documented(
+    success={"200": _response("The user's claims.", USERINFO)},
+    errors=("401", "403", "429", "500"),
+    security=[{"bearer": []}],
+)
+LIST_AUTHENTICATORS = documented(
+    success={"200": _response("The user's authenticators.", {"type": "array", "items": AUTHENTICATOR})},
+    errors=("401", "403", "429", "500"),
+    security=[{"bearer": []}],
+)
+ASSOCIATE = documented(
+    request=ASSOCIATE_REQUEST,
+    media_types=(JSON, FORM),
+    success={
+        "200": _response("The new (pending) authenticator's secret, and the recovery code once.", ASSOCIATE_RESPONSE)
+    },
+    security=[{"bearer": []}],
+)
+CHALLENGE = documented(
+    request=CHALLENGE_REQUEST,
+    success={"200": _response("Which challenge to answer (for otp nothing is sent).", CHALLENGE_RESPONSE)},
+    security=[{}, {"clientSecretBasic": []}],
+)
+REMOVE_AUTHENTICATOR = documented(
+    success={"204": _response("Removed.")},
+    errors=("401", "403", "429", "500"),
+    extra={"404": _error("not_found: no such authenticator of this user.")},
+    security=[{"bearer": []}],
+)
+DISCOVERY_OPERATION = documented(success={"200": _response("The metadata document.", DISCOVERY)}, errors=("500",))
+JWKS_OPERATION = documented(
+    success={"200": _response("The published signing keys (Cache-Control: public, max-age=300).", JWKS)},
+    errors=("500",),
+)
+HEALTH_OPERATION = documented(
+    success={"200": _response("Alive / ready.", HEALTH)},
+    errors=(),
+    extra={"503": _response("Not ready (the body says what is missing).", HEALTH)},
+)
+
+
+def openapi_config(version: str) -> OpenAPIConfig:
+    """Litestar's OpenAPI plugin, serving the JSON document at ``/schema`` (and ``/schema/openapi.json``)."""
+    return OpenAPIConfig(
+        title="identity",
+        version=version,
+        description="A self-hosted authorization server speaking Auth0's wire format (shared/API.md).",
+        path=SCHEMA_PATH,
+        render_plugins=[JsonRenderPlugin(path=["/", "/openapi.json"])],
+        components=Components(
+            security_schemes={
+                "clientSecretBasic": SecurityScheme(
+                    type="http", scheme="basic", description="client_secret_basic: client_id and secret."
+                ),
+                "bearer": SecurityScheme(
+                    type="http", scheme="bearer", description="An access token, or an mfa_token where stated."
+                ),
+            }
+        ),
+    )
