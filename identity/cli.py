@@ -86,17 +86,11 @@ def _check_rules(settings: Settings) -> None:
 
 
 def _run_server(settings: Settings, host: str, port: int, workers: int = 1) -> None:
-    import uvicorn
-
     _check_rules(settings)
     click.echo(f"identity listening on http://{host}:{port}/ (issuer {settings.issuer})", err=True)
-    if workers > 1:
-        # Each worker process builds its own app from the environment.
-        uvicorn.run("identity.asgi:app", host=host, port=port, workers=workers, log_level="info")
-    else:
-        from identity.app import create_app
+    from identity.server import serve as run
 
-        uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    run(settings, host=host, port=port, workers=workers)
 
 
 @main.command()
