@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -23,12 +24,13 @@ from identity.oauth2.errors import OAuthError
 from identity.resources import resource
 from identity.rules.loader import load_rules
 from identity.settings import Settings
-from identity.store.db import create_engine, create_sessionmaker
+from identity.store.db import create_engine, create_sessionmaker, script_heads
 from identity.tokens.keys import ensure_signing_keys, load_key_ring
 from identity.web import openapi
 from identity.web.deps import Services, provide_session
 from identity.web.enroll import enroll_router
 from identity.web.errors import SECURITY_HEADERS, handle_http_exception, handle_oauth_error, handle_unexpected
+from identity.web.health import readyz, watch_for_shutdown
 from identity.web.mfa import associate, challenge, list_authenticators, remove_authenticator
 from identity.web.oauth import revoke, token
 from identity.web.sessions import STORE_NAME, SqlSessionStore
@@ -87,9 +89,12 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             await ensure_signing_keys(session, services.box)
             services.keys = await load_key_ring(session, services.box)
             services.rules = await load_rules(session)
+        services.migration_heads = frozenset(await asyncio.to_thread(script_heads))
+        watch_for_shutdown(services, delay_seconds=settings.ops.shutdown_delay)
         try:
             yield
         finally:
+            services.draining = True
             services.hasher.close()
             await engine.dispose()
 
@@ -100,6 +105,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         route_handlers=[
             index,
             healthz,
+            readyz,
             token,
             revoke,
             userinfo,

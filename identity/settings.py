@@ -18,6 +18,19 @@ Environment variables:
 - ``IDENTITY_ARGON2_TIME_COST`` / ``IDENTITY_ARGON2_MEMORY_KIB`` / ``IDENTITY_ARGON2_PARALLELISM``: Argon2id parameters
   (default OWASP's minimum: t=2, m=19 MiB, p=1).
 - ``IDENTITY_HASH_WORKERS``: threads that hash passwords (default: the number of CPUs).
+
+Operations (`OpsSettings`):
+
+- ``IDENTITY_LOG_LEVEL``: ``DEBUG``, ``INFO`` (default), ``WARNING``, ``ERROR``.
+- ``IDENTITY_LOG_FORMAT``: ``json`` (default: one JSON object per line) or ``text`` (for a terminal).
+- ``IDENTITY_METRICS``: ``off`` (default) or ``on``: Prometheus metrics at ``/metrics``. With
+  ``IDENTITY_METRICS_PORT`` set they are served on that port only (bound to ``IDENTITY_METRICS_HOST``, default
+  127.0.0.1), never on the public one.
+- ``IDENTITY_SHUTDOWN_DELAY``: seconds between SIGTERM and closing the listening socket, while ``/readyz`` answers
+  503 so a load balancer stops routing here (default 0). In-flight requests always finish.
+- ``IDENTITY_PURGE_INTERVAL``: seconds between housekeeping runs of the server (default 3600; 0 turns it off).
+- ``IDENTITY_KEYS_REFRESH``: seconds between checks of the signing-key table, so every instance follows a rotation
+  or a revocation within that delay (default 10).
 """
 
 from __future__ import annotations
@@ -30,7 +43,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["DEFAULT_KEY_FILE", "Argon2Params", "EncryptionKeys", "Settings", "normalize_database_url"]
+__all__ = ["DEFAULT_KEY_FILE", "Argon2Params", "EncryptionKeys", "OpsSettings", "Settings", "normalize_database_url"]
 
 DEFAULT_KEY_FILE = Path(".identity/encryption.keys")
 _KEY_BYTES = 32
@@ -100,6 +113,54 @@ def normalize_database_url(url: str) -> str:
     return url
 
 
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+@dataclass(frozen=True)
+class OpsSettings:
+    """How the service runs: logs, metrics, shutdown, housekeeping, key refresh (see the module docstring)."""
+
+    log_level: str = "INFO"
+    log_format: str = "json"
+    metrics: bool = False
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    shutdown_delay: float = 0.0
+    purge_interval: float = 3600.0
+    keys_refresh: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.log_level not in _LOG_LEVELS:
+            raise ValueError(f"IDENTITY_LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}")
+        if self.log_format not in ("json", "text"):
+            raise ValueError("IDENTITY_LOG_FORMAT must be json or text")
+        if self.shutdown_delay < 0 or self.purge_interval < 0 or self.keys_refresh <= 0:
+            raise ValueError("IDENTITY_SHUTDOWN_DELAY, IDENTITY_PURGE_INTERVAL and IDENTITY_KEYS_REFRESH are seconds")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> OpsSettings:
+        """Read the ``IDENTITY_*`` operations variables."""
+        metrics = environ.get("IDENTITY_METRICS", "off").strip().lower()
+        if metrics not in ("on", "off", "true", "false", "1", "0"):
+            raise ValueError("IDENTITY_METRICS must be on or off")
+        port = environ.get("IDENTITY_METRICS_PORT", "").strip()
+        try:
+            return cls(
+                log_level=environ.get("IDENTITY_LOG_LEVEL", cls.log_level).strip().upper(),
+                log_format=environ.get("IDENTITY_LOG_FORMAT", cls.log_format).strip().lower(),
+                metrics=metrics in ("on", "true", "1"),
+                metrics_port=int(port) if port else None,
+                metrics_host=environ.get("IDENTITY_METRICS_HOST", cls.metrics_host),
+                shutdown_delay=float(environ.get("IDENTITY_SHUTDOWN_DELAY", cls.shutdown_delay)),
+                purge_interval=float(environ.get("IDENTITY_PURGE_INTERVAL", cls.purge_interval)),
+                keys_refresh=float(environ.get("IDENTITY_KEYS_REFRESH", cls.keys_refresh)),
+            )
+        except ValueError as exc:
+            if "IDENTITY_" in str(exc):
+                raise
+            raise ValueError(f"an IDENTITY_* operations setting is not a number: {exc}") from None
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the service needs to know about its deployment."""
@@ -110,6 +171,7 @@ class Settings:
     argon2: Argon2Params = field(default_factory=Argon2Params)
     hash_workers: int = field(default_factory=lambda: os.cpu_count() or 2)
     id_token_lifetime: int = 36_000
+    ops: OpsSettings = field(default_factory=OpsSettings)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "database_url", normalize_database_url(self.database_url))
@@ -140,6 +202,7 @@ class Settings:
             encryption_keys=_load_encryption_keys(environ, embedded=database_url.startswith("sqlite")),
             argon2=argon2,
             hash_workers=int(environ.get("IDENTITY_HASH_WORKERS", os.cpu_count() or 2)),
+            ops=OpsSettings.from_env(environ),
         )
 
 

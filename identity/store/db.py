@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-__all__ = ["create_engine", "create_sessionmaker", "migrate", "pending_migrations"]
+__all__ = ["create_engine", "create_sessionmaker", "current_revisions", "migrate", "pending_migrations", "script_heads"]
 
 _SQLITE_BUSY_TIMEOUT_MS = 10_000
 
@@ -81,3 +81,18 @@ def pending_migrations(database_url: str) -> list[str]:
             break
         pending.append(rev.revision)
     return pending if heads != set(script.get_heads()) else []
+
+
+def script_heads() -> set[str]:
+    """The head revisions of the migrations this release ships (blocking: reads the migration files)."""
+    from alembic.script import ScriptDirectory
+
+    return set(ScriptDirectory.from_config(_alembic_config("sqlite://")).get_heads())
+
+
+async def current_revisions(engine: AsyncEngine) -> set[str]:
+    """The revisions the database is at (empty for a database never migrated)."""
+    from alembic.runtime.migration import MigrationContext
+
+    async with engine.connect() as connection:
+        return await connection.run_sync(lambda sync: set(MigrationContext.configure(sync).get_current_heads()))

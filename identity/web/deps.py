@@ -49,6 +49,10 @@ class Services:
     clock: Clock
     keys: KeyRing | None = None
     rules: RulesEngine | None = None
+    migration_heads: frozenset[str] = frozenset()
+    """The migration heads this release ships (read at startup), compared by ``/readyz`` with the database's."""
+    draining: bool = False
+    """Set when a shutdown begins: ``/readyz`` answers 503 while in-flight requests finish."""
     _algs: tuple[float, frozenset[str]] | None = None
 
     async def algs_in_use(self) -> frozenset[str]:
