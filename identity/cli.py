@@ -326,10 +326,10 @@ def users_sessions(user_id: str) -> None:
 @users.command("revoke-sessions")
 @click.argument("user_id")
 def users_revoke_sessions(user_id: str) -> None:
-    """Revoke every refresh token of USER_ID."""
+    """Revoke every refresh token of USER_ID and end their enrollment-page sessions."""
+    from identity.accounts.sessions import end_user_sessions
     from identity.store.models import utcnow
     from identity.store.users import by_user_id
-    from identity.tokens.refresh import revoke_user_families
 
     settings = _settings()
 
@@ -337,7 +337,7 @@ def users_revoke_sessions(user_id: str) -> None:
         found = await by_user_id(session, user_id)
         if found is None or found[0].id is None:
             raise click.ClickException(f"no user {user_id!r}")
-        revoked = await revoke_user_families(session, found[0].id, "admin", utcnow())
+        revoked = await end_user_sessions(session, found[0].id, user_id, "admin", utcnow())
         await session.commit()
         return revoked
 

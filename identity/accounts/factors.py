@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.accounts.errors import AccountError
+from identity.accounts.sessions import end_user_sessions
 from identity.clock import Clock
 from identity.crypto import SecretBox, SecretBoxError, sha256_hex
 from identity.mfa import recovery, totp
@@ -30,7 +31,6 @@ from identity.store import mfa as queries
 from identity.store import users as user_queries
 from identity.store.models import AuthenticatorRow, MfaTransactionRow, UserRow
 from identity.store.tenant import tenant_row
-from identity.tokens.refresh import revoke_user_families
 
 __all__ = [
     "ATTEMPT_CAPACITY",
@@ -115,6 +115,7 @@ class FactorService:
                 scopes=list(result.scopes),
                 access_claims=dict(result.access_claims),
                 id_claims=dict(result.id_claims),
+                app_metadata=dict(result.app_metadata),
                 created_at=now,
                 expires_at=now + timedelta(seconds=tenant.mfa_token_lifetime),
             )
@@ -143,6 +144,7 @@ class FactorService:
             consumed=row.consumed_at is not None,
             access_claims=dict(row.access_claims),
             id_claims=dict(row.id_claims),
+            app_metadata=dict(row.app_metadata or {}),
         )
 
     async def user(self, transaction: MfaTransaction) -> User | None:
@@ -333,8 +335,8 @@ class FactorService:
         """Remove every factor of the user (lost device, admin reset)."""
         user_pk = await self._user_pk(user_id)
         removed = await queries.delete_all_factors(self.session, user_pk)
-        # Whoever holds the lost device may hold sessions too: end them all.
-        await revoke_user_families(self.session, user_pk, "mfa_reset", self._now())
+        # Whoever holds the lost device may hold sessions too, in apps and on the enrollment pages: end them all.
+        await end_user_sessions(self.session, user_pk, user_id, "mfa_reset", self._now())
         await self.session.commit()
         return removed
 

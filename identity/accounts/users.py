@@ -13,12 +13,12 @@ from sqlmodel import col, select
 
 from identity.accounts.errors import InvalidUserData, UnknownConnection, UserExists
 from identity.accounts.passwords import PasswordHasher
+from identity.accounts.sessions import end_user_sessions
 from identity.oauth2.interfaces import Connection, LoginBlocked, User
 from identity.store import login_failures
 from identity.store import users as user_queries
-from identity.store.models import ConnectionRow, UserRow, utcnow
+from identity.store.models import ConnectionRow, UserRow, row_id, utcnow
 from identity.store.tenant import tenant_row
-from identity.tokens.refresh import revoke_user_families
 
 __all__ = ["MIN_PASSWORD_LENGTH", "DirectoryAuthenticator", "UserService", "new_user_id"]
 
@@ -71,14 +71,13 @@ class DirectoryAuthenticator:
                 await login_failures.reset(self.session, key)  # the block expired: start counting again
             await login_failures.record_failure(self.session, key, now, max_attempts=tenant.brute_force_max_attempts)
             return None
-        assert row.id is not None  # noqa: S101
         if result.needs_rehash:
             new_hash = await self.hasher.hash(password)
-            await user_queries.replace_password_hash(self.session, row.id, row.password_hash, new_hash)
+            await user_queries.replace_password_hash(self.session, row_id(row), row.password_hash, new_hash)
         if failures is not None:
             await login_failures.reset(self.session, key)
         if not row.blocked:
-            await user_queries.record_login(self.session, row.id)
+            await user_queries.record_login(self.session, row_id(row))
         await self.session.commit()
         return user_queries.user_from_row(row, connection.name)
 
@@ -105,12 +104,11 @@ class UserService:
     ) -> tuple[UserRow, str]:
         """Create a user in ``connection``; returns the row and the connection name."""
         connection_row = await self._connection(connection)
-        assert connection_row.id is not None  # noqa: S101
         email, username = _check_identifiers(email, username)
         check_password(password)
         row = UserRow(
             user_id=new_user_id(),
-            connection_id=connection_row.id,
+            connection_id=row_id(connection_row),
             email=email,
             email_key=user_queries.login_key(email) if email else None,
             username=username,
@@ -134,19 +132,18 @@ class UserService:
     async def upsert(self, connection: str, *, password: str, **fields: Any) -> tuple[UserRow, str, bool]:
         """Create the user, or update password and profile of the existing one; ``True`` when created."""
         connection_row = await self._connection(connection)
-        assert connection_row.id is not None  # noqa: S101
         login = fields.get("email") or fields.get("username")
         if not login:
             raise InvalidUserData("a user needs an email or a username")
-        existing = await user_queries.by_login(self.session, connection_row.id, login)
+        existing = await user_queries.by_login(self.session, row_id(connection_row), login)
         if existing is None:
             row, name = await self.create(connection, password=password, **fields)
             return row, name, True
         check_password(password)
         if not (await self.hasher.verify(existing.password_hash, password)).ok:
-            # A new password ends every session: refresh tokens issued under the old one stop working.
-            assert existing.id is not None  # noqa: S101
-            await revoke_user_families(self.session, existing.id, "password_change", utcnow())
+            # A new password ends every session: refresh tokens issued under the old one stop working, and so do
+            # the enrollment pages signed in with it.
+            await end_user_sessions(self.session, row_id(existing), existing.user_id, "password_change", utcnow())
         existing.password_hash = await self.hasher.hash(password)
         for key in ("email_verified", "blocked", "name", "app_metadata", "user_metadata"):
             if fields.get(key) is not None:

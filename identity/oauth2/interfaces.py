@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 __all__ = [
     "Api",
+    "AppMetadataStore",
     "Client",
     "Connection",
     "FactorCheck",
@@ -146,6 +147,8 @@ class GrantResult:
     """A refresh token already minted for this response (rotation); ``None`` lets the issuer mint a family."""
     mint_refresh_token: bool = True
     """``False`` when a refresh grant reuses a non-rotating token: no refresh token in the response."""
+    app_metadata: Mapping[str, Any] = field(default_factory=dict)
+    """``app_metadata`` keys rules set: saved when the tokens are issued (after the second factor), never before."""
 
 
 @dataclass(frozen=True)
@@ -197,6 +200,14 @@ class UserinfoClaimsStore(Protocol):
 
     async def remember(self, jti: str, user_id: str, claims: Mapping[str, Any], expires_at: float) -> None:
         """Keep ``claims`` for the access token ``jti`` until ``expires_at``."""
+        ...
+
+
+class AppMetadataStore(Protocol):
+    """Saves the ``app_metadata`` keys rules set, when the tokens of that login are issued."""
+
+    async def merge(self, user_id: str, updates: Mapping[str, Any]) -> None:
+        """Set these keys of the user's ``app_metadata`` (a user deleted meanwhile is skipped)."""
         ...
 
 
@@ -262,6 +273,8 @@ class MfaTransaction:
     consumed: bool
     access_claims: Mapping[str, Any] = field(default_factory=dict)
     id_claims: Mapping[str, Any] = field(default_factory=dict)
+    app_metadata: Mapping[str, Any] = field(default_factory=dict)
+    """What the rules would write to the user's ``app_metadata`` once the login completes."""
 
 
 class MfaService(Protocol):

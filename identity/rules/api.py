@@ -12,10 +12,13 @@ until every rule has run.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
+
+from identity.oauth2.policy import REGISTERED_CLAIMS, claim_problem
 
 __all__ = [
     "REGISTERED_CLAIMS",
@@ -31,14 +34,6 @@ __all__ = [
     "PostLoginApi",
     "RedirectAttempted",
 ]
-
-# Claims a rule may not set: JWT registered claims and those the issuer owns (RFC 7519 §4.1, OIDC Core §2, §5.1).
-REGISTERED_CLAIMS = frozenset(
-    {
-        "iss", "sub", "aud", "exp", "nbf", "iat", "jti", "azp", "scope", "gty", "amr", "acr", "auth_time", "nonce",
-        "at_hash", "c_hash", "sid", "client_id", "cnf", "permissions", "org_id",
-    }
-)  # fmt: skip
 
 
 class AccessDeniedByRule(Exception):
@@ -126,11 +121,9 @@ class Event:
     config: Mapping[str, Any] = field(default_factory=lambda: _frozen({}))
 
 
-def _check_claim(key: str) -> None:
-    if not isinstance(key, str) or not key.startswith(("https://", "http://")):
-        raise InvalidClaim(f"custom claim {key!r} must be namespaced with a URL (e.g. 'https://example.com/{key}')")
-    if key in REGISTERED_CLAIMS:
-        raise InvalidClaim(f"custom claim {key!r} would overwrite a registered claim")
+def _check_claim(key: str, value: Any) -> None:
+    if (problem := claim_problem(key, value)) is not None:
+        raise InvalidClaim(problem)
 
 
 class _Access:
@@ -151,7 +144,7 @@ class _AccessToken:
 
     def set_custom_claim(self, key: str, value: Any) -> None:
         """Add a namespaced claim to the access token."""
-        _check_claim(key)
+        _check_claim(key, value)
         self.claims[key] = value
 
     def add_scope(self, scope: str) -> None:
@@ -171,7 +164,7 @@ class _IdToken:
 
     def set_custom_claim(self, key: str, value: Any) -> None:
         """Add a namespaced claim to the ID token."""
-        _check_claim(key)
+        _check_claim(key, value)
         self.claims[key] = value
 
 
@@ -190,7 +183,15 @@ class _User:
         self.app_metadata: dict[str, Any] = {}
 
     def set_app_metadata(self, key: str, value: Any) -> None:
-        """Set a key of the user's ``app_metadata``; saved once every rule has run and the login succeeds."""
+        """Set a key of the user's ``app_metadata``; saved when the login's tokens are issued.
+
+        Not saved when the login stops at ``mfa_required`` and the second factor never comes, nor when a later rule
+        denies it: someone who knows only the password cannot make rules write.
+        """
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError, RecursionError):
+            raise InvalidClaim(f"app_metadata key {key!r} has a value that is not JSON") from None
         self.app_metadata[str(key)] = value
 
 

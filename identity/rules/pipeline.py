@@ -20,6 +20,7 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
+import json
 import logging
 import sys
 import time
@@ -31,6 +32,7 @@ from typing import Any
 
 from identity.oauth2.errors import AccessDenied, OAuthError
 from identity.oauth2.interfaces import GrantResult, RuleOutcome
+from identity.oauth2.policy import permitted_claims, permitted_scopes
 from identity.oauth2.scopes import OIDC_SCOPES
 from identity.rules.api import (
     AccessDeniedByRule,
@@ -51,7 +53,6 @@ __all__ = ["InteractionRequired", "Rule", "RuleLoadError", "RulesEngine", "load_
 logger = logging.getLogger("identity.rules")
 
 RuleHandler = Callable[[Event, PostLoginApi], Awaitable[None] | None]
-SaveAppMetadata = Callable[[str, Mapping[str, Any]], Awaitable[None]]
 _GENERIC_FAILURE = "Access denied: a rule failed"
 
 
@@ -113,13 +114,8 @@ def _import_file(path: Path) -> ModuleType:
 class RulesEngine:
     """`identity.oauth2.interfaces.RulesPipeline` over a fixed, ordered list of rules."""
 
-    def __init__(self, rules: Sequence[Rule], *, save_app_metadata: SaveAppMetadata | None = None) -> None:
+    def __init__(self, rules: Sequence[Rule]) -> None:
         self.rules = tuple(rules)
-        self.save_app_metadata = save_app_metadata
-
-    def bind(self, save_app_metadata: SaveAppMetadata) -> RulesEngine:
-        """The same rules, saving metadata through this request's session."""
-        return RulesEngine(self.rules, save_app_metadata=save_app_metadata)
 
     async def run(
         self,
@@ -130,7 +126,13 @@ class RulesEngine:
         client_ip: str | None,
         user_agent: str | None,
     ) -> RuleOutcome:
-        """Run every rule in order; the outcome carries the claims, the scopes and the MFA demand."""
+        """Run every rule in order; the outcome carries the claims, the scopes and the MFA demand.
+
+        What the rules leave in ``api`` is re-checked, whether they used its methods or changed its lists and
+        dictionaries directly: scopes are cut to what the API and the client allow (``offline_access`` only if the
+        grant had it before the rules ran), claims to namespaced, unregistered names with JSON values. The
+        ``app_metadata`` they set travels with the result and is saved only when tokens are issued.
+        """
         if not self.rules:
             return RuleOutcome(result)
         allowed = frozenset((*(result.api.scopes if result.api else ()), *OIDC_SCOPES)) - {"offline_access"}
@@ -139,15 +141,14 @@ class RulesEngine:
         for rule in self.rules:
             event = replace(base_event, config=MappingProxyType(dict(rule.config)))
             await self._run_one(rule, event, api)
-        if api.user.app_metadata and self.save_app_metadata is not None:
-            await self.save_app_metadata(result.user.user_id, api.user.app_metadata)
         changed = replace(
             result,
-            scopes=tuple(api.access_token.scopes),
-            access_claims={**result.access_claims, **api.access_token.claims},
-            id_claims={**result.id_claims, **api.id_token.claims},
+            scopes=_checked_scopes(api.access_token.scopes, result),
+            access_claims={**result.access_claims, **permitted_claims(api.access_token.claims)},
+            id_claims={**result.id_claims, **permitted_claims(api.id_token.claims)},
+            app_metadata={**result.app_metadata, **_checked_metadata(api.user.app_metadata)},
         )
-        return RuleOutcome(changed, mfa_required=api.multifactor.enabled)
+        return RuleOutcome(changed, mfa_required=bool(api.multifactor.enabled))
 
     async def _run_one(self, rule: Rule, event: Event, api: PostLoginApi) -> None:
         started = time.perf_counter()
@@ -180,6 +181,30 @@ class RulesEngine:
             raise AccessDenied(api.access.denied or "Access denied")
         if api.redirect.attempted:
             raise InteractionRequired()
+
+
+def _checked_scopes(scopes: Any, result: GrantResult) -> tuple[str, ...]:
+    """The rules' scopes within policy; ``offline_access`` stays only if the grant already had it."""
+    if not isinstance(scopes, list | tuple):
+        logger.warning("rules replaced the scope list with a %s: no scope granted", type(scopes).__name__)
+        scopes = ()
+    kept = permitted_scopes(scopes, result.client, result.api)
+    return tuple(scope for scope in kept if scope != "offline_access" or scope in result.scopes)
+
+
+def _checked_metadata(updates: Any) -> dict[str, Any]:
+    """The ``app_metadata`` keys a rule set, if they are strings with JSON values (the column is JSON)."""
+    if not isinstance(updates, Mapping):
+        return {}
+    kept: dict[str, Any] = {}
+    for key, value in updates.items():
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError, RecursionError):
+            logger.warning("rules set app_metadata key %r to a value that is not JSON: dropped", key)
+            continue
+        kept[str(key)] = value
+    return kept
 
 
 def _event(

@@ -255,6 +255,10 @@ class MfaTransactionRow(SQLModel, table=True):
     created_at: datetime = _created()
     expires_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
     consumed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    app_metadata: dict[str, Any] = Field(
+        default_factory=dict, sa_type=sa.JSON, nullable=False, sa_column_kwargs={"server_default": "{}"}
+    )
+    """``app_metadata`` keys rules set during the password step: saved only when the second factor completes."""
 
 
 class MfaAttemptRow(SQLModel, table=True):
@@ -295,6 +299,8 @@ class WebSessionRow(SQLModel, table=True):
     """The serialised session (who signed in, when, and whether the second factor passed; no secrets)."""
     expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
     """Idle expiry, pushed forward on every request; NULL never expires (unused by the pages)."""
+    user_id: str | None = Field(default=None, max_length=64, index=True)
+    """The signed-in user's public id, so that a password change or an MFA reset can end their sessions."""
 
 
 class RefreshTokenRow(SQLModel, table=True):
@@ -350,3 +356,17 @@ class LoginFailureRow(SQLModel, table=True):
     failures: int = Field(default=0)
     last_failure_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
     blocked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+# --- hardening (issue 12) ------------------------------------------------------------------------------------------
+
+
+class UnpersistedRow(RuntimeError):
+    """A row used as stored has no primary key: a bug, reported as one (never an ``assert``, which ``-O`` strips)."""
+
+
+def row_id(row: Any) -> int:
+    """The primary key of a stored row."""
+    if getattr(row, "id", None) is None:
+        raise UnpersistedRow(f"{type(row).__name__} has no id: it was never stored")
+    return int(row.id)

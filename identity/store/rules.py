@@ -11,7 +11,7 @@ from sqlmodel import col, select
 
 from identity.store.models import RuleRow, UserRow, utcnow
 
-__all__ = ["all_rules", "merge_app_metadata", "replace_rules"]
+__all__ = ["SqlAppMetadata", "all_rules", "merge_app_metadata", "replace_rules"]
 
 
 async def all_rules(session: AsyncSession) -> Sequence[RuleRow]:
@@ -44,3 +44,14 @@ async def merge_app_metadata(session: AsyncSession, user_id: str, updates: Mappi
     row.updated_at = utcnow()
     session.add(row)
     await session.commit()
+
+
+class SqlAppMetadata:
+    """`identity.oauth2.interfaces.AppMetadataStore` over this request's session."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def merge(self, user_id: str, updates: Mapping[str, Any]) -> None:
+        """Set keys of the user's ``app_metadata`` (committed)."""
+        await merge_app_metadata(self.session, user_id, updates)

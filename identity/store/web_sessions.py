@@ -6,13 +6,24 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, or_, update
+from sqlalchemy import insert as sa_insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from identity.store.models import WebSessionRow
 
-__all__ = ["find", "purge_expired", "put", "remove", "remove_all", "set_expiry"]
+__all__ = [
+    "find",
+    "insert",
+    "purge_expired",
+    "put",
+    "remove",
+    "remove_all",
+    "remove_for_user",
+    "set_expiry",
+    "update_live",
+]
 
 
 def _live(now: datetime) -> Any:
@@ -41,6 +52,33 @@ async def put(session: AsyncSession, key_hash: str, data: bytes, expires_at: dat
     )
 
 
+async def insert(
+    session: AsyncSession, key_hash: str, data: bytes, expires_at: datetime | None, user_id: str | None
+) -> None:
+    """Store a new session (a new id: sign-in or rotation)."""
+    await session.execute(
+        sa_insert(WebSessionRow).values(key_hash=key_hash, data=data, expires_at=expires_at, user_id=user_id)
+    )
+
+
+async def update_live(
+    session: AsyncSession, key_hash: str, data: bytes, expires_at: datetime | None, user_id: str | None, now: datetime
+) -> bool:
+    """Change a session that still exists and has not expired; ``False`` when it is gone (never re-created)."""
+    result = await session.execute(
+        update(WebSessionRow)
+        .where(col(WebSessionRow.key_hash) == key_hash, _live(now))
+        .values(data=data, expires_at=expires_at, user_id=user_id)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+async def remove_for_user(session: AsyncSession, user_id: str) -> int:
+    """End every session of one user (password change, MFA reset, revoked sessions); how many there were."""
+    result = await session.execute(delete(WebSessionRow).where(col(WebSessionRow.user_id) == user_id))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 async def set_expiry(session: AsyncSession, key_hash: str, expires_at: datetime) -> None:
     """Move the expiry of a session that has one."""
     await session.execute(
@@ -50,9 +88,10 @@ async def set_expiry(session: AsyncSession, key_hash: str, expires_at: datetime)
     )
 
 
-async def remove(session: AsyncSession, key_hash: str) -> None:
-    """Forget one session."""
-    await session.execute(delete(WebSessionRow).where(col(WebSessionRow.key_hash) == key_hash))
+async def remove(session: AsyncSession, key_hash: str) -> bool:
+    """Forget one session; ``False`` when it was already gone."""
+    result = await session.execute(delete(WebSessionRow).where(col(WebSessionRow.key_hash) == key_hash))
+    return bool(getattr(result, "rowcount", 0))
 
 
 async def remove_all(session: AsyncSession) -> None:

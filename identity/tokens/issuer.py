@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import secrets
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from identity.clock import Clock
-from identity.oauth2.interfaces import GrantResult, RefreshTokenStore, TokenResponse, User, UserinfoClaimsStore
+from identity.oauth2.interfaces import (
+    AppMetadataStore,
+    GrantResult,
+    RefreshTokenStore,
+    TokenResponse,
+    User,
+    UserinfoClaimsStore,
+)
+from identity.oauth2.policy import permitted_claims, permitted_scopes
 from identity.tokens.keys import KeyRing
 
 __all__ = ["GTY", "JwtIssuer", "profile_claims"]
@@ -40,8 +49,8 @@ def profile_claims(user: User, scopes: tuple[str, ...] | set[str]) -> dict[str, 
 
 
 def _custom(custom: Any, standard: dict[str, Any]) -> dict[str, Any]:
-    """Custom claims, never replacing one the issuer set (rules validate names; this is the last guard)."""
-    return {key: value for key, value in dict(custom).items() if key not in standard}
+    """Custom claims: namespaced, never a registered claim, never one the issuer set (the last guard after rules)."""
+    return {key: value for key, value in permitted_claims(custom, source="issuer").items() if key not in standard}
 
 
 class JwtIssuer:
@@ -56,6 +65,7 @@ class JwtIssuer:
         id_token_lifetime: int,
         refresh_tokens: RefreshTokenStore | None = None,
         userinfo_claims: UserinfoClaimsStore | None = None,
+        app_metadata: AppMetadataStore | None = None,
     ) -> None:
         self.keys = keys
         self.issuer = issuer
@@ -63,6 +73,7 @@ class JwtIssuer:
         self.id_token_lifetime = id_token_lifetime
         self.refresh_tokens = refresh_tokens
         self.userinfo_claims = userinfo_claims
+        self.app_metadata = app_metadata
 
     @property
     def userinfo_audience(self) -> str:
@@ -70,9 +81,14 @@ class JwtIssuer:
         return self.issuer + "userinfo"
 
     async def issue(self, result: GrantResult) -> TokenResponse:
-        """Sign the access token, and the ID token when ``openid`` was granted."""
+        """Sign the access token, and the ID token when ``openid`` was granted.
+
+        Scopes are re-checked against the API and the client whatever the grant and the rules decided, and a refresh
+        token is minted only when the offline-access policy allows one (`identity.oauth2.policy`).
+        """
         now = int(self.clock.now())
-        scopes = result.scopes
+        scopes = permitted_scopes(result.scopes, result.client, result.api)
+        result = replace(result, scopes=scopes)
         openid = "openid" in scopes
         if result.api is not None:
             lifetime, alg = result.api.token_lifetime, result.api.signing_alg
@@ -111,6 +127,8 @@ class JwtIssuer:
         ):
             # The family is committed before the response is built: no token leaves before it is durable.
             refresh_token = await self.refresh_tokens.issue(result)
+        if result.app_metadata and self.app_metadata is not None:
+            await self.app_metadata.merge(result.user.user_id, result.app_metadata)
         return TokenResponse(
             access_token=access_token,
             expires_in=lifetime,

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
 
 from litestar.di import NamedDependency
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -26,7 +25,7 @@ from identity.oauth2.grants import (
 )
 from identity.rules import RulesEngine
 from identity.settings import Settings
-from identity.store.rules import merge_app_metadata
+from identity.store.rules import SqlAppMetadata
 from identity.store.tenant import SqlTenantStore, api_signing_algs
 from identity.store.userinfo import SqlUserinfoClaims
 from identity.tokens import JwtIssuer, KeyRing
@@ -96,14 +95,9 @@ def build_token_endpoint(services: Services, session: AsyncSession) -> TokenEndp
         id_token_lifetime=services.settings.id_token_lifetime,
         refresh_tokens=refresh_tokens,
         userinfo_claims=SqlUserinfoClaims(session),
+        app_metadata=SqlAppMetadata(session),
     )
-    rules = None
-    if services.rules is not None and services.rules.rules:
-
-        async def save_app_metadata(user_id: str, updates: Mapping[str, Any]) -> None:
-            await merge_app_metadata(session, user_id, updates)
-
-        rules = services.rules.bind(save_app_metadata)
+    rules = services.rules if services.rules is not None and services.rules.rules else None
     grants: dict[str, Grant] = {
         PasswordGrant.GRANT_TYPE: PasswordGrant(tenant, users, issuer, mfa, rules),
         PasswordRealmGrant.GRANT_TYPE: PasswordRealmGrant(tenant, users, issuer, mfa, rules),

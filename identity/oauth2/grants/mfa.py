@@ -19,6 +19,7 @@ from identity.oauth2.errors import (
     ExpiredToken,
     InvalidGrant,
     InvalidRequest,
+    ServerError,
     TooManyAttempts,
     Unauthorized,
 )
@@ -106,6 +107,7 @@ class _MfaGrant:
             amr=self.AMR,
             access_claims=transaction.access_claims,
             id_claims=transaction.id_claims,
+            app_metadata=transaction.app_metadata,
         )
 
     @staticmethod
@@ -147,6 +149,9 @@ class MfaRecoveryCodeGrant(_MfaGrant):
         deferred = await self._deferred(transaction, client)
         check, new_code = await self.mfa.redeem_recovery_code(transaction, code)
         self._refuse(check, INVALID_RECOVERY_CODE)
-        assert new_code is not None  # noqa: S101  (ACCEPTED always carries the replacement)
+        if new_code is None:
+            # ACCEPTED always carries the replacement; without it the user would be left with no recovery code.
+            # A real check, not an assert: `python -O` would strip that and issue anyway.
+            raise ServerError("the recovery code could not be replaced")
         response = await self.issuer.issue(deferred)
         return replace(response, extra={**response.extra, "recovery_code": new_code})

@@ -35,6 +35,7 @@ from identity.oauth2.interfaces import (
     TokenResponse,
     UserAuthenticator,
 )
+from identity.oauth2.policy import offline_access_allowed
 from identity.oauth2.requests import TokenRequest
 from identity.oauth2.scopes import resolve_scopes
 
@@ -118,12 +119,7 @@ class PasswordGrant:
     @staticmethod
     def _offline_access(request: TokenRequest, client: Client, api: Api | None) -> bool:
         """A refresh token needs ``offline_access`` asked, the API allowing it and the client's refresh grant."""
-        return (
-            "offline_access" in (request.scopes or ())
-            and api is not None
-            and api.allow_offline_access
-            and "refresh_token" in client.grant_types
-        )
+        return "offline_access" in (request.scopes or ()) and offline_access_allowed(client, api)
 
     async def _realm(self, request: TokenRequest) -> str:
         if (realm := request.get("realm")) is not None:
