@@ -51,6 +51,7 @@ __all__ = [
 IDLE_SECONDS = 15 * 60
 STORE_NAME = "web_sessions"
 _ROTATE = "identity.rotate_session"
+_LOADED = "identity.session_loaded"
 
 
 def _derive_key(settings: Settings, purpose: str) -> bytes:
@@ -94,9 +95,29 @@ class SqlSessionStore(Store):
 
     async def delete(self, key: str) -> None:
         """Forget ``key``."""
+        await self.discard(key)
+
+    async def discard(self, key: str) -> bool:
+        """Forget ``key``; ``False`` when it was already gone (another request ended the session)."""
         async with self.sessions() as db:
-            await queries.remove(db, sha256_hex(key))
+            removed = await queries.remove(db, sha256_hex(key))
             await db.commit()
+        return removed
+
+    async def create(self, key: str, value: bytes, expires_in: int | None, user_id: str | None) -> None:
+        """Store a session under a new id."""
+        async with self.sessions() as db:
+            await queries.insert(db, sha256_hex(key), value, self._expiry(expires_in), user_id)
+            await db.commit()
+
+    async def change(self, key: str, value: bytes, expires_in: int | None, user_id: str | None) -> bool:
+        """Replace the data of a live session; ``False`` (and nothing written) when it has ended meanwhile."""
+        async with self.sessions() as db:
+            changed = await queries.update_live(
+                db, sha256_hex(key), value, self._expiry(expires_in), user_id, self._now()
+            )
+            await db.commit()
+        return changed
 
     async def delete_all(self) -> None:
         """Forget every session."""
@@ -147,33 +168,65 @@ class SignedSessionBackend(ServerSideSessionBackend):
         return self._verified_id(connection) or ""
 
     async def load_from_connection(self, connection: ASGIConnection[Any, Any, Any, Any]) -> dict[str, Any]:
-        """The session of a correctly signed cookie, if it is still stored; otherwise an empty one."""
+        """The session of a correctly signed cookie, if it is still stored; otherwise an empty one.
+
+        What was loaded is kept in the request's scope: the response writes the session back only if it changed.
+        """
         session_id = self._verified_id(connection)
         if session_id is None:
             return {}
         data = await self.get(session_id, store=self.config.get_store_from_app(connection.scope["app"]))
-        return self.deserialize_data(data) if data is not None else {}
+        if data is None:
+            return {}
+        connection.scope.setdefault("state", {})[_LOADED] = data
+        return self.deserialize_data(data)
 
     async def store_in_message(
         self, scope_session: ScopeSession, message: Message, connection: ASGIConnection[Any, Any, Any, Any]
     ) -> None:
-        """Save the session and set its cookie; drop both when the session is empty; draw a new id at sign-in."""
+        """Write the session back only if this request changed it, and never re-create one that ended meanwhile.
+
+        - empty session: its row and cookie go (sign-out, expiry);
+        - new session (no stored session when the request began, or `start_session` asked for a new id): a new id,
+          inserted; rotating a stored session first deletes it, and if another request (a sign-out) deleted it
+          already, nothing is created: a request in flight cannot bring a signed-out session back;
+        - changed session: an UPDATE of the live row only (no upsert), so a deleted session stays deleted;
+        - unchanged session: nothing written (the idle expiry moved when it was read, ``renew_on_access``).
+        """
         store = self.config.get_store_from_app(connection.scope["app"])
+        if not isinstance(store, SqlSessionStore):
+            raise TypeError("the enrollment pages need the SqlSessionStore")
         headers = MutableScopeHeaders.from_message(message)
         params = dict(extract_dataclass_items(self.config, exclude_none=True, include=Cookie.__dict__.keys()))
+        state = connection.scope.get("state", {})
         session_id = self._verified_id(connection)
-        if scope_session is Empty or not scope_session:
-            if session_id is not None:
-                await self.delete(session_id, store=store)
+        loaded: bytes | None = state.get(_LOADED)
+
+        def expire_cookie() -> None:
             if self.config.key in connection.cookies:
-                params.update(max_age=0, expires=0)
-                headers.add("Set-Cookie", Cookie(key=self.config.key, value="", **params).to_header(header=""))
+                expired = {**params, "max_age": 0, "expires": 0}
+                headers.add("Set-Cookie", Cookie(key=self.config.key, value="", **expired).to_header(header=""))
+
+        if scope_session is Empty or not scope_session:
+            if session_id is not None and loaded is not None:
+                await store.discard(session_id)
+            expire_cookie()
             return
-        if session_id is None or connection.scope.get("state", {}).get(_ROTATE):
-            if session_id is not None:
-                await self.delete(session_id, store=store)
+        data = self.serialize_data(scope_session, connection.scope)
+        user_id = scope_session.get("user_id") if isinstance(scope_session, dict) else None
+        user_id = user_id if isinstance(user_id, str) else None
+        max_age = int(self.config.max_age) if self.config.max_age is not None else None
+        if session_id is None or loaded is None or state.get(_ROTATE):
+            if session_id is not None and loaded is not None and not await store.discard(session_id):
+                expire_cookie()  # the session ended while this request ran: it stays ended
+                return
             session_id = self.generate_session_id()
-        await self.set(session_id, self.serialize_data(scope_session, connection.scope), store=store)
+            await store.create(session_id, data, max_age, user_id)
+        elif scope_session != self.deserialize_data(loaded) and not await store.change(
+            session_id, data, max_age, user_id
+        ):
+            expire_cookie()
+            return
         headers.add(
             "Set-Cookie", Cookie(key=self.config.key, value=self._sign(session_id), **params).to_header(header="")
         )
@@ -198,6 +251,7 @@ def session_config(settings: Settings) -> SignedSessionConfig:
         httponly=True,
         samesite="lax",
         store=STORE_NAME,
+        renew_on_access=True,
         signing_key=_derive_key(settings, "web-session-cookie"),
     )
 
