@@ -36,8 +36,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from identity.accounts.factors import AlreadyEnrolled, Enrollment, FactorService
 from identity.accounts.users import DirectoryAuthenticator
 from identity.mfa import qr, recovery, totp
+from identity.oauth2.errors import OAuthError
 from identity.oauth2.grants.password import WRONG_CREDENTIALS
-from identity.oauth2.interfaces import FactorCheck, LoginBlocked
+from identity.oauth2.interfaces import Client, Connection, FactorCheck, GrantResult, LoginBlocked, User
 from identity.settings import Settings
 from identity.store import users as user_queries
 from identity.store.tenant import SqlTenantStore, tenant_row
@@ -52,7 +53,7 @@ from identity.web.sessions import (
     start_session,
 )
 
-__all__ = ["MAX_SESSION_SECONDS", "PENDING_SECONDS", "enroll_router"]
+__all__ = ["ENROLLMENT_CLIENT", "ENROLLMENT_PROTOCOL", "MAX_SESSION_SECONDS", "PENDING_SECONDS", "enroll_router"]
 
 logger = logging.getLogger("identity.web.enroll")
 
@@ -62,6 +63,18 @@ PENDING_SECONDS = 10 * 60
 """How long a QR code stays valid before it has been confirmed."""
 _MAX_BODY = 16 * 1024
 _PASSWORD_STRATEGIES = frozenset({"auth0"})
+
+ENROLLMENT_PROTOCOL = "enrollment-page"
+"""``event.transaction.protocol`` when the rules run for a sign-in to these pages."""
+ENROLLMENT_CLIENT = Client(
+    client_id="identity:enrollment-page",
+    name="Enrollment page",
+    token_endpoint_auth_method="none",  # noqa: S106  (an auth method name, not a secret)
+    secret_hash=None,
+    grant_types=frozenset(),
+    connections=frozenset(),
+)
+"""``event.client`` for those runs: the pages are no OAuth client, and no real client id contains a colon here."""
 
 START = "/enroll"
 VERIFY = "/enroll/verify"
@@ -224,6 +237,9 @@ async def sign_in(
         error = WRONG_CREDENTIALS if user is None else "This account is blocked. Contact your administrator."
         status = 401 if user is None else 403
         return await _sign_in_page(services, db, status=status, error=error, username=username, selected=name)
+    if (denial := await _rules_denial(request, services, connection, user)) is not None:
+        logger.info("enroll sign-in refused connection=%s by a rule", connection.name)
+        return await _sign_in_page(services, db, status=403, error=denial, username=username, selected=name)
     logger.info("enroll sign-in user=%s connection=%s", user.user_id, connection.name)
     _start_session(request, services, user.user_id, connection.name, mfa=False)
     store = request.app.stores.get(STORE_NAME)
@@ -231,6 +247,37 @@ async def sign_in(
         await store.purge_expired()
     has_factor = await build_factors(services, db).has_active_factor(user.user_id)
     return _redirect(VERIFY if has_factor else SETUP)
+
+
+async def _rules_denial(request: AnyRequest, services: Services, connection: Connection, user: User) -> str | None:
+    """Run the rules as a login to the enrollment page: the reason they refuse it, or ``None``.
+
+    ``event.transaction.protocol`` is ``enrollment-page`` and ``event.client`` is `ENROLLMENT_CLIENT`, so a rule can
+    tell. Only the decision counts here: nothing is issued, so claims, scopes and ``app_metadata`` are not kept, and
+    a demand for MFA is moot (the pages ask an enrolled user for the second factor anyway).
+    """
+    if services.rules is None or not services.rules.rules:
+        return None
+    attempt = GrantResult(
+        grant_type=ENROLLMENT_PROTOCOL,
+        client=ENROLLMENT_CLIENT,
+        user=user,
+        connection=connection,
+        api=None,
+        audience=None,
+        scopes=(),
+    )
+    try:
+        await services.rules.run(
+            attempt,
+            protocol=ENROLLMENT_PROTOCOL,
+            requested_scopes=None,
+            client_ip=request.client.host if request.client else None,
+            user_agent=request.headers.get("user-agent"),
+        )
+    except OAuthError as refused:
+        return refused.description or "Access denied"
+    return None
 
 
 @post("/sign-out", status_code=303, include_in_schema=False)
