@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import parse_qsl
 
 from litestar import MediaType, Request, Response, delete, get, post
 from litestar.datastructures import State
@@ -13,19 +14,30 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.accounts.factors import AlreadyEnrolled
 from identity.oauth2.client_auth import authenticate_client
-from identity.oauth2.errors import AccessDenied, InvalidRequest, InvalidToken, UnsupportedChallengeType
-from identity.oauth2.grants.mfa import redeem_mfa_token
+from identity.oauth2.errors import (
+    AccessDenied,
+    InvalidGrant,
+    InvalidRequest,
+    InvalidToken,
+    OAuthError,
+    Unauthorized,
+    UnauthorizedClient,
+    UnsupportedChallengeType,
+)
+from identity.oauth2.grants.mfa import MALFORMED_MFA_TOKEN, MfaOtpGrant, MfaRecoveryCodeGrant, redeem_mfa_token
 from identity.oauth2.interfaces import MfaTransaction
+from identity.store import users as user_queries
 from identity.store.tenant import SqlTenantStore, tenant_row
 from identity.tokens.verify import InvalidAccessToken, verify_access_token
 from identity.web import openapi
 from identity.web.deps import Services, build_factors
 from identity.web.errors import NO_STORE
-from identity.web.oauth import parse_token_request
+from identity.web.oauth import parse_token_request, refuse_repeated_members
 
 __all__ = ["associate", "challenge", "list_authenticators", "remove_authenticator"]
 
 _MAX_BODY = 16 * 1024
+MFA_GRANT_TYPES = frozenset({MfaOtpGrant.GRANT_TYPE, MfaRecoveryCodeGrant.GRANT_TYPE})
 
 
 def _bearer(request: Request[Any, Any, State]) -> str:
@@ -40,7 +52,35 @@ def _is_jwt(token: str) -> bool:
 
 
 async def _mfa_transaction(services: Services, db: AsyncSession, token: str) -> MfaTransaction:
-    return await redeem_mfa_token(build_factors(services, db), token, client_id=None, clock=services.clock)
+    """The live transaction of a Bearer mfa_token; any failure is RFC 6750's 401 ``invalid_token``.
+
+    In a body (``/mfa/challenge``, the grants) the same failures keep the token endpoint's codes; as a Bearer
+    credential, the contract (API.md §2.7) and RFC 6750 §3.1 want ``invalid_token`` with a ``WWW-Authenticate``.
+    """
+    factors = build_factors(services, db)
+    try:
+        transaction = await redeem_mfa_token(factors, token, client_id=None, clock=services.clock)
+    except OAuthError as exc:
+        raise InvalidToken(exc.description) from None
+    await _live_user(db, transaction.user_id)
+    return transaction
+
+
+async def _live_user(db: AsyncSession, user_id: str, *, scope: str | None = None) -> None:
+    """The token's user must still exist and not be blocked (else 401 ``invalid_token``, as ``/userinfo``)."""
+    found = await user_queries.by_user_id(db, user_id)
+    await db.commit()
+    if found is None:
+        raise InvalidToken("the user no longer exists", scope=scope)
+    if found[0].blocked:
+        raise InvalidToken("user is blocked", scope=scope)
+
+
+async def _access_token_user(services: Services, db: AsyncSession, token: str, scope: str) -> str:
+    """The live user of an MFA-API access token with ``scope``."""
+    user_id = _access_token_subject(services, token, scope)
+    await _live_user(db, user_id, scope=scope)
+    return user_id
 
 
 def _access_token_subject(services: Services, token: str, scope: str) -> str:
@@ -67,7 +107,7 @@ async def list_authenticators(
     """The user's authenticators, for an ``mfa_token`` or an MFA-API token with ``read:authenticators``."""
     token = _bearer(request)
     if _is_jwt(token):
-        user_id = _access_token_subject(services, token, "read:authenticators")
+        user_id = await _access_token_user(services, db, token, "read:authenticators")
     else:
         user_id = (await _mfa_transaction(services, db, token)).user_id
     listed = await build_factors(services, db).list_authenticators(user_id)
@@ -119,10 +159,18 @@ async def challenge(
     client = await authenticate_client(
         params, SqlTenantStore(db, issuer=services.settings.issuer), realm=services.settings.issuer
     )
+    if not client.grant_types & MFA_GRANT_TYPES:
+        # A client that cannot redeem a challenge has no business asking for one (nor learning what it would be).
+        raise UnauthorizedClient(f"Grant type '{MfaOtpGrant.GRANT_TYPE}' not allowed for the client.")
     factors = build_factors(services, db)
     transaction = await redeem_mfa_token(
         factors, params.get("mfa_token"), client_id=client.client_id, clock=services.clock
     )
+    user = await factors.user(transaction)
+    if user is None:
+        raise InvalidGrant(MALFORMED_MFA_TOKEN)
+    if user.blocked:
+        raise Unauthorized("user is blocked")
     asked = (params.get("challenge_type") or "otp oob").split()
     authenticators = await factors.list_authenticators(transaction.user_id)
     otp = [a for a in authenticators if a["authenticator_type"] == "otp"]
@@ -150,7 +198,7 @@ async def remove_authenticator(
     token = _bearer(request)
     if not _is_jwt(token):
         raise InvalidToken("an access token for the MFA API is required", scope="remove:authenticators")
-    user_id = _access_token_subject(services, token, "remove:authenticators")
+    user_id = await _access_token_user(services, db, token, "remove:authenticators")
     if not await build_factors(services, db).remove(user_id, authenticator_id):
         return Response(
             {"error": "not_found", "error_description": "Authenticator not found"},  # type: ignore[arg-type]
@@ -166,13 +214,19 @@ async def _json_or_form(request: Request[Any, Any, State]) -> dict[str, Any]:
     raw = await request.body()
     if media_type == "application/json":
         try:
-            body = json.loads(raw or b"{}")
+            body = json.loads(raw or b"{}", object_pairs_hook=refuse_repeated_members)
         except (ValueError, RecursionError):
             raise InvalidRequest("request body is not valid JSON") from None
         if not isinstance(body, dict):
             raise InvalidRequest("request body must be a JSON object")
         return body
     if media_type == "application/x-www-form-urlencoded":
-        form = await request.form()
-        return {"client_id": form.get("client_id"), "authenticator_types": form.getall("authenticator_types")}
+        try:
+            pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, errors="strict")
+        except (UnicodeDecodeError, ValueError):
+            raise InvalidRequest("request body is not valid form data") from None
+        types = [value for name, value in pairs if name == "authenticator_types"]
+        # authenticator_types is an array (repeated on purpose); anything else, as at the token endpoint, once.
+        form = refuse_repeated_members([(name, value) for name, value in pairs if name != "authenticator_types"])
+        return {"client_id": form.get("client_id") or None, "authenticator_types": types}
     raise InvalidRequest("Content-Type must be application/json or application/x-www-form-urlencoded")

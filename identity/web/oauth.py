@@ -21,12 +21,12 @@ from identity.web import openapi
 from identity.web.deps import Services, build_token_endpoint
 from identity.web.errors import NO_STORE
 
-__all__ = ["parse_token_request", "revoke", "token"]
+__all__ = ["parse_token_request", "refuse_repeated_members", "revoke", "token"]
 
 _MAX_BODY = 64 * 1024
 
 
-def _refuse_repeated_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def refuse_repeated_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """RFC 6749 §3.2 in JSON too: ``json.loads`` would keep the last of two members silently."""
     body: dict[str, Any] = {}
     for name, value in pairs:
@@ -57,7 +57,7 @@ async def parse_token_request(request: Request[object, object, State], *, realm:
         return TokenRequest.from_form(pairs, **transport)
     if media_type == "application/json":
         try:
-            body = json.loads(text, object_pairs_hook=_refuse_repeated_members)
+            body = json.loads(text, object_pairs_hook=refuse_repeated_members)
         except (ValueError, RecursionError):
             raise InvalidRequest("request body is not valid JSON") from None
         return TokenRequest.from_json(body, **transport)
