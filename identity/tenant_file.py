@@ -26,7 +26,7 @@ from identity.accounts.users import UserService
 from identity.crypto import sha256_hex
 from identity.oauth2.client_auth import AUTH_METHODS
 from identity.rules.pipeline import RuleLoadError, load_handler
-from identity.store.models import ApiRow, ClientConnectionRow, ClientRow, ConnectionRow, TenantRow, utcnow
+from identity.store.models import ApiRow, ClientConnectionRow, ClientRow, ConnectionRow, TenantRow, row_id, utcnow
 from identity.store.rules import replace_rules
 from identity.tokens.keys import SUPPORTED_ALGS
 
@@ -316,8 +316,7 @@ async def _apply_client(session: AsyncSession, client: Mapping[str, Any], report
             raise TenantFileError(f"client {client_id}: unknown connection(s) {', '.join(sorted(missing))}")
         await session.execute(delete(ClientConnectionRow).where(col(ClientConnectionRow.client_pk) == row.id))
         for conn in found:
-            assert row.id is not None and conn.id is not None  # noqa: S101
-            session.add(ClientConnectionRow(client_pk=row.id, connection_id=conn.id))
+            session.add(ClientConnectionRow(client_pk=row_id(row), connection_id=row_id(conn)))
 
 
 def _refresh_policy(policy: Mapping[str, Any]) -> dict[str, Any]:

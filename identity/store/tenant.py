@@ -6,7 +6,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from identity.oauth2.interfaces import Api, Client, Connection, RefreshTokenPolicy, TenantSettings
-from identity.store.models import ApiRow, ClientConnectionRow, ClientRow, ConnectionRow, TenantRow
+from identity.store.models import ApiRow, ClientConnectionRow, ClientRow, ConnectionRow, TenantRow, row_id
 
 __all__ = [
     "MFA_API_SCOPES",
@@ -35,8 +35,7 @@ def mfa_api(issuer: str) -> Api:
 
 def connection_from_row(row: ConnectionRow) -> Connection:
     """The engine's view of a connection row."""
-    assert row.id is not None  # noqa: S101  (persisted rows have ids)
-    return Connection(id=row.id, name=row.name, strategy=row.strategy)
+    return Connection(id=row_id(row), name=row.name, strategy=row.strategy)
 
 
 def api_from_row(row: ApiRow) -> Api:

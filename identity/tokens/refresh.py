@@ -27,7 +27,7 @@ from identity.clock import Clock
 from identity.crypto import SecretBox, SecretBoxError, sha256_hex
 from identity.oauth2.interfaces import GrantResult, RefreshTokenPolicy, StoredRefreshToken
 from identity.store import users as user_queries
-from identity.store.models import RefreshTokenRow, UserRow
+from identity.store.models import RefreshTokenRow, UserRow, row_id
 
 __all__ = ["MAX_ACTIVE_FAMILIES", "SqlRefreshTokens", "active_families", "revoke_user_families"]
 
@@ -180,9 +180,8 @@ class SqlRefreshTokens:
         if found is None:
             return None
         row, user_id = found
-        assert row.id is not None  # noqa: S101
         return StoredRefreshToken(
-            id=row.id,
+            id=row_id(row),
             family_id=row.family_id,
             client_id=row.client_id,
             user_id=user_id,
@@ -230,7 +229,9 @@ class SqlRefreshTokens:
             await self.session.rollback()
             return None
         parent = await self.session.get(RefreshTokenRow, stored.id, populate_existing=True)
-        assert parent is not None  # noqa: S101  (we just updated it)
+        if parent is None:  # deleted since the UPDATE (the user was deleted): nothing to rotate into
+            await self.session.rollback()
+            return None
         absolute = parent.expires_at
         self.session.add(
             RefreshTokenRow(
