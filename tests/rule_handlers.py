@@ -96,3 +96,32 @@ def mutate_event(event: Any, api: Any) -> None:
 
 def noop(event: Any, api: Any) -> None:
     return None
+
+
+# --- rules that overstep (issue 12): they edit api's lists and dictionaries instead of calling its methods ---------
+
+
+def tamper_directly(event: Any, api: Any) -> None:
+    api.access_token.scopes.extend(["admin:everything", "offline_access", "read:reports"])
+    api.access_token.claims.update(
+        {
+            "amr": ["mfa", "hwk"],
+            "acr": "urn:example:high",
+            "nbf": 4_102_444_800,
+            "iss": "https://evil.example/",
+            "sub": "someone-else",
+            "auth_time": 1,
+            "scope": "admin:everything",
+            "https://example.test/kept": 1,
+        }
+    )
+    api.id_token.claims.update({"auth_time": 1, "amr": ["mfa"], "sub": "someone-else", "https://example.test/kept": 2})
+
+
+def add_offline_access(event: Any, api: Any) -> None:
+    api.access_token.scopes.append("offline_access")
+
+
+def deny_enrollment_page(event: Any, api: Any) -> None:
+    if event.transaction.protocol == "enrollment-page":
+        api.access.deny("Not from the enrollment page")

@@ -40,6 +40,9 @@ from tests.conftest import ALICE_CUSTOMER_PASSWORD, API, REPORTS_API, apply, run
 
 MALFORMED = (403, "invalid_grant", "Malformed mfa_token")
 EXPIRED = (403, "expired_token", "mfa_token is expired")
+# The same tokens as a Bearer credential (GET /mfa/authenticators, POST /mfa/associate): RFC 6750 §3.1 (issue 12).
+BEARER_MALFORMED = (401, "invalid_token", "Malformed mfa_token")
+BEARER_EXPIRED = (401, "invalid_token", "mfa_token is expired")
 OTHER_CLIENT = (400, "invalid_request", "mfa_token not issued to this client")
 INVALID_OTP = (403, "invalid_grant", "Invalid otp_code.")
 INVALID_RECOVERY_CODE = (403, "invalid_grant", "Invalid recovery_code.")
@@ -263,8 +266,10 @@ def test_authenticators_need_a_bearer_token(mfa: Mfa) -> None:
     assert response.headers["www-authenticate"].startswith("Bearer ")
 
 
-def test_authenticators_refuse_an_unknown_bearer(mfa: Mfa) -> None:
-    assert error_of(mfa.authenticators("not-an-mfa-token")) == MALFORMED
+def test_authenticators_refuse_an_unknown_bearer_with_401_invalid_token(mfa: Mfa) -> None:
+    unknown = mfa.authenticators("not-an-mfa-token")
+    assert error_of(unknown) == BEARER_MALFORMED
+    assert 'error="invalid_token"' in unknown.headers["www-authenticate"]
     forged_jwt = mfa.authenticators("a.b.c")
     assert forged_jwt.status_code == 401
     assert forged_jwt.json()["error"] == "invalid_token"
@@ -277,8 +282,8 @@ def test_authenticators_refuse_a_spent_or_expired_mfa_token(mfa: Mfa) -> None:
     old = mfa.mfa_token()
     mfa.clock.advance(600)
 
-    assert error_of(mfa.authenticators(spent)) == MALFORMED
-    assert error_of(mfa.authenticators(old)) == EXPIRED
+    assert error_of(mfa.authenticators(spent)) == BEARER_MALFORMED
+    assert error_of(mfa.authenticators(old)) == BEARER_EXPIRED
 
 
 # --- POST /mfa/associate -----------------------------------------------------------------------------------------
