@@ -21,6 +21,8 @@ from identity.accounts.passwords import PasswordHasher
 from identity.clock import Clock, SystemClock
 from identity.crypto import SecretBox
 from identity.oauth2.errors import OAuthError
+from identity.observability.metrics import Metrics, metrics_handler, start_metrics_server
+from identity.observability.requests import RequestObserver
 from identity.resources import resource
 from identity.rules.loader import load_rules
 from identity.settings import Settings
@@ -82,6 +84,10 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         box=SecretBox(settings.encryption_keys),
         clock=clock or SystemClock(),
     )
+    metrics = Metrics() if settings.ops.metrics else None
+    if metrics is not None:
+        metrics.watch(lambda: services.hasher.pending, lambda: engine.pool)
+        services.hasher.on_wait = metrics.hash_wait.observe
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
@@ -91,18 +97,26 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             services.rules = await load_rules(session)
         services.migration_heads = frozenset(await asyncio.to_thread(script_heads))
         watch_for_shutdown(services, delay_seconds=settings.ops.shutdown_delay)
+        stop_metrics = (
+            start_metrics_server(metrics, settings.ops.metrics_host, settings.ops.metrics_port)
+            if metrics is not None and settings.ops.metrics_port is not None
+            else lambda: None
+        )
         try:
             yield
         finally:
             services.draining = True
+            stop_metrics()
             services.hasher.close()
             await engine.dispose()
 
     async def provide_services() -> Services:
         return services
 
-    return Litestar(
+    public_metrics = [metrics_handler(metrics)] if metrics is not None and settings.ops.metrics_port is None else []
+    app = Litestar(
         route_handlers=[
+            *public_metrics,
             index,
             healthz,
             readyz,
@@ -136,3 +150,6 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         openapi_config=openapi.openapi_config(__version__),
         logging_config=None,
     )
+    # Outside the exception handlers, so that every answer (404s and 500s included) is logged and counted.
+    app.asgi_handler = RequestObserver(app.asgi_handler, metrics=metrics)
+    return app

@@ -86,8 +86,19 @@ def _check_rules(settings: Settings) -> None:
 
 
 def _run_server(settings: Settings, host: str, port: int, workers: int = 1) -> None:
+    from identity.observability.logging import configure_logging
+
+    configure_logging(settings.ops.log_level, settings.ops.log_format)
     _check_rules(settings)
-    click.echo(f"identity listening on http://{host}:{port}/ (issuer {settings.issuer})", err=True)
+    import logging
+
+    logging.getLogger("identity").info(
+        "identity listening on http://%s:%s/ (issuer %s)",
+        host,
+        port,
+        settings.issuer,
+        extra={"event": {"listen": f"http://{host}:{port}/", "issuer": settings.issuer, "workers": workers}},
+    )
     from identity.server import serve as run
 
     run(settings, host=host, port=port, workers=workers)

@@ -37,7 +37,17 @@ def serve(
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
-    options = {"host": host, "port": port, "log_level": "warning", "loop": loop, "http": http}
+    # log_config=None: uvicorn keeps identity's JSON logging (identity.observability.logging); its access log is
+    # replaced by identity's request log.
+    options = {
+        "host": host,
+        "port": port,
+        "log_level": "warning",
+        "loop": loop,
+        "http": http,
+        "log_config": None,
+        "access_log": False,
+    }
     if workers <= 1:
         from identity.app import create_app
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shutil
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,6 +25,77 @@ from identity.store.db import create_engine, create_sessionmaker, migrate
 from identity.tenant_file import apply_tenant, validate
 
 T = TypeVar("T")
+
+# --- The log of the run, scanned for secrets at its end (tests/log_scan.py) -------------------------------------
+
+LOG_FILES: list[Path] = []
+"""Log files of the run to scan: the in-process log, and the standard error of every e2e server."""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    import logging
+    import tempfile
+
+    import httpx
+
+    from identity.observability.logging import JsonFormatter
+    from tests import log_scan
+
+    path = Path(tempfile.mkdtemp(prefix="identity-test-log-")) / "identity.log"
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(JsonFormatter())
+    logging.getLogger("identity").addHandler(handler)
+    logging.getLogger("identity").setLevel(logging.DEBUG)
+    LOG_FILES.append(path)
+    config.stash[_LOG_HANDLER] = handler
+
+    original = httpx.Client.send
+
+    def send(self: httpx.Client, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+        log_scan.record_request(request.content, request.headers.get("content-type", ""))
+        response = original(self, request, **kwargs)
+        if "json" in response.headers.get("content-type", ""):
+            log_scan.record_response(response.read())
+        return response
+
+    httpx.Client.send = send  # type: ignore[method-assign]
+
+
+_LOG_HANDLER = pytest.StashKey[Any]()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run when any log of it contains a secret the tests used."""
+    from tests import log_scan
+    from tests.e2e import conftest as e2e
+
+    handler = session.config.stash.get(_LOG_HANDLER, None)
+    if handler is not None:
+        handler.flush()
+    fixed = {
+        value
+        for module in (globals(), vars(e2e))
+        for name, value in module.items()
+        if isinstance(value, str) and name.isupper() and name.endswith(("PASSWORD", "SECRET"))
+    }
+    leaks = log_scan.find_leaks(log_scan.read_logs(LOG_FILES), fixed | log_scan.SECRETS)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if leaks:
+        if reporter is not None:
+            reporter.write_sep("=", "secrets found in the logs of this run", red=True)
+            for leak in leaks[:50]:
+                reporter.write_line(leak)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    else:
+        if reporter is not None:
+            reporter.write_line(
+                f"log scan: {len(LOG_FILES)} log files, {len(fixed | log_scan.SECRETS)} secrets of the run: none logged"
+            )
+        if handler is not None:
+            handler.close()
+            shutil.rmtree(Path(handler.baseFilename).parent, ignore_errors=True)
+
 
 ISSUER = "https://identity.test/"
 API = "https://api.example.test/"

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from argon2 import PasswordHasher as _Argon2
 from argon2 import Type
@@ -19,6 +22,8 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from identity.settings import Argon2Params
 
 __all__ = ["PasswordHasher", "Verification"]
+
+T = TypeVar("T")
 
 
 class Verification:
@@ -45,6 +50,10 @@ class PasswordHasher:
         )
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="argon2")
         self._dummy_hash = self._argon2.hash(secrets.token_urlsafe(24))
+        self.pending = 0
+        """Hashes submitted and not finished (queued or running): the queue depth the metrics report."""
+        self.on_wait: Callable[[float], None] | None = None
+        """Told, from the worker thread, how long each hash waited for it (the metrics' hash wait)."""
 
     def close(self) -> None:
         """Stop the worker threads."""
@@ -56,15 +65,29 @@ class PasswordHasher:
 
     async def hash(self, password: str) -> str:
         """Hash a new password in the worker pool."""
-        return await asyncio.get_running_loop().run_in_executor(self._pool, self._argon2.hash, password)
+        return await self._run(self._argon2.hash, password)
 
     async def verify(self, password_hash: str | None, password: str) -> Verification:
         """Check ``password`` against ``password_hash``; ``None`` checks against the dummy hash and fails."""
         target = password_hash if password_hash is not None else self._dummy_hash
-        ok = await asyncio.get_running_loop().run_in_executor(self._pool, self._verify, target, password)
+        ok = await self._run(self._verify, target, password)
         if not ok or password_hash is None:
             return Verification(ok=False)
         return Verification(ok=True, needs_rehash=self._argon2.check_needs_rehash(password_hash))
+
+    async def _run(self, work: Callable[..., T], *args: str) -> T:
+        submitted = time.perf_counter()
+
+        def timed() -> T:
+            if (observe := self.on_wait) is not None:
+                observe(time.perf_counter() - submitted)
+            return work(*args)
+
+        self.pending += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, timed)
+        finally:
+            self.pending -= 1
 
     def _verify(self, password_hash: str, password: str) -> bool:
         try:

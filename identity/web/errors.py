@@ -10,6 +10,7 @@ from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException
 
 from identity.oauth2.errors import OAuthError
+from identity.observability.requests import note
 
 __all__ = ["NO_STORE", "SECURITY_HEADERS", "handle_http_exception", "handle_oauth_error", "handle_unexpected"]
 
@@ -36,8 +37,9 @@ _HTTP_ERROR_CODES = {
 }
 
 
-def handle_oauth_error(_: Request[Any, Any, Any], exc: OAuthError) -> Response[dict[str, str]]:
+def handle_oauth_error(request: Request[Any, Any, Any], exc: OAuthError) -> Response[dict[str, str]]:
     """A protocol error, in its RFC 6749 §5.2 form with no-store headers."""
+    note(request.scope, error=exc.error)
     return Response(
         exc.to_body(),
         status_code=exc.status_code,

@@ -15,6 +15,7 @@ from identity.oauth2 import TokenRequest
 from identity.oauth2.client_auth import authenticate_client
 from identity.oauth2.errors import InvalidRequest
 from identity.oauth2.requests import parse_basic_authorization
+from identity.observability.requests import note
 from identity.store.tenant import SqlTenantStore
 from identity.tokens.refresh import SqlRefreshTokens
 from identity.web import openapi
@@ -40,8 +41,11 @@ async def parse_token_request(request: Request[object, object, State], *, realm:
     """Read a form or JSON body into a `TokenRequest`."""
     media_type = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
     raw = await request.body()
+    basic = parse_basic_authorization(request.headers.get("authorization"), realm=realm)
+    if basic is not None:
+        note(request.scope, client_id=basic.client_id[:128])
     transport = {
-        "basic": parse_basic_authorization(request.headers.get("authorization"), realm=realm),
+        "basic": basic,
         "client_ip": request.client.host if request.client else None,
         "user_agent": request.headers.get("user-agent"),
     }
@@ -54,14 +58,23 @@ async def parse_token_request(request: Request[object, object, State], *, realm:
             pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=False, errors="strict")
         except (UnicodeDecodeError, ValueError):
             raise InvalidRequest("request body is not valid form data") from None
-        return TokenRequest.from_form(pairs, **transport)
+        return _noted(request, TokenRequest.from_form(pairs, **transport))
     if media_type == "application/json":
         try:
             body = json.loads(text, object_pairs_hook=refuse_repeated_members)
         except (ValueError, RecursionError):
             raise InvalidRequest("request body is not valid JSON") from None
-        return TokenRequest.from_json(body, **transport)
+        return _noted(request, TokenRequest.from_json(body, **transport))
     raise InvalidRequest("Content-Type must be application/x-www-form-urlencoded or application/json")
+
+
+def _noted(request: Request[object, object, State], parsed: TokenRequest) -> TokenRequest:
+    """Name the client and the grant in the request log (ids only, never a credential)."""
+    client_id, grant_type = parsed.get("client_id"), parsed.get("grant_type")
+    note(request.scope, grant_type=grant_type[:100] if grant_type else None)
+    if client_id:
+        note(request.scope, client_id=client_id[:128])
+    return parsed
 
 
 @post("/oauth/token", status_code=200, request_max_body_size=_MAX_BODY, operation_class=openapi.TOKEN, tags=["oauth"])

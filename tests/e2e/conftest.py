@@ -31,6 +31,7 @@ from sqlmodel import SQLModel
 import identity.store.models  # noqa: F401  (registers the tables on SQLModel.metadata)
 from identity.settings import EncryptionKeys
 from identity.store.db import create_engine
+from tests.conftest import LOG_FILES
 
 # --- The e2e tenant ---------------------------------------------------------------------------------------------
 
@@ -232,6 +233,7 @@ class ServerProcess:
         self.killed = False
         self.stdout_path = log_dir / f"{name}.stdout.log"
         self.stderr_path = log_dir / f"{name}.stderr.log"
+        LOG_FILES.append(self.stderr_path)  # the server's log, scanned for secrets at the end of the run
         self._files: list[IO[bytes]] = [self.stdout_path.open("wb"), self.stderr_path.open("wb")]
         self.process = subprocess.Popen(
             [*identity_command(), *self.args],

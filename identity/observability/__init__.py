@@ -1,0 +1,1 @@
+"""What the service tells its operators: structured logs, the request log, Prometheus metrics."""
