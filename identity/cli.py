@@ -122,7 +122,9 @@ def demo(host: str, port: int, tenant_file: Path | None) -> None:
     settings = _settings(**overrides)
     _ensure_schema(settings)
     data = _load(tenant_file)
-    report = _with_session(settings, lambda session, hasher: apply_tenant(session, data, hasher))
+    report = _with_session(
+        settings, lambda session, hasher: apply_tenant(session, data, hasher, issuer=settings.issuer)
+    )
     click.echo(_demo_instructions(settings, data, report, host, port))
     _run_server(settings, host, port)
 
@@ -165,6 +167,10 @@ def _demo_instructions(settings: Settings, data: dict[str, Any], report: ApplyRe
     return "\n".join(lines)
 
 
+def _apply(settings: Settings, data: dict[str, Any]) -> ApplyReport:
+    return _with_session(settings, lambda session, hasher: apply_tenant(session, data, hasher, issuer=settings.issuer))
+
+
 @main.group()
 def db() -> None:
     """Database schema."""
@@ -198,7 +204,9 @@ def tenant_apply(path: Path) -> None:
     _ensure_schema(settings)
     data = _load(path)
     try:
-        report = _with_session(settings, lambda session, hasher: apply_tenant(session, data, hasher))
+        report = _with_session(
+            settings, lambda session, hasher: apply_tenant(session, data, hasher, issuer=settings.issuer)
+        )
     except (TenantFileError, AccountError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(

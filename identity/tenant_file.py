@@ -26,14 +26,33 @@ from identity.accounts.users import UserService
 from identity.crypto import sha256_hex
 from identity.oauth2.client_auth import AUTH_METHODS
 from identity.rules.pipeline import RuleLoadError, load_handler
-from identity.store.models import ApiRow, ClientConnectionRow, ClientRow, ConnectionRow, TenantRow, row_id, utcnow
+from identity.store.models import (
+    ApiRow,
+    ClientConnectionRow,
+    ClientGrantRow,
+    ClientRow,
+    ConnectionRow,
+    TenantRow,
+    row_id,
+    utcnow,
+)
 from identity.store.rules import replace_rules
+from identity.store.tenant import MANAGEMENT_API_SCOPES
 from identity.tokens.keys import SUPPORTED_ALGS
 
-__all__ = ["ApplyReport", "TenantFileError", "apply_tenant", "load_tenant_file"]
+__all__ = [
+    "ApplyReport",
+    "TenantFileError",
+    "api_scopes",
+    "apply_tenant",
+    "is_management_audience",
+    "load_tenant_file",
+    "new_client_grant_id",
+]
 
 _MAX_TOKEN_LIFETIME = 2_592_000
-_SECTIONS = {"tenant", "connections", "apis", "clients", "users", "rules"}
+_SECTIONS = {"tenant", "connections", "apis", "clients", "client_grants", "users", "rules"}
+_CLIENT_GRANT_KEYS = {"client_id", "audience", "scope"}
 _RULE_KEYS = {"name", "handler", "enabled", "timeout_seconds", "config"}
 _TENANT_KEYS = {
     "friendly_name",
@@ -200,6 +219,19 @@ def validate(data: Mapping[str, Any]) -> None:
         _string_list(f"{where} connections", client.get("connections", []))
         _type(f"{where} metadata", client.get("metadata", {}), dict)
         _validate_refresh_token(f"{where} refresh_token", client.get("refresh_token", {}))
+        if "client_credentials" in client.get("grant_types", []) and method == "none":
+            raise TenantFileError(f"{where}: a public client cannot use the client_credentials grant")
+    seen_grants: set[tuple[str, str]] = set()
+    for i, grant in enumerate(data.get("client_grants", [])):
+        where = f"[[client_grants]] #{i + 1}"
+        _keys(where, grant, _CLIENT_GRANT_KEYS, {"client_id", "audience", "scope"})
+        _type(f"{where} client_id", grant["client_id"], str)
+        _type(f"{where} audience", grant["audience"], str)
+        if not isinstance(grant["scope"], list) or not all(isinstance(item, str) and item for item in grant["scope"]):
+            raise TenantFileError(f"{where} scope: expected a list of strings")
+        if (grant["client_id"], grant["audience"]) in seen_grants:
+            raise TenantFileError(f"{where}: a second grant for the same client and audience")
+        seen_grants.add((grant["client_id"], grant["audience"]))
     names: set[str] = set()
     for i, rule in enumerate(data.get("rules", [])):
         where = f"[[rules]] #{i + 1}"
@@ -224,8 +256,14 @@ def validate(data: Mapping[str, Any]) -> None:
             raise TenantFileError(f"{where}: a user needs an email or a username")
 
 
-async def apply_tenant(session: AsyncSession, data: Mapping[str, Any], hasher: PasswordHasher) -> ApplyReport:
-    """Create or update everything the (validated) file describes."""
+async def apply_tenant(
+    session: AsyncSession, data: Mapping[str, Any], hasher: PasswordHasher, *, issuer: str | None = None
+) -> ApplyReport:
+    """Create or update everything the (validated) file describes.
+
+    ``issuer`` names the Management API's audience (``<issuer>api/v2/``) for client grants; without it any audience
+    ending in ``/api/v2/`` is taken for the Management API.
+    """
     report = ApplyReport()
     await _apply_settings(session, data.get("tenant", {}))
     connections = {}
@@ -236,6 +274,9 @@ async def apply_tenant(session: AsyncSession, data: Mapping[str, Any], hasher: P
     await session.flush()
     for client in data.get("clients", []):
         await _apply_client(session, client, report)
+    await session.flush()
+    for grant in data.get("client_grants", []):
+        await _apply_client_grant(session, grant, report, issuer=issuer)
     await _check_references(session, data)
     if "rules" in data:
         await replace_rules(session, data["rules"])
@@ -317,6 +358,58 @@ async def _apply_client(session: AsyncSession, client: Mapping[str, Any], report
         await session.execute(delete(ClientConnectionRow).where(col(ClientConnectionRow.client_pk) == row.id))
         for conn in found:
             session.add(ClientConnectionRow(client_pk=row_id(row), connection_id=row_id(conn)))
+
+
+def is_management_audience(audience: str, issuer: str | None) -> bool:
+    """Whether ``audience`` is the built-in Management API's."""
+    return audience == issuer + "api/v2/" if issuer is not None else audience.endswith("/api/v2/")
+
+
+async def api_scopes(session: AsyncSession, audience: str, *, issuer: str | None) -> tuple[str, ...] | None:
+    """The scopes of the API ``audience`` (the Management API's included), or ``None`` when there is no such API."""
+    if is_management_audience(audience, issuer):
+        return MANAGEMENT_API_SCOPES
+    row = (await session.execute(select(ApiRow).where(col(ApiRow.identifier) == audience))).scalar()
+    return tuple(row.scopes) if row is not None else None
+
+
+ISSUER_KEYWORD = "##ISSUER##"
+"""Replaced by the issuer in a client grant's audience (as Auth0's Deploy CLI replaces ``##AUTH0_DOMAIN##``)."""
+
+
+async def _apply_client_grant(
+    session: AsyncSession, grant: Mapping[str, Any], report: ApplyReport, *, issuer: str | None
+) -> None:
+    client_id, audience = grant["client_id"], grant["audience"]
+    if ISSUER_KEYWORD in audience:
+        if issuer is None:
+            raise TenantFileError(f"client grant {client_id}: {ISSUER_KEYWORD} needs the issuer")
+        audience = audience.replace(ISSUER_KEYWORD, issuer)
+    where = f"client grant {client_id} -> {audience}"
+    client = (await session.execute(select(ClientRow).where(col(ClientRow.client_id) == client_id))).scalar()
+    if client is None or client.id is None:
+        raise TenantFileError(f"{where}: no client {client_id!r}")
+    scopes = await api_scopes(session, audience, issuer=issuer)
+    if scopes is None:
+        raise TenantFileError(f"{where}: no API with identifier {audience!r}")
+    if unknown := [scope for scope in grant["scope"] if scope not in scopes]:
+        raise TenantFileError(f"{where}: the API has no scope(s) {', '.join(unknown)}")
+    query = select(ClientGrantRow).where(
+        col(ClientGrantRow.client_pk) == client.id, col(ClientGrantRow.audience) == audience
+    )
+    row = (await session.execute(query)).scalar()
+    if row is None:
+        row = ClientGrantRow(public_id=new_client_grant_id(), client_pk=client.id, audience=audience)
+        report.created.append(where)
+    else:
+        report.updated.append(where)
+    row.scopes = list(dict.fromkeys(grant["scope"]))
+    session.add(row)
+
+
+def new_client_grant_id() -> str:
+    """A client grant id in Auth0's shape (``cgr_`` and 16 random characters)."""
+    return "cgr_" + secrets.token_hex(8)
 
 
 def _refresh_policy(policy: Mapping[str, Any]) -> dict[str, Any]:

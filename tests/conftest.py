@@ -120,6 +120,7 @@ _TABLES = [
     "recovery_code",
     "authenticator",
     "users",
+    "client_grant",
     "client_connection",
     "client",
     "api",
@@ -288,7 +289,7 @@ def settings(database_url: str, encryption_keys: EncryptionKeys) -> Iterator[Set
 def apply(settings: Settings, data: dict[str, Any]) -> Any:
     """Apply a tenant description (validated like a file)."""
     validate(data)
-    return run_db(settings, lambda session, hasher: apply_tenant(session, data, hasher))
+    return run_db(settings, lambda session, hasher: apply_tenant(session, data, hasher, issuer=settings.issuer))
 
 
 @pytest.fixture

@@ -15,6 +15,9 @@ __all__ = [
     "Api",
     "AppMetadataStore",
     "Client",
+    "ClientGrant",
+    "ClientGrantStore",
+    "ClientTokenIssuer",
     "Connection",
     "FactorCheck",
     "GrantResult",
@@ -97,6 +100,8 @@ class Api:
     allow_offline_access: bool = False
     requires_mfa: bool = False
     """Tokens for this API are only issued after a second factor (the built-in MFA API)."""
+    machine_only: bool = False
+    """Tokens for this API are only issued to clients, by client_credentials (the built-in Management API)."""
 
 
 @dataclass(frozen=True)
@@ -192,6 +197,34 @@ class TenantStore(Protocol):
 
     async def api(self, identifier: str) -> Api | None:
         """The API with exactly this identifier, or ``None``."""
+        ...
+
+
+@dataclass(frozen=True)
+class ClientGrant:
+    """What a client may get for one API by ``client_credentials`` (Auth0's client grant)."""
+
+    id: str
+    client_id: str
+    audience: str
+    scopes: tuple[str, ...]
+
+
+class ClientGrantStore(Protocol):
+    """Read access to client grants."""
+
+    async def client_grant(self, client_id: str, audience: str) -> ClientGrant | None:
+        """The grant of ``client_id`` for ``audience``, or ``None``."""
+        ...
+
+
+class ClientTokenIssuer(Protocol):
+    """Mints access tokens for a client acting on its own behalf (no user)."""
+
+    async def issue_client_token(
+        self, client: Client, api: Api, scopes: tuple[str, ...], claims: Mapping[str, Any]
+    ) -> TokenResponse:
+        """Sign an access token whose subject is the client (``<client_id>@clients``)."""
         ...
 
 

@@ -17,6 +17,7 @@ __all__ = [
     "ApiRow",
     "AuthenticatorRow",
     "ClientConnectionRow",
+    "ClientGrantRow",
     "ClientRow",
     "ConnectionRow",
     "LoginFailureRow",
@@ -370,3 +371,23 @@ def row_id(row: Any) -> int:
     if getattr(row, "id", None) is None:
         raise UnpersistedRow(f"{type(row).__name__} has no id: it was never stored")
     return int(row.id)
+
+
+# --- Management API (issue 16) ------------------------------------------------------------------------------------
+
+
+class ClientGrantRow(SQLModel, table=True):
+    """A client grant (Auth0 ``POST /client-grants``): the scopes a client may get for one API by client_credentials."""
+
+    __tablename__ = "client_grant"
+    __table_args__ = (sa.UniqueConstraint("client_pk", "audience", name="uq_client_grant_client_audience"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    public_id: str = Field(max_length=64, unique=True)
+    """``cgr_<random>``, the id the Management API shows."""
+    client_pk: int = Field(
+        sa_column=sa.Column(sa.Integer, sa.ForeignKey("client.id", ondelete="CASCADE"), nullable=False, index=True)
+    )
+    audience: str = Field(max_length=600)
+    scopes: list[str] = _json(list)
+    created_at: datetime = _created()

@@ -5,15 +5,25 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from identity.oauth2.interfaces import Api, Client, Connection, RefreshTokenPolicy, TenantSettings
-from identity.store.models import ApiRow, ClientConnectionRow, ClientRow, ConnectionRow, TenantRow, row_id
+from identity.oauth2.interfaces import Api, Client, ClientGrant, Connection, RefreshTokenPolicy, TenantSettings
+from identity.store.models import (
+    ApiRow,
+    ClientConnectionRow,
+    ClientGrantRow,
+    ClientRow,
+    ConnectionRow,
+    TenantRow,
+    row_id,
+)
 
 __all__ = [
+    "MANAGEMENT_API_SCOPES",
     "MFA_API_SCOPES",
     "SqlTenantStore",
     "api_from_row",
     "api_signing_algs",
     "connection_from_row",
+    "management_api",
     "mfa_api",
     "tenant_row",
 ]
@@ -30,6 +40,53 @@ def mfa_api(issuer: str) -> Api:
         scopes=MFA_API_SCOPES,
         token_lifetime=_MFA_API_LIFETIME,
         requires_mfa=True,
+    )
+
+
+# The Management API's scopes, by Auth0's names (API.md §6).
+MANAGEMENT_API_SCOPES = (
+    "read:users",
+    "create:users",
+    "update:users",
+    "delete:users",
+    "read:authentication_methods",
+    "delete:authentication_methods",
+    "delete:guardian_enrollments",
+    "read:clients",
+    "create:clients",
+    "update:clients",
+    "delete:clients",
+    "read:client_grants",
+    "create:client_grants",
+    "update:client_grants",
+    "delete:client_grants",
+    "read:connections",
+    "create:connections",
+    "update:connections",
+    "delete:connections",
+    "read:resource_servers",
+    "create:resource_servers",
+    "update:resource_servers",
+    "delete:resource_servers",
+    "read:tenant_settings",
+    "update:tenant_settings",
+    "read:attack_protection",
+    "update:attack_protection",
+    "read:rules",
+    "update:rules",
+    "read:logs",
+    "read:logs_users",
+)
+
+
+def management_api(issuer: str) -> Api:
+    """The built-in Management API (audience ``<issuer>api/v2/``), for client_credentials tokens only."""
+    return Api(
+        identifier=issuer + "api/v2/",
+        name="Management API",
+        scopes=MANAGEMENT_API_SCOPES,
+        token_lifetime=86_400,
+        machine_only=True,
     )
 
 
@@ -65,7 +122,7 @@ class SqlTenantStore:
 
     def __init__(self, session: AsyncSession, *, issuer: str) -> None:
         self.session = session
-        self.builtin_apis = {api.identifier: api for api in (mfa_api(issuer),)}
+        self.builtin_apis = {api.identifier: api for api in (mfa_api(issuer), management_api(issuer))}
 
     async def settings(self) -> TenantSettings:
         """The tenant settings row, or defaults when none was applied."""
@@ -114,3 +171,15 @@ class SqlTenantStore:
             return self.builtin_apis[identifier]
         row = (await self.session.execute(select(ApiRow).where(col(ApiRow.identifier) == identifier))).scalar()
         return api_from_row(row) if row is not None else None
+
+    async def client_grant(self, client_id: str, audience: str) -> ClientGrant | None:
+        """The client grant of ``client_id`` for ``audience``."""
+        query = (
+            select(ClientGrantRow)
+            .join(ClientRow, col(ClientRow.id) == ClientGrantRow.client_pk)
+            .where(col(ClientRow.client_id) == client_id, col(ClientGrantRow.audience) == audience)
+        )
+        row = (await self.session.execute(query)).scalar()
+        if row is None:
+            return None
+        return ClientGrant(id=row.public_id, client_id=client_id, audience=row.audience, scopes=tuple(row.scopes))

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from identity.clock import Clock
 from identity.oauth2.interfaces import (
+    Api,
     AppMetadataStore,
+    Client,
     GrantResult,
     RefreshTokenStore,
     TokenResponse,
@@ -26,6 +29,7 @@ GTY = {
     "password": "password",
     "http://auth0.com/oauth/grant-type/password-realm": "password",
     "refresh_token": "refresh_token",
+    "client_credentials": "client-credentials",
 }
 _DEFAULT_LIFETIME = 86_400
 _ID_TOKEN_ALG = "RS256"
@@ -135,6 +139,29 @@ class JwtIssuer:
             scope=" ".join(scopes),
             id_token=id_token,
             refresh_token=refresh_token,
+        )
+
+    async def issue_client_token(
+        self, client: Client, api: Api, scopes: tuple[str, ...], claims: Mapping[str, Any]
+    ) -> TokenResponse:
+        """An access token for ``client`` itself (client_credentials): ``sub`` is ``<client_id>@clients``."""
+        now = int(self.clock.now())
+        standard: dict[str, Any] = {
+            "iss": self.issuer,
+            "sub": f"{client.client_id}@clients",
+            "aud": api.identifier,
+            "iat": now,
+            "exp": now + api.token_lifetime,
+            "scope": " ".join(scopes),
+            "azp": client.client_id,
+            "gty": GTY["client_credentials"],
+            "jti": secrets.token_urlsafe(16),
+        }
+        standard.update(_custom(claims, standard))
+        return TokenResponse(
+            access_token=self.keys.sign(standard, api.signing_alg),
+            expires_in=api.token_lifetime,
+            scope=" ".join(scopes),
         )
 
     def _id_token(self, result: GrantResult, now: int) -> str:

@@ -16,6 +16,7 @@ from identity.clock import Clock
 from identity.crypto import SecretBox
 from identity.oauth2 import TokenEndpoint
 from identity.oauth2.grants import (
+    ClientCredentialsGrant,
     Grant,
     MfaOtpGrant,
     MfaRecoveryCodeGrant,
@@ -23,6 +24,7 @@ from identity.oauth2.grants import (
     PasswordRealmGrant,
     RefreshTokenGrant,
 )
+from identity.oauth2.grants.client_credentials import CredentialsExchangeHook
 from identity.rules import RulesEngine
 from identity.settings import Settings
 from identity.store.rules import SqlAppMetadata
@@ -52,6 +54,8 @@ class Services:
     """The migration heads this release ships (read at startup), compared by ``/readyz`` with the database's."""
     draining: bool = False
     """Set when a shutdown begins: ``/readyz`` answers 503 while in-flight requests finish."""
+    credentials_hooks: tuple[CredentialsExchangeHook, ...] = ()
+    """Credentials-exchange hooks of the client_credentials grant (Auth0's M2M Actions); none by default."""
     _algs: tuple[float, frozenset[str]] | None = None
 
     async def algs_in_use(self) -> frozenset[str]:
@@ -104,5 +108,6 @@ def build_token_endpoint(services: Services, session: AsyncSession) -> TokenEndp
         MfaOtpGrant.GRANT_TYPE: MfaOtpGrant(tenant, mfa, issuer, services.clock),
         MfaRecoveryCodeGrant.GRANT_TYPE: MfaRecoveryCodeGrant(tenant, mfa, issuer, services.clock),
         RefreshTokenGrant.GRANT_TYPE: RefreshTokenGrant(tenant, users, refresh_tokens, issuer, services.clock, rules),
+        ClientCredentialsGrant.GRANT_TYPE: ClientCredentialsGrant(tenant, tenant, issuer, services.credentials_hooks),
     }
     return TokenEndpoint(grants, tenant, realm=services.settings.issuer)

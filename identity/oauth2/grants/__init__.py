@@ -1,6 +1,7 @@
 """Grant types of the token endpoint, one class each, keyed by their grant-type string."""
 
 from identity.oauth2.grants.base import Grant
+from identity.oauth2.grants.client_credentials import ClientCredentialsGrant
 from identity.oauth2.grants.mfa import MfaOtpGrant, MfaRecoveryCodeGrant
 from identity.oauth2.grants.password import PasswordGrant, PasswordRealmGrant
 from identity.oauth2.grants.refresh_token import RefreshTokenGrant
@@ -13,6 +14,7 @@ __all__ = [
     "PASSWORD",
     "PASSWORD_REALM",
     "REFRESH_TOKEN",
+    "ClientCredentialsGrant",
     "Grant",
     "MfaOtpGrant",
     "MfaRecoveryCodeGrant",
@@ -27,4 +29,4 @@ MFA_OTP = MfaOtpGrant.GRANT_TYPE
 MFA_OOB = "http://auth0.com/oauth/grant-type/mfa-oob"
 MFA_RECOVERY_CODE = MfaRecoveryCodeGrant.GRANT_TYPE
 REFRESH_TOKEN = RefreshTokenGrant.GRANT_TYPE
-CLIENT_CREDENTIALS = "client_credentials"
+CLIENT_CREDENTIALS = ClientCredentialsGrant.GRANT_TYPE

@@ -150,6 +150,8 @@ class PasswordGrant:
         api = await self.tenant.api(audience)
         if api is None:
             raise AccessDenied(f"Service not found: {audience}")
+        if api.machine_only:
+            raise AccessDenied(f"Only client credentials can get tokens for {audience}")
         return api, audience
 
 
