@@ -166,94 +166,118 @@ def validate(data: Mapping[str, Any]) -> None:
     """Check every key and value of a parsed tenant file."""
     if unknown := set(data) - _SECTIONS:
         raise TenantFileError(f"unknown section(s) {', '.join(sorted(unknown))}")
-    tenant = data.get("tenant", {})
-    _keys("[tenant]", tenant, _TENANT_KEYS)
-    if tenant.get("mfa_policy", "if-enrolled") not in MFA_POLICIES:
-        raise TenantFileError(f"[tenant] mfa_policy must be one of {', '.join(MFA_POLICIES)}")
-    mfa_lifetime = tenant.get("mfa_token_lifetime", 600)
-    _type("[tenant] mfa_token_lifetime", mfa_lifetime, int)
-    if not 60 <= mfa_lifetime <= 3600:
-        raise TenantFileError("[tenant] mfa_token_lifetime must be between 60 and 3600 seconds")
-    attempts = tenant.get("brute_force_max_attempts", 10)
-    _type("[tenant] brute_force_max_attempts", attempts, int)
-    if not 1 <= attempts <= 100:
-        raise TenantFileError("[tenant] brute_force_max_attempts must be between 1 and 100 (Auth0's range)")
-    block = tenant.get("brute_force_block_seconds", 900)
-    _type("[tenant] brute_force_block_seconds", block, int)
-    if not 1 <= block <= 2_592_000:
-        raise TenantFileError("[tenant] brute_force_block_seconds must be between 1 and 2592000 (30 days)")
-    connection_names = set()
+    validate_settings("[tenant]", data.get("tenant", {}))
     for i, conn in enumerate(data.get("connections", [])):
-        where = f"[[connections]] #{i + 1}"
-        _keys(where, conn, _CONNECTION_KEYS, {"name"})
-        _type(f"{where} name", conn["name"], str)
-        if conn.get("strategy", "auth0") != "auth0":
-            raise TenantFileError(f"{where}: only the 'auth0' (database) strategy is supported")
-        connection_names.add(conn["name"])
+        validate_connection(f"[[connections]] #{i + 1}", conn)
     for i, api in enumerate(data.get("apis", [])):
-        where = f"[[apis]] #{i + 1}"
-        _keys(where, api, _API_KEYS, {"identifier"})
-        _type(f"{where} identifier", api["identifier"], str)
-        _string_list(f"{where} scopes", api.get("scopes", []))
-        if api.get("signing_alg", "RS256") not in SUPPORTED_ALGS:
-            raise TenantFileError(f"{where}: signing_alg must be one of {', '.join(SUPPORTED_ALGS)}")
-        lifetime = api.get("token_lifetime", 86_400)
-        _type(f"{where} token_lifetime", lifetime, int)
-        if not 60 <= lifetime <= _MAX_TOKEN_LIFETIME:
-            raise TenantFileError(f"{where}: token_lifetime must be between 60 and {_MAX_TOKEN_LIFETIME} seconds")
-        _type(f"{where} allow_offline_access", api.get("allow_offline_access", False), bool)
+        validate_api(f"[[apis]] #{i + 1}", api)
     for i, client in enumerate(data.get("clients", [])):
-        where = f"[[clients]] #{i + 1}"
-        _keys(where, client, _CLIENT_KEYS, {"client_id"})
-        _type(f"{where} client_id", client["client_id"], str)
-        method = client.get("token_endpoint_auth_method", "client_secret_post")
-        if method not in AUTH_METHODS:
-            raise TenantFileError(f"{where}: token_endpoint_auth_method must be one of {', '.join(AUTH_METHODS)}")
-        if method == "none" and "client_secret" in client:
-            raise TenantFileError(f"{where}: a public client (token_endpoint_auth_method = 'none') has no secret")
-        if "client_secret" in client:
-            _type(f"{where} client_secret", client["client_secret"], str)
-            if len(client["client_secret"]) < 32:
-                raise TenantFileError(f"{where}: client_secret must have at least 32 characters")
-        _string_list(f"{where} grant_types", client.get("grant_types", []))
-        _string_list(f"{where} connections", client.get("connections", []))
-        _type(f"{where} metadata", client.get("metadata", {}), dict)
-        _validate_refresh_token(f"{where} refresh_token", client.get("refresh_token", {}))
-        if "client_credentials" in client.get("grant_types", []) and method == "none":
-            raise TenantFileError(f"{where}: a public client cannot use the client_credentials grant")
+        validate_client(f"[[clients]] #{i + 1}", client)
     seen_grants: set[tuple[str, str]] = set()
     for i, grant in enumerate(data.get("client_grants", [])):
         where = f"[[client_grants]] #{i + 1}"
-        _keys(where, grant, _CLIENT_GRANT_KEYS, {"client_id", "audience", "scope"})
-        _type(f"{where} client_id", grant["client_id"], str)
-        _type(f"{where} audience", grant["audience"], str)
-        if not isinstance(grant["scope"], list) or not all(isinstance(item, str) and item for item in grant["scope"]):
-            raise TenantFileError(f"{where} scope: expected a list of strings")
+        validate_client_grant(where, grant)
         if (grant["client_id"], grant["audience"]) in seen_grants:
             raise TenantFileError(f"{where}: a second grant for the same client and audience")
         seen_grants.add((grant["client_id"], grant["audience"]))
     names: set[str] = set()
     for i, rule in enumerate(data.get("rules", [])):
         where = f"[[rules]] #{i + 1}"
-        _keys(where, rule, _RULE_KEYS, {"name", "handler"})
-        _type(f"{where} name", rule["name"], str)
+        validate_rule(where, rule)
         if rule["name"] in names:
             raise TenantFileError(f"{where}: duplicate rule name {rule['name']!r}")
         names.add(rule["name"])
-        _type(f"{where} enabled", rule.get("enabled", True), bool)
-        _type(f"{where} timeout_seconds", rule.get("timeout_seconds", 5.0), (int, float))
-        if not 0 < rule.get("timeout_seconds", 5.0) <= 30:
-            raise TenantFileError(f"{where}: timeout_seconds must be between 0 and 30")
-        _type(f"{where} config", rule.get("config", {}), dict)
-        try:
-            load_handler(rule["handler"])
-        except RuleLoadError as exc:
-            raise TenantFileError(f"{where}: {exc}") from exc
     for i, user in enumerate(data.get("users", [])):
         where = f"[[users]] #{i + 1}"
         _keys(where, user, _USER_KEYS, {"connection", "password"})
         if not user.get("email") and not user.get("username"):
             raise TenantFileError(f"{where}: a user needs an email or a username")
+
+
+def validate_settings(where: str, tenant: Mapping[str, Any]) -> None:
+    """Check tenant settings (the ``[tenant]`` table, or a ``PATCH /tenants/settings`` body)."""
+    _keys(where, tenant, _TENANT_KEYS)
+    if tenant.get("mfa_policy", "if-enrolled") not in MFA_POLICIES:
+        raise TenantFileError(f"{where} mfa_policy must be one of {', '.join(MFA_POLICIES)}")
+    mfa_lifetime = tenant.get("mfa_token_lifetime", 600)
+    _type(f"{where} mfa_token_lifetime", mfa_lifetime, int)
+    if not 60 <= mfa_lifetime <= 3600:
+        raise TenantFileError(f"{where} mfa_token_lifetime must be between 60 and 3600 seconds")
+    attempts = tenant.get("brute_force_max_attempts", 10)
+    _type(f"{where} brute_force_max_attempts", attempts, int)
+    if not 1 <= attempts <= 100:
+        raise TenantFileError(f"{where} brute_force_max_attempts must be between 1 and 100 (Auth0's range)")
+    block = tenant.get("brute_force_block_seconds", 900)
+    _type(f"{where} brute_force_block_seconds", block, int)
+    if not 1 <= block <= 2_592_000:
+        raise TenantFileError(f"{where} brute_force_block_seconds must be between 1 and 2592000 (30 days)")
+
+
+def validate_connection(where: str, conn: Mapping[str, Any]) -> None:
+    """Check one connection."""
+    _keys(where, conn, _CONNECTION_KEYS, {"name"})
+    _type(f"{where} name", conn["name"], str)
+    if conn.get("strategy", "auth0") != "auth0":
+        raise TenantFileError(f"{where}: only the 'auth0' (database) strategy is supported")
+
+
+def validate_api(where: str, api: Mapping[str, Any]) -> None:
+    """Check one API (resource server)."""
+    _keys(where, api, _API_KEYS, {"identifier"})
+    _type(f"{where} identifier", api["identifier"], str)
+    _string_list(f"{where} scopes", api.get("scopes", []))
+    if api.get("signing_alg", "RS256") not in SUPPORTED_ALGS:
+        raise TenantFileError(f"{where}: signing_alg must be one of {', '.join(SUPPORTED_ALGS)}")
+    lifetime = api.get("token_lifetime", 86_400)
+    _type(f"{where} token_lifetime", lifetime, int)
+    if not 60 <= lifetime <= _MAX_TOKEN_LIFETIME:
+        raise TenantFileError(f"{where}: token_lifetime must be between 60 and {_MAX_TOKEN_LIFETIME} seconds")
+    _type(f"{where} allow_offline_access", api.get("allow_offline_access", False), bool)
+
+
+def validate_client(where: str, client: Mapping[str, Any]) -> None:
+    """Check one client."""
+    _keys(where, client, _CLIENT_KEYS, {"client_id"})
+    _type(f"{where} client_id", client["client_id"], str)
+    method = client.get("token_endpoint_auth_method", "client_secret_post")
+    if method not in AUTH_METHODS:
+        raise TenantFileError(f"{where}: token_endpoint_auth_method must be one of {', '.join(AUTH_METHODS)}")
+    if method == "none" and "client_secret" in client:
+        raise TenantFileError(f"{where}: a public client (token_endpoint_auth_method = 'none') has no secret")
+    if "client_secret" in client:
+        _type(f"{where} client_secret", client["client_secret"], str)
+        if len(client["client_secret"]) < 32:
+            raise TenantFileError(f"{where}: client_secret must have at least 32 characters")
+    _string_list(f"{where} grant_types", client.get("grant_types", []))
+    _string_list(f"{where} connections", client.get("connections", []))
+    _type(f"{where} metadata", client.get("metadata", {}), dict)
+    _validate_refresh_token(f"{where} refresh_token", client.get("refresh_token", {}))
+    if "client_credentials" in client.get("grant_types", []) and method == "none":
+        raise TenantFileError(f"{where}: a public client cannot use the client_credentials grant")
+
+
+def validate_client_grant(where: str, grant: Mapping[str, Any]) -> None:
+    """Check one client grant."""
+    _keys(where, grant, _CLIENT_GRANT_KEYS, {"client_id", "audience", "scope"})
+    _type(f"{where} client_id", grant["client_id"], str)
+    _type(f"{where} audience", grant["audience"], str)
+    if not isinstance(grant["scope"], list) or not all(isinstance(item, str) and item for item in grant["scope"]):
+        raise TenantFileError(f"{where} scope: expected a list of strings")
+
+
+def validate_rule(where: str, rule: Mapping[str, Any]) -> None:
+    """Check one rule (its handler must import)."""
+    _keys(where, rule, _RULE_KEYS, {"name", "handler"})
+    _type(f"{where} name", rule["name"], str)
+    _type(f"{where} enabled", rule.get("enabled", True), bool)
+    _type(f"{where} timeout_seconds", rule.get("timeout_seconds", 5.0), (int, float))
+    if not 0 < rule.get("timeout_seconds", 5.0) <= 30:
+        raise TenantFileError(f"{where}: timeout_seconds must be between 0 and 30")
+    _type(f"{where} config", rule.get("config", {}), dict)
+    try:
+        load_handler(rule["handler"])
+    except RuleLoadError as exc:
+        raise TenantFileError(f"{where}: {exc}") from exc
 
 
 async def apply_tenant(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["AccountError", "InvalidUserData", "UnknownConnection", "UserExists"]
+__all__ = ["AccountError", "InvalidUserData", "UnknownConnection", "UnknownUser", "UserExists"]
 
 
 class AccountError(Exception):
@@ -19,3 +19,7 @@ class UserExists(AccountError):
 
 class InvalidUserData(AccountError):
     """An email, username or password does not meet the rules."""
+
+
+class UnknownUser(AccountError):
+    """No user has that ``user_id``."""

@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from identity.accounts.errors import AccountError
+from identity.accounts.errors import AccountError, UnknownUser
 from identity.accounts.sessions import end_user_sessions
 from identity.clock import Clock
 from identity.crypto import SecretBox, SecretBoxError, sha256_hex
@@ -239,7 +239,7 @@ class FactorService:
         """
         row = await self._user_row(user_id)
         if row is None or row.id is None:
-            raise AccountError("unknown user")
+            raise UnknownUser("unknown user")
         pending = [a for a in await queries.authenticators(self.session, row.id) if a.kind == "totp" and not a.active]
         await self.session.commit()
         fresh = [a for a in pending if a.created_at.timestamp() > self.clock.now() - max_age]
@@ -258,7 +258,7 @@ class FactorService:
         """Start a TOTP enrollment: a pending authenticator (replacing any pending one) and its secret."""
         row = await self._user_row(user_id)
         if row is None or row.id is None:
-            raise AccountError("unknown user")
+            raise UnknownUser("unknown user")
         existing = await queries.authenticators(self.session, row.id)
         if any(a.active for a in existing) and not allow_additional:
             raise AlreadyEnrolled("User is already enrolled")
@@ -367,7 +367,7 @@ class FactorService:
     async def _user_pk(self, user_id: str) -> int:
         row = await self._user_row(user_id)
         if row is None or row.id is None:
-            raise AccountError("unknown user")
+            raise UnknownUser("unknown user")
         return row.id
 
     async def _take_attempt(self, user_pk: int) -> bool:

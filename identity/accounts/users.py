@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from identity.accounts.errors import InvalidUserData, UnknownConnection, UserExists
+from identity.accounts.errors import InvalidUserData, UnknownConnection, UnknownUser, UserExists
 from identity.accounts.passwords import PasswordHasher
 from identity.accounts.sessions import end_user_sessions
 from identity.oauth2.interfaces import Connection, LoginBlocked, User
@@ -26,6 +26,8 @@ MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_LENGTH = 1024
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _USERNAME = re.compile(r"^[A-Za-z0-9_.+\-]{1,128}$")
+_USER_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,50}$")
+_PROFILE_FIELDS = ("email_verified", "name", "nickname", "picture")
 
 
 def new_user_id() -> str:
@@ -99,15 +101,23 @@ class UserService:
         email_verified: bool = False,
         blocked: bool = False,
         name: str | None = None,
+        nickname: str | None = None,
+        picture: str | None = None,
+        user_id: str | None = None,
         app_metadata: Mapping[str, Any] | None = None,
         user_metadata: Mapping[str, Any] | None = None,
     ) -> tuple[UserRow, str]:
-        """Create a user in ``connection``; returns the row and the connection name."""
+        """Create a user in ``connection``; returns the row and the connection name.
+
+        ``user_id`` (without the ``auth0|`` prefix) keeps an id from another system when users are imported.
+        """
         connection_row = await self._connection(connection)
         email, username = _check_identifiers(email, username)
         check_password(password)
+        if user_id is not None and not _USER_ID.match(user_id):
+            raise InvalidUserData("a user_id has 1 to 50 letters, digits or _ . - (no prefix)")
         row = UserRow(
-            user_id=new_user_id(),
+            user_id="auth0|" + user_id if user_id is not None else new_user_id(),
             connection_id=row_id(connection_row),
             email=email,
             email_key=user_queries.login_key(email) if email else None,
@@ -117,7 +127,8 @@ class UserService:
             email_verified=email_verified,
             blocked=blocked,
             name=name or email or username,
-            nickname=(email.split("@")[0] if email else username),
+            nickname=nickname or (email.split("@")[0] if email else username),
+            picture=picture,
             app_metadata=dict(app_metadata or {}),
             user_metadata=dict(user_metadata or {}),
         )
@@ -152,6 +163,68 @@ class UserService:
         self.session.add(existing)
         await self.session.commit()
         return existing, connection_row.name, False
+
+    async def get(self, user_id: str) -> tuple[UserRow, str]:
+        """The user and the name of its connection; `UnknownUser` when there is none."""
+        found = await user_queries.by_user_id(self.session, user_id)
+        if found is None:
+            raise UnknownUser(f"no user {user_id!r}")
+        return found
+
+    async def update(self, user_id: str, changes: Mapping[str, Any]) -> tuple[UserRow, str]:
+        """Change a user (admin API, CLI). Every change is checked before any is written.
+
+        ``changes`` may hold ``blocked``, ``password``, ``email``, ``username``, ``email_verified``, ``name``,
+        ``nickname``, ``picture``, and ``app_metadata``/``user_metadata`` (merged key by key; a ``None`` value removes
+        the key, as Auth0's PATCH does). A new password or a block ends every session of the user.
+        """
+        row, connection = await self.get(user_id)
+        end_sessions: str | None = None
+        if "email" in changes or "username" in changes:
+            email = changes.get("email", row.email)
+            username = changes.get("username", row.username)
+            email, username = _check_identifiers(email, username)
+            row.email, row.email_key = email, user_queries.login_key(email) if email else None
+            row.username, row.username_key = username, user_queries.login_key(username) if username else None
+        new_hash = None
+        if (password := changes.get("password")) is not None:
+            check_password(password)
+            new_hash = await self.hasher.hash(password)
+        for key in _PROFILE_FIELDS:
+            if key in changes:
+                setattr(row, key, changes[key])
+        for key in ("app_metadata", "user_metadata"):
+            if (patch := changes.get(key)) is not None:
+                merged = dict(getattr(row, key))
+                for name, value in patch.items():
+                    if value is None:
+                        merged.pop(name, None)
+                    else:
+                        merged[name] = value
+                setattr(row, key, merged)
+        if new_hash is not None:
+            row.password_hash, end_sessions = new_hash, "password_change"
+        if changes.get("blocked") is not None:
+            if changes["blocked"] and not row.blocked:
+                end_sessions = end_sessions or "blocked"
+            row.blocked = bool(changes["blocked"])
+        row.updated_at = utcnow()
+        self.session.add(row)
+        if end_sessions is not None:
+            # As the CLI does on a new password: refresh tokens and web sessions end, on every instance.
+            await end_user_sessions(self.session, row_id(row), row.user_id, end_sessions, utcnow())
+        try:
+            await self.session.commit()
+        except IntegrityError:
+            await self.session.rollback()
+            raise UserExists(f"a user with that email or username already exists in {connection!r}") from None
+        return row, connection
+
+    async def delete(self, user_id: str) -> None:
+        """Delete a user with its factors, sessions and tokens (the tables cascade)."""
+        row, _ = await self.get(user_id)
+        await self.session.delete(row)
+        await self.session.commit()
 
     async def _connection(self, name: str) -> ConnectionRow:
         row = (await self.session.execute(select(ConnectionRow).where(col(ConnectionRow.name) == name))).scalar()

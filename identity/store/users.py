@@ -2,14 +2,34 @@
 
 from __future__ import annotations
 
-from sqlalchemy import or_, update
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, func, or_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from identity.oauth2.interfaces import User
 from identity.store.models import ConnectionRow, UserRow, utcnow
 
-__all__ = ["by_login", "by_user_id", "login_key", "record_login", "replace_password_hash", "user_from_row"]
+__all__ = [
+    "SEARCH_FIELDS",
+    "SORT_FIELDS",
+    "SearchTerm",
+    "by_email",
+    "by_login",
+    "by_user_id",
+    "login_key",
+    "record_login",
+    "replace_password_hash",
+    "search",
+    "user_from_row",
+]
+
+SORT_FIELDS = ("created_at", "updated_at", "last_login", "logins_count", "email", "user_id", "username", "name")
+SEARCH_FIELDS = ("email", "user_id", "username", "name", "nickname", "blocked", "email_verified")
+"""Fields a search term may name, besides ``identities.connection`` and ``app_metadata.*``/``user_metadata.*``."""
 
 
 def login_key(login: str) -> str:
@@ -73,3 +93,77 @@ async def replace_password_hash(session: AsyncSession, user_pk: int, old_hash: s
         .where(col(UserRow.id) == user_pk, col(UserRow.password_hash) == old_hash)
         .values(password_hash=new_hash)
     )
+
+
+@dataclass(frozen=True)
+class SearchTerm:
+    """One ``field:value`` term of a user search; ``*`` in ``value`` matches any text."""
+
+    field: str
+    value: str
+
+
+def _like(value: str) -> str:
+    escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped.replace("*", "%")
+
+
+def _condition(term: SearchTerm) -> ColumnElement[bool]:
+    field, value = term.field, term.value
+    if field in ("blocked", "email_verified"):
+        return col(getattr(UserRow, field)).is_(value == "true")
+    if field.startswith(("app_metadata.", "user_metadata.")):
+        column, _, key = field.partition(".")
+        target: Any = getattr(UserRow, column)[key].as_string()
+    elif field == "identities.connection":
+        target = ConnectionRow.name
+    elif field == "email":
+        target, value = col(UserRow.email_key), login_key(value)
+    else:
+        target = col(getattr(UserRow, field))
+    if "*" in value:
+        return target.like(_like(value), escape="\\")  # type: ignore[no-any-return]
+    return target == value  # type: ignore[no-any-return]
+
+
+async def search(
+    session: AsyncSession,
+    terms: Sequence[SearchTerm],
+    *,
+    sort: tuple[str, bool] | None,
+    offset: int,
+    limit: int,
+    with_total: bool,
+) -> tuple[list[tuple[UserRow, str]], int | None]:
+    """Users matching every term, in ``sort`` order (field, descending), and the total when asked."""
+    conditions = [_condition(term) for term in terms]
+    base = select(UserRow, ConnectionRow.name).join(ConnectionRow, col(ConnectionRow.id) == UserRow.connection_id)
+    for condition in conditions:
+        base = base.where(condition)
+    field, descending = sort or ("created_at", False)
+    column = col(getattr(UserRow, field))
+    order = [column.desc() if descending else column.asc(), col(UserRow.id).desc() if descending else col(UserRow.id)]
+    rows = await session.execute(base.order_by(*order).offset(offset).limit(limit))
+    found = [(row[0], row[1]) for row in rows.all()]
+    total = None
+    if with_total:
+        counted = (
+            select(func.count())
+            .select_from(UserRow)
+            .join(ConnectionRow, col(ConnectionRow.id) == UserRow.connection_id)
+        )
+        for condition in conditions:
+            counted = counted.where(condition)
+        total = int((await session.execute(counted)).scalar_one())
+    return found, total
+
+
+async def by_email(session: AsyncSession, email: str) -> list[tuple[UserRow, str]]:
+    """Every user with this email (case-insensitive), in any connection."""
+    query = (
+        select(UserRow, ConnectionRow.name)
+        .join(ConnectionRow, col(ConnectionRow.id) == UserRow.connection_id)
+        .where(col(UserRow.email_key) == login_key(email))
+        .order_by(col(UserRow.id))
+    )
+    return [(row[0], row[1]) for row in (await session.execute(query)).all()]
