@@ -20,6 +20,7 @@ from identity import __version__
 from identity.accounts.passwords import PasswordHasher
 from identity.clock import Clock, SystemClock
 from identity.crypto import SecretBox
+from identity.management import management_router
 from identity.oauth2.errors import OAuthError
 from identity.observability.metrics import Metrics, metrics_handler, start_metrics_server
 from identity.observability.requests import RequestObserver
@@ -131,6 +132,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             challenge,
             remove_authenticator,
             enroll_router(settings),
+            management_router(),
             create_static_files_router(path="/static", directories=[resource("static")], include_in_schema=False),
         ],
         stores={STORE_NAME: SqlSessionStore(services.sessions, services.clock)},

@@ -44,7 +44,13 @@ __all__ = [
     "ApplyReport",
     "TenantFileError",
     "api_scopes",
+    "apply_api",
+    "apply_client",
+    "apply_client_grant",
+    "apply_connection",
+    "apply_settings",
     "apply_tenant",
+    "check_references",
     "is_management_audience",
     "load_tenant_file",
     "new_client_grant_id",
@@ -289,19 +295,19 @@ async def apply_tenant(
     ending in ``/api/v2/`` is taken for the Management API.
     """
     report = ApplyReport()
-    await _apply_settings(session, data.get("tenant", {}))
+    await apply_settings(session, data.get("tenant", {}))
     connections = {}
     for conn in data.get("connections", []):
-        connections[conn["name"]] = await _apply_connection(session, conn, report)
+        connections[conn["name"]] = await apply_connection(session, conn, report)
     for api in data.get("apis", []):
-        await _apply_api(session, api, report)
+        await apply_api(session, api, report)
     await session.flush()
     for client in data.get("clients", []):
-        await _apply_client(session, client, report)
+        await apply_client(session, client, report)
     await session.flush()
     for grant in data.get("client_grants", []):
-        await _apply_client_grant(session, grant, report, issuer=issuer)
-    await _check_references(session, data)
+        await apply_client_grant(session, grant, report, issuer=issuer)
+    await check_references(session, data)
     if "rules" in data:
         await replace_rules(session, data["rules"])
         report.updated.append(f"rules ({len(data['rules'])})")
@@ -317,7 +323,8 @@ async def apply_tenant(
     return report
 
 
-async def _apply_settings(session: AsyncSession, tenant: Mapping[str, Any]) -> None:
+async def apply_settings(session: AsyncSession, tenant: Mapping[str, Any]) -> None:
+    """Set the tenant settings ``tenant`` names (``""`` clears a default)."""
     row = await session.get(TenantRow, 1) or TenantRow(id=1)
     for key in _TENANT_KEYS & set(tenant):
         setattr(row, key, tenant[key] if tenant[key] != "" else None)
@@ -325,7 +332,8 @@ async def _apply_settings(session: AsyncSession, tenant: Mapping[str, Any]) -> N
     session.add(row)
 
 
-async def _apply_connection(session: AsyncSession, conn: Mapping[str, Any], report: ApplyReport) -> ConnectionRow:
+async def apply_connection(session: AsyncSession, conn: Mapping[str, Any], report: ApplyReport) -> ConnectionRow:
+    """Create the connection unless it exists (matched by name)."""
     row = (await session.execute(select(ConnectionRow).where(col(ConnectionRow.name) == conn["name"]))).scalar()
     if row is None:
         row = ConnectionRow(name=conn["name"], strategy=conn.get("strategy", "auth0"))
@@ -336,7 +344,8 @@ async def _apply_connection(session: AsyncSession, conn: Mapping[str, Any], repo
     return row
 
 
-async def _apply_api(session: AsyncSession, api: Mapping[str, Any], report: ApplyReport) -> None:
+async def apply_api(session: AsyncSession, api: Mapping[str, Any], report: ApplyReport) -> None:
+    """Create or update an API (matched by identifier)."""
     row = (await session.execute(select(ApiRow).where(col(ApiRow.identifier) == api["identifier"]))).scalar()
     if row is None:
         row = ApiRow(identifier=api["identifier"], name=api.get("name", api["identifier"]))
@@ -351,7 +360,8 @@ async def _apply_api(session: AsyncSession, api: Mapping[str, Any], report: Appl
     session.add(row)
 
 
-async def _apply_client(session: AsyncSession, client: Mapping[str, Any], report: ApplyReport) -> None:
+async def apply_client(session: AsyncSession, client: Mapping[str, Any], report: ApplyReport) -> None:
+    """Create or update a client (matched by client_id); a new confidential client without a secret gets one."""
     client_id = client["client_id"]
     row = (await session.execute(select(ClientRow).where(col(ClientRow.client_id) == client_id))).scalar()
     if row is None:
@@ -401,9 +411,10 @@ ISSUER_KEYWORD = "##ISSUER##"
 """Replaced by the issuer in a client grant's audience (as Auth0's Deploy CLI replaces ``##AUTH0_DOMAIN##``)."""
 
 
-async def _apply_client_grant(
+async def apply_client_grant(
     session: AsyncSession, grant: Mapping[str, Any], report: ApplyReport, *, issuer: str | None
 ) -> None:
+    """Create or update a client grant (matched by client and audience), checked against the API's scopes."""
     client_id, audience = grant["client_id"], grant["audience"]
     if ISSUER_KEYWORD in audience:
         if issuer is None:
@@ -447,7 +458,8 @@ def _refresh_policy(policy: Mapping[str, Any]) -> dict[str, Any]:
     return stored
 
 
-async def _check_references(session: AsyncSession, data: Mapping[str, Any]) -> None:
+async def check_references(session: AsyncSession, data: Mapping[str, Any]) -> None:
+    """The default directory and audience the settings name must exist."""
     tenant = data.get("tenant", {})
     if directory := tenant.get("default_directory"):
         found = await session.execute(select(ConnectionRow.id).where(col(ConnectionRow.name) == directory))

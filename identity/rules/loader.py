@@ -2,18 +2,36 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
+from typing import Any
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.rules.pipeline import Rule, RuleLoadError, RulesEngine, load_handler
+from identity.store.models import RuleRow
 from identity.store.rules import all_rules
 
-__all__ = ["load_rules"]
+__all__ = ["load_rules", "rules_fingerprint", "rules_from_rows"]
+
+
+def rules_fingerprint(rows: Sequence[RuleRow]) -> tuple[Any, ...]:
+    """What the pipeline is made of: equal fingerprints mean the same pipeline."""
+    return tuple(
+        (row.name, row.handler, row.enabled, row.position, row.timeout_seconds, json.dumps(row.config, sort_keys=True))
+        for row in rows
+    )
 
 
 async def load_rules(session: AsyncSession) -> RulesEngine:
     """The enabled rules, in order, with their handlers imported."""
     rows = await all_rules(session)
     await session.commit()
+    return rules_from_rows(rows)
+
+
+def rules_from_rows(rows: Sequence[RuleRow]) -> RulesEngine:
+    """The pipeline of these rule rows (the disabled ones left out)."""
     rules = []
     for row in rows:
         if not row.enabled:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -26,14 +27,17 @@ from identity.oauth2.grants import (
 )
 from identity.oauth2.grants.client_credentials import CredentialsExchangeHook
 from identity.rules import RulesEngine
+from identity.rules.loader import rules_fingerprint, rules_from_rows
+from identity.rules.pipeline import RuleLoadError
 from identity.settings import Settings
-from identity.store.rules import SqlAppMetadata
+from identity.store.rules import SqlAppMetadata, all_rules
 from identity.store.tenant import SqlTenantStore, api_signing_algs
 from identity.store.userinfo import SqlUserinfoClaims
 from identity.tokens import JwtIssuer, KeyRing
 from identity.tokens.refresh import SqlRefreshTokens
 
 _ALGS_TTL_SECONDS = 10.0
+logger = logging.getLogger("identity.rules")
 
 __all__ = ["Services", "build_factors", "build_token_endpoint", "provide_session"]
 
@@ -57,6 +61,25 @@ class Services:
     credentials_hooks: tuple[CredentialsExchangeHook, ...] = ()
     """Credentials-exchange hooks of the client_credentials grant (Auth0's M2M Actions); none by default."""
     _algs: tuple[float, frozenset[str]] | None = None
+    _rules_fingerprint: tuple[Any, ...] | None = None
+
+    async def refresh_rules(self) -> None:
+        """Reload the rule pipeline when the stored rules changed (an API toggle or a tenant apply elsewhere).
+
+        One small query per token request keeps every instance on the stored pipeline; a rule whose handler no
+        longer imports keeps the previous pipeline and is logged (the start-up check names it too).
+        """
+        async with self.sessions() as session:
+            rows = await all_rules(session)
+            await session.commit()
+        fingerprint = rules_fingerprint(rows)
+        if fingerprint == self._rules_fingerprint:
+            return
+        try:
+            self.rules = rules_from_rows(rows)
+        except RuleLoadError:
+            logger.exception("the stored rules changed but do not load; the previous pipeline stays")
+        self._rules_fingerprint = fingerprint
 
     async def algs_in_use(self) -> frozenset[str]:
         """Signing algorithms the tenant's tokens use, re-read from the database at most every 10 seconds."""

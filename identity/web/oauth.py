@@ -85,6 +85,8 @@ async def token(
 ) -> Response[object]:
     """The token endpoint (RFC 6749 §3.2, Auth0 Authentication API)."""
     token_request = await parse_token_request(request, realm=services.settings.issuer)
+    if token_request.grant_type != "client_credentials":
+        await services.refresh_rules()  # rules never run for client credentials
     response = await build_token_endpoint(services, db).handle(token_request)
     return Response(response.to_body(), media_type=MediaType.JSON, headers=NO_STORE)
 

@@ -1,0 +1,24 @@
+"""The Management API (Auth0 v2 subset, API.md §6) at ``<issuer>api/v2/``, for client_credentials tokens."""
+
+from __future__ import annotations
+
+from litestar import Router
+
+from identity.management.auth import require_scope
+from identity.management.config import CONFIG_HANDLERS
+from identity.management.errors import EXCEPTION_HANDLERS
+from identity.management.users import USER_HANDLERS
+
+__all__ = ["management_router"]
+
+
+def management_router() -> Router:
+    """Every Management API endpoint under ``/api/v2``, each guarded by its scope."""
+    return Router(
+        path="/api/v2",
+        route_handlers=[*USER_HANDLERS, *CONFIG_HANDLERS],
+        guards=[require_scope],
+        exception_handlers=EXCEPTION_HANDLERS,
+        tags=["Management API"],
+        security=[{"managementToken": []}],
+    )

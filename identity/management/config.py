@@ -1,0 +1,645 @@
+"""Tenant configuration endpoints (API.md §6).
+
+Connections, clients, client grants, resource servers, tenant and attack-protection settings, rules. Each calls
+`identity.tenant_admin.TenantAdmin`, which applies the tenant file's checks, so the API and ``identity tenant apply``
+accept exactly the same configurations.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import delete, get, patch, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from msgspec import UNSET, Struct, UnsetType
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from identity.management.errors import ManagementError, bad_request
+from identity.store.models import ApiRow, RuleRow
+from identity.store.tenant import MANAGEMENT_API_SCOPES
+from identity.tenant_admin import Created, TenantAdmin
+from identity.web.deps import Services
+
+__all__ = ["CONFIG_HANDLERS"]
+
+PerPage = Annotated[int | None, QueryParameter(ge=1, le=100)]
+Page = Annotated[int | None, QueryParameter(ge=0, le=10_000)]
+
+
+def _admin(services: Services, db: AsyncSession) -> TenantAdmin:
+    return TenantAdmin(db, issuer=services.settings.issuer)
+
+
+def _page(items: list[Any], page: int | None, per_page: int | None) -> list[Any]:
+    if page is None and per_page is None:
+        return items
+    size = per_page or 50
+    start = (page or 0) * size
+    return items[start : start + size]
+
+
+def _totals(key: str, items: list[Any], page: int | None, per_page: int | None) -> dict[str, Any]:
+    size = per_page or 50
+    shown = _page(items, page if page is not None else 0, size)
+    return {"start": (page or 0) * size, "limit": size, "length": len(shown), "total": len(items), key: shown}
+
+
+# --- connections ------------------------------------------------------------------------------------------------
+
+
+class ConnectionOut(Struct):
+    """A database connection."""
+
+    id: str
+    name: str
+    strategy: str
+    enabled_clients: list[str]
+    realms: list[str]
+
+
+class ConnectionCreate(Struct, forbid_unknown_fields=True):
+    """``POST /connections``."""
+
+    name: str
+    strategy: str = "auth0"
+    enabled_clients: list[str] = []
+
+
+class ConnectionPatch(Struct, forbid_unknown_fields=True):
+    """``PATCH /connections/{id}``: the clients it is enabled for."""
+
+    enabled_clients: list[str] | UnsetType = UNSET
+
+
+@get("/connections", opt={"scope": "read:connections"}, summary="List connections")
+async def list_connections(
+    services: NamedDependency[Services],
+    db: NamedDependency[AsyncSession],
+    page: Page = None,
+    per_page: PerPage = None,
+    include_totals: FromQuery[bool] = False,
+    name: FromQuery[str | None] = None,
+    strategy: FromQuery[str | None] = None,
+) -> list[ConnectionOut] | dict[str, Any]:
+    """Every connection (optionally by name or strategy)."""
+    found = [ConnectionOut(**entry) for entry in await _admin(services, db).connections()]
+    found = [c for c in found if (name is None or c.name == name) and (strategy is None or c.strategy == strategy)]
+    return _totals("connections", found, page, per_page) if include_totals else _page(found, page, per_page)
+
+
+@post("/connections", opt={"scope": "create:connections"}, status_code=201, summary="Create a connection")
+async def create_connection(
+    services: NamedDependency[Services], db: NamedDependency[AsyncSession], data: JSONBody[ConnectionCreate]
+) -> ConnectionOut:
+    """A new database connection."""
+    entry = {"name": data.name, "strategy": data.strategy}
+    return ConnectionOut(**await _admin(services, db).create_connection(entry, data.enabled_clients))
+
+
+@get("/connections/{connection_id:str}", opt={"scope": "read:connections"}, summary="Get a connection")
+async def get_connection(
+    services: NamedDependency[Services], db: NamedDependency[AsyncSession], connection_id: FromPath[str]
+) -> ConnectionOut:
+    """One connection."""
+    return ConnectionOut(**await _admin(services, db).connection(connection_id))
+
+
+@patch("/connections/{connection_id:str}", opt={"scope": "update:connections"}, summary="Update a connection")
+async def update_connection(
+    services: NamedDependency[Services],
+    db: NamedDependency[AsyncSession],
+    connection_id: FromPath[str],
+    data: JSONBody[ConnectionPatch],
+) -> ConnectionOut:
+    """Change the clients a connection is enabled for."""
+    enabled = None if data.enabled_clients is UNSET else data.enabled_clients
+    return ConnectionOut(**await _admin(services, db).update_connection(connection_id, enabled))
+
+
+@delete("/connections/{connection_id:str}", opt={"scope": "delete:connections"}, status_code=204, summary="Delete one")
+async def delete_connection(
+    services: NamedDependency[Services], db: NamedDependency[AsyncSession], connection_id: FromPath[str]
+) -> None:
+    """Delete a connection that has no users."""
+    await _admin(services, db).delete_connection(connection_id)
+
+
+# --- clients ----------------------------------------------------------------------------------------------------
+
+
+class ClientOut(Struct, omit_defaults=True):
+    """An application. ``client_secret`` appears only when it was just generated (create, rotate-secret)."""
+
+    client_id: str
+    name: str
+    token_endpoint_auth_method: str
+    grant_types: list[str]
+    client_metadata: dict[str, str]
+    refresh_token: dict[str, Any]
+    is_first_party: bool = True
+    oidc_conformant: bool = True
+    client_secret: str | None = None
+
+
+class ClientCreate(Struct, forbid_unknown_fields=True):
+    """``POST /clients``; a confidential client gets a generated secret, returned once."""
+
+    name: str
+    token_endpoint_auth_method: str = "client_secret_post"
+    grant_types: list[str] = []
+    client_metadata: dict[str, str] = {}
+    refresh_token: dict[str, Any] = {}
+
+
+class ClientPatch(Struct, forbid_unknown_fields=True):
+    """``PATCH /clients/{id}``."""
+
+    name: str | UnsetType = UNSET
+    token_endpoint_auth_method: str | UnsetType = UNSET
+    grant_types: list[str] | UnsetType = UNSET
+    client_metadata: dict[str, str] | UnsetType = UNSET
+    refresh_token: dict[str, Any] | UnsetType = UNSET
+
+
+def _client_out(entry: dict[str, Any], secret: str | None = None) -> ClientOut:
+    return ClientOut(
+        client_id=entry["client_id"],
+        name=entry["name"],
+        token_endpoint_auth_method=entry["token_endpoint_auth_method"],
+        grant_types=entry["grant_types"],
+        client_metadata=entry["metadata"],
+        refresh_token=entry.get("refresh_token", {}),
+        client_secret=secret,
+    )
+
+
+def _client_entry(data: ClientCreate | ClientPatch) -> dict[str, Any]:
+    names = {"client_metadata": "metadata"}
+    return {
+        names.get(field, field): getattr(data, field)
+        for field in type(data).__struct_fields__
+        if getattr(data, field) is not UNSET
+    }
+
+
+def _created(created: Created) -> ClientOut:
+    return _client_out(created.entry, created.client_secret)
+
+
+@get("/clients", opt={"scope": "read:clients"}, summary="List clients")
+async def list_clients(
+    services: NamedDependency[Services],
+    db: NamedDependency[AsyncSession],
+    page: Page = None,
+    per_page: PerPage = None,
+    include_totals: FromQuery[bool] = False,
+) -> list[ClientOut] | dict[str, Any]:
+    """Every client (no secrets)."""
+    found = [_client_out(entry) for entry in await _admin(services, db).clients()]
+    return _totals("clients", found, page, per_page) if include_totals else _page(found, page, per_page)
+
+
+@post("/clients", opt={"scope": "create:clients"}, status_code=201, summary="Create a client")
+async def create_client(
+    services: NamedDependency[Services], db: NamedDependency[AsyncSession], data: JSONBody[ClientCreate]
+) -> ClientOut:
+    """A new client; the response is the only place its secret ever appears."""
+    return _created(await _admin(services, db).create_client(_client_entry(data)))
+
+
+@get("/clients/{client_id:str}", opt={"scope": "read:clients"}, summary="Get a client")
+async def get_client(
+    services: NamedDependency[Services], db: NamedDependency[AsyncSession], client_id: FromPath[str]
+) -> ClientOut:
+    """One client (no secret)."""
+    return _client_out(await _admin(services, db).client(client_id))
+
+
+@patch("/clients/{client_id:str}", opt={"scope": "update:clients"}, summary="Update a client")
+async def update_client(
+    services: NamedDependency[Services],
+    db: NamedDependency[AsyncSession],
+    client_id: FromPath[str],
+    data: JSONBody[ClientPatch],
+) -> ClientOut:
+    """Change name, grant types (removing one disables it at once), metadata or refresh-token policy."""
+    changes = _client_entry(data)
+    if not changes:
+        raise bad_request("Payload validation error: 'the body changes nothing'.")
+    return _client_out(await _admin(services, db).update_client(client_id, changes))
+
+
+@post(
+    "/clients/{client_id:str}/rotate-secret",
+    opt={"scope": "update:clients"},
+    status_code=200,
+    summary="Rotate a client's secret",
+)
+async def rotate_client_secret(
+    services: NamedDependency[Services], db: NamedDependency[AsyncSession], client_id: FromPath[str]
+) -> ClientOut:
+    """A new secret, returned once; the old one stops working on every instance at once."""
+    return _created(await _admin(services, db).rotate_secret(client_id))
+
+
+@delete("/clients/{client_id:str}", opt={"scope": "delete:clients"}, status_code=204, summary="Delete a client")
+async def delete_client(
+    services: NamedDependency[Services], db: NamedDependency[AsyncSession], client_id: FromPath[str]
+) -> None:
+    """Delete a client and its grants."""
+    await _admin(services, db).delete_client(client_id)
+
+
+# --- client grants ----------------------------------------------------------------------------------------------
+
+
+class ClientGrantOut(Struct):
+    """A client grant."""
+
+    id: str
+    client_id: str
+    audience: str
+    scope: list[str]
+
+
+class ClientGrantCreate(Struct, forbid_unknown_fields=True):
+    """``POST /client-grants``."""
+
+    client_id: str
+    audience: str
+    scope: list[str]
+
+
+class ClientGrantPatch(Struct, forbid_unknown_fields=True):
+    """``PATCH /client-grants/{id}``."""
+
+    scope: list[str]
+
+
+@get("/client-grants", opt={"scope": "read:client_grants"}, summary="List client grants")
+async def list_client_grants(
+    services: NamedDependency[Services],
+    db: NamedDependency[AsyncSession],
+    audience: FromQuery[str | None] = None,
+    client_id: FromQuery[str | None] = None,
+    page: Page = None,
+    per_page: PerPage = None,
+    include_totals: FromQuery[bool] = False,
+) -> list[ClientGrantOut] | dict[str, Any]:
+    """Client grants, optionally of one audience or client."""
+    found = [
+        ClientGrantOut(**entry)
+        for entry in await _admin(services, db).client_grants(audience=audience, client_id=client_id)
+    ]
+    return _totals("client_grants", found, page, per_page) if include_totals else _page(found, page, per_page)
+
+
+@post("/client-grants", opt={"scope": "create:client_grants"}, status_code=201, summary="Create a client grant")
+async def create_client_grant(
+    services: NamedDependency[Services], db: NamedDependency[AsyncSession], data: JSONBody[ClientGrantCreate]
+) -> ClientGrantOut:
+    """Let a client get tokens for an API, with these scopes."""
+    entry = {"client_id": data.client_id, "audience": data.audience, "scope": data.scope}
+    return ClientGrantOut(**await _admin(services, db).create_client_grant(entry))
+
+
+@patch("/client-grants/{grant_id:str}", opt={"scope": "update:client_grants"}, summary="Update a client grant")
+async def update_client_grant(
+    services: NamedDependency[Services],
+    db: NamedDependency[AsyncSession],
+    grant_id: FromPath[str],
+    data: JSONBody[ClientGrantPatch],
+) -> ClientGrantOut:
+    """Replace the grant's scopes."""
+    return ClientGrantOut(**await _admin(services, db).update_client_grant(grant_id, data.scope))
+
+
+@delete("/client-grants/{grant_id:str}", opt={"scope": "delete:client_grants"}, status_code=204, summary="Delete one")
+async def delete_client_grant(
+    services: NamedDependency[Services], db: NamedDependency[AsyncSession], grant_id: FromPath[str]
+) -> None:
+    """Remove a grant."""
+    await _admin(services, db).delete_client_grant(grant_id)
+
+
+# --- resource servers -------------------------------------------------------------------------------------------
+
+
+class Scope(Struct):
+    """A scope of a resource server."""
+
+    value: str
+    description: str = ""
+
+
+class ResourceServerOut(Struct):
+    """A resource server (API)."""
+
+    id: str
+    identifier: str
+    name: str
+    scopes: list[Scope]
+    signing_alg: str
+    token_lifetime: int
+    allow_offline_access: bool
+    is_system: bool = False
+
+
+class ResourceServerCreate(Struct, forbid_unknown_fields=True):
+    """``POST /resource-servers``."""
+
+    identifier: str
+    name: str | None = None
+    scopes: list[Scope] = []
+    signing_alg: str = "RS256"
+    token_lifetime: int = 86_400
+    allow_offline_access: bool = False
+
+
+class ResourceServerPatch(Struct, forbid_unknown_fields=True):
+    """``PATCH /resource-servers/{id}`` (the identifier cannot change)."""
+
+    name: str | UnsetType = UNSET
+    scopes: list[Scope] | UnsetType = UNSET
+    signing_alg: str | UnsetType = UNSET
+    token_lifetime: int | UnsetType = UNSET
+    allow_offline_access: bool | UnsetType = UNSET
+
+
+_SYSTEM_ID = "management-api"
+
+
+def _resource_server(row: ApiRow) -> ResourceServerOut:
+    return ResourceServerOut(
+        id=str(row.id),
+        identifier=row.identifier,
+        name=row.name,
+        scopes=[Scope(value=scope) for scope in row.scopes],
+        signing_alg=row.signing_alg,
+        token_lifetime=row.token_lifetime,
+        allow_offline_access=row.allow_offline_access,
+    )
+
+
+def _system_api(services: Services) -> ResourceServerOut:
+    return ResourceServerOut(
+        id=_SYSTEM_ID,
+        identifier=services.settings.issuer + "api/v2/",
+        name="Management API",
+        scopes=[Scope(value=scope) for scope in MANAGEMENT_API_SCOPES],
+        signing_alg="RS256",
+        token_lifetime=86_400,
+        allow_offline_access=False,
+        is_system=True,
+    )
+
+
+def _api_entry(data: ResourceServerCreate | ResourceServerPatch) -> dict[str, Any]:
+    entry = {field: getattr(data, field) for field in type(data).__struct_fields__ if getattr(data, field) is not UNSET}
+    if "scopes" in entry:
+        entry["scopes"] = [scope.value for scope in entry["scopes"]]
+    if entry.get("name", UNSET) is None:
+        del entry["name"]
+    return entry
+
+
+def _not_system(services: Services, api_id: str) -> None:
+    if api_id in (_SYSTEM_ID, services.settings.issuer + "api/v2/"):
+        raise ManagementError(403, "The system API cannot be changed", "operation_not_supported")
+
+
+@get("/resource-servers", opt={"scope": "read:resource_servers"}, summary="List resource servers")
+async def list_resource_servers(
+    services: NamedDependency[Services],
+    db: NamedDependency[AsyncSession],
+    page: Page = None,
+    per_page: PerPage = None,
+    include_totals: FromQuery[bool] = False,
+) -> list[ResourceServerOut] | dict[str, Any]:
+    """Every API, the Management API first."""
+    found = [_system_api(services), *(_resource_server(row) for row in await _admin(services, db).apis())]
+    return _totals("resource_servers", found, page, per_page) if include_totals else _page(found, page, per_page)
+
+
+@post("/resource-servers", opt={"scope": "create:resource_servers"}, status_code=201, summary="Create an API")
+async def create_resource_server(
+    services: NamedDependency[Services], db: NamedDependency[AsyncSession], data: JSONBody[ResourceServerCreate]
+) -> ResourceServerOut:
+    """A new API (audience)."""
+    return _resource_server(await _admin(services, db).create_api(_api_entry(data)))
+
+
+@get("/resource-servers/{api_id:str}", opt={"scope": "read:resource_servers"}, summary="Get an API")
+async def get_resource_server(
+    services: NamedDependency[Services], db: NamedDependency[AsyncSession], api_id: FromPath[str]
+) -> ResourceServerOut:
+    """One API, by id or identifier."""
+    if api_id in (_SYSTEM_ID, services.settings.issuer + "api/v2/"):
+        return _system_api(services)
+    return _resource_server(await _admin(services, db).api(api_id))
+
+
+@patch("/resource-servers/{api_id:str}", opt={"scope": "update:resource_servers"}, summary="Update an API")
+async def update_resource_server(
+    services: NamedDependency[Services],
+    db: NamedDependency[AsyncSession],
+    api_id: FromPath[str],
+    data: JSONBody[ResourceServerPatch],
+) -> ResourceServerOut:
+    """Change an API's name, scopes, algorithm, lifetime or offline access."""
+    _not_system(services, api_id)
+    changes = _api_entry(data)
+    if not changes:
+        raise bad_request("Payload validation error: 'the body changes nothing'.")
+    return _resource_server(await _admin(services, db).update_api(api_id, changes))
+
+
+@delete(
+    "/resource-servers/{api_id:str}", opt={"scope": "delete:resource_servers"}, status_code=204, summary="Delete one"
+)
+async def delete_resource_server(
+    services: NamedDependency[Services], db: NamedDependency[AsyncSession], api_id: FromPath[str]
+) -> None:
+    """Delete an API and the client grants for it."""
+    _not_system(services, api_id)
+    await _admin(services, db).delete_api(api_id)
+
+
+# --- tenant settings, attack protection -------------------------------------------------------------------------
+
+
+class TenantSettingsOut(Struct):
+    """Tenant settings (Auth0's names; ``mfa_policy`` and ``mfa_token_lifetime`` are identity's)."""
+
+    friendly_name: str
+    default_directory: str | None
+    default_audience: str | None
+    mfa_policy: str
+    mfa_token_lifetime: int
+
+
+class TenantSettingsPatch(Struct, forbid_unknown_fields=True):
+    """``PATCH /tenants/settings``; ``null`` clears default_directory or default_audience."""
+
+    friendly_name: str | UnsetType = UNSET
+    default_directory: str | UnsetType | None = UNSET
+    default_audience: str | UnsetType | None = UNSET
+    mfa_policy: str | UnsetType = UNSET
+    mfa_token_lifetime: int | UnsetType = UNSET
+
+
+def _settings_out(settings: dict[str, Any]) -> TenantSettingsOut:
+    return TenantSettingsOut(**{field: settings[field] for field in TenantSettingsOut.__struct_fields__})
+
+
+def _changes(data: JSONBody[Struct]) -> dict[str, Any]:
+    return {field: getattr(data, field) for field in type(data).__struct_fields__ if getattr(data, field) is not UNSET}
+
+
+@get("/tenants/settings", opt={"scope": "read:tenant_settings"}, summary="Tenant settings")
+async def get_tenant_settings(
+    services: NamedDependency[Services], db: NamedDependency[AsyncSession]
+) -> TenantSettingsOut:
+    """The tenant's settings."""
+    return _settings_out(await _admin(services, db).settings())
+
+
+@patch("/tenants/settings", opt={"scope": "update:tenant_settings"}, summary="Update tenant settings")
+async def update_tenant_settings(
+    services: NamedDependency[Services], db: NamedDependency[AsyncSession], data: JSONBody[TenantSettingsPatch]
+) -> TenantSettingsOut:
+    """Change tenant settings (checked as the tenant file's ``[tenant]`` table)."""
+    return _settings_out(await _admin(services, db).update_settings(_changes(data)))
+
+
+class BruteForceProtection(Struct):
+    """Brute-force protection (API.md §4.1): always on, blocking per identifier and IP."""
+
+    enabled: bool
+    shields: list[str]
+    mode: str
+    allowlist: list[str]
+    max_attempts: int
+
+
+class BruteForcePatch(Struct, forbid_unknown_fields=True):
+    """``PATCH /attack-protection/brute-force-protection``: only ``max_attempts`` can change here."""
+
+    max_attempts: int | UnsetType = UNSET
+    enabled: bool | UnsetType = UNSET
+    shields: list[str] | UnsetType = UNSET
+    mode: str | UnsetType = UNSET
+
+
+def _brute_force(settings: dict[str, Any]) -> BruteForceProtection:
+    return BruteForceProtection(
+        enabled=True,
+        shields=["block"],
+        mode="count_per_identifier_and_ip",
+        allowlist=[],
+        max_attempts=settings["brute_force_max_attempts"],
+    )
+
+
+@get(
+    "/attack-protection/brute-force-protection",
+    opt={"scope": "read:attack_protection"},
+    summary="Brute-force protection settings",
+)
+async def get_brute_force_protection(
+    services: NamedDependency[Services], db: NamedDependency[AsyncSession]
+) -> BruteForceProtection:
+    """The brute-force protection settings."""
+    return _brute_force(await _admin(services, db).settings())
+
+
+@patch(
+    "/attack-protection/brute-force-protection",
+    opt={"scope": "update:attack_protection"},
+    summary="Change brute-force protection",
+)
+async def update_brute_force_protection(
+    services: NamedDependency[Services], db: NamedDependency[AsyncSession], data: JSONBody[BruteForcePatch]
+) -> BruteForceProtection:
+    """Change the number of failures that block an identifier from an IP."""
+    fixed = {"enabled": True, "shields": ["block"], "mode": "count_per_identifier_and_ip"}
+    for field, value in fixed.items():
+        sent = getattr(data, field)
+        if sent is not UNSET and sent != value:
+            raise bad_request(f"Payload validation error: '{field} must be {value!r} here' on property {field}.")
+    changes = {} if data.max_attempts is UNSET else {"brute_force_max_attempts": data.max_attempts}
+    return _brute_force(await _admin(services, db).update_settings(changes))
+
+
+# --- rules ------------------------------------------------------------------------------------------------------
+
+
+class RuleOut(Struct):
+    """A rule of the login pipeline (identity's rules are Python hooks, not Auth0's JavaScript)."""
+
+    id: str
+    name: str
+    enabled: bool
+    order: int
+    handler: str
+    stage: str = "login_success"
+
+
+class RulePatch(Struct, forbid_unknown_fields=True):
+    """``PATCH /rules/{id}``: enable or disable."""
+
+    enabled: bool
+
+
+def _rule(row: RuleRow) -> RuleOut:
+    return RuleOut(id=str(row.id), name=row.name, enabled=row.enabled, order=row.position, handler=row.handler)
+
+
+@get("/rules", opt={"scope": "read:rules"}, summary="List rules")
+async def list_rules(
+    services: NamedDependency[Services], db: NamedDependency[AsyncSession], enabled: FromQuery[bool | None] = None
+) -> list[RuleOut]:
+    """The rule pipeline, in order."""
+    return [_rule(row) for row in await _admin(services, db).rules() if enabled is None or row.enabled == enabled]
+
+
+@patch("/rules/{rule:str}", opt={"scope": "update:rules"}, summary="Enable or disable a rule (by id or name)")
+async def update_rule(
+    services: NamedDependency[Services],
+    db: NamedDependency[AsyncSession],
+    rule: FromPath[str],
+    data: JSONBody[RulePatch],
+) -> RuleOut:
+    """Enable or disable a rule; every instance runs the new pipeline from its next login."""
+    return _rule(await _admin(services, db).set_rule_enabled(rule, data.enabled))
+
+
+CONFIG_HANDLERS = [
+    list_connections,
+    create_connection,
+    get_connection,
+    update_connection,
+    delete_connection,
+    list_clients,
+    create_client,
+    get_client,
+    update_client,
+    rotate_client_secret,
+    delete_client,
+    list_client_grants,
+    create_client_grant,
+    update_client_grant,
+    delete_client_grant,
+    list_resource_servers,
+    create_resource_server,
+    get_resource_server,
+    update_resource_server,
+    delete_resource_server,
+    get_tenant_settings,
+    update_tenant_settings,
+    get_brute_force_protection,
+    update_brute_force_protection,
+    list_rules,
+    update_rule,
+]
