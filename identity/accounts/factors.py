@@ -310,6 +310,28 @@ class FactorService:
         await self.session.commit()
         return listed
 
+    async def authentication_methods(self, user_id: str) -> list[dict[str, Any]]:
+        """Every factor with its state and creation time (the Management API's authentication methods)."""
+        user_pk = await self._user_pk(user_id)
+        methods: list[dict[str, Any]] = []
+        code = await queries.recovery_code(self.session, user_pk)
+        if code is not None and code.active:
+            methods.append(
+                {"id": code.public_id, "type": "recovery-code", "confirmed": True, "created_at": code.created_at}
+            )
+        for authenticator in await queries.authenticators(self.session, user_pk):
+            methods.append(
+                {
+                    "id": authenticator.public_id,
+                    "type": "totp",
+                    "confirmed": authenticator.active,
+                    "created_at": authenticator.created_at,
+                    "enrolled_at": authenticator.confirmed_at,
+                }
+            )
+        await self.session.commit()
+        return methods
+
     async def has_active_factor(self, user_id: str) -> bool:
         """Whether the user has a confirmed authenticator."""
         user_pk = await self._user_pk(user_id)

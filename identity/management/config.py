@@ -7,6 +7,7 @@ accept exactly the same configurations.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated, Any
 
 from litestar import delete, get, patch, post
@@ -16,6 +17,7 @@ from msgspec import UNSET, Struct, UnsetType
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.management.errors import ManagementError, bad_request
+from identity.oauth2.interfaces import RefreshTokenPolicy
 from identity.store.models import ApiRow, RuleRow
 from identity.store.tenant import MANAGEMENT_API_SCOPES
 from identity.tenant_admin import Created, TenantAdmin
@@ -169,7 +171,8 @@ def _client_out(entry: dict[str, Any], secret: str | None = None) -> ClientOut:
         token_endpoint_auth_method=entry["token_endpoint_auth_method"],
         grant_types=entry["grant_types"],
         client_metadata=entry["metadata"],
-        refresh_token=entry.get("refresh_token", {}),
+        # The effective policy, defaults filled in (as Auth0 shows it).
+        refresh_token=asdict(RefreshTokenPolicy(**entry.get("refresh_token", {}))),
         client_secret=secret,
     )
 

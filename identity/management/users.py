@@ -108,7 +108,18 @@ class AuthenticationMethod(Struct):
     id: str
     type: str
     confirmed: bool
-    created_at: str | None = None
+    created_at: datetime
+    enrolled_at: datetime | None = None
+
+
+class MethodPage(Struct):
+    """A page of authentication methods with the total."""
+
+    start: int
+    limit: int
+    length: int
+    total: int
+    authenticators: list[AuthenticationMethod]
 
 
 class Enrollment(Struct):
@@ -316,15 +327,7 @@ async def delete_user(
 
 
 def _methods(listed: list[dict[str, Any]]) -> list[AuthenticationMethod]:
-    return [
-        AuthenticationMethod(
-            id=item["id"],
-            type="totp" if item["authenticator_type"] == "otp" else item["authenticator_type"],
-            confirmed=bool(item["active"]),
-            created_at=item.get("created_at"),
-        )
-        for item in listed
-    ]
+    return [AuthenticationMethod(**item) for item in listed]
 
 
 @get(
@@ -333,10 +336,20 @@ def _methods(listed: list[dict[str, Any]]) -> list[AuthenticationMethod]:
     summary="A user's second factors",
 )
 async def list_authentication_methods(
-    services: NamedDependency[Services], db: NamedDependency[AsyncSession], user_id: FromPath[str]
-) -> list[AuthenticationMethod]:
+    services: NamedDependency[Services],
+    db: NamedDependency[AsyncSession],
+    user_id: FromPath[str],
+    page: Annotated[int | None, QueryParameter(ge=0, le=10_000)] = None,
+    per_page: Annotated[int | None, QueryParameter(ge=1, le=_MAX_PER_PAGE)] = None,
+    include_totals: FromQuery[bool] = False,
+) -> list[AuthenticationMethod] | MethodPage:
     """The user's authenticators and recovery code."""
-    return _methods(await build_factors(services, db).list_authenticators(user_id))
+    methods = _methods(await build_factors(services, db).authentication_methods(user_id))
+    offset, limit = paging(page or 0, per_page or 50)
+    shown = methods[offset : offset + limit] if page is not None or per_page is not None else methods
+    if include_totals:
+        return MethodPage(start=offset, limit=limit, length=len(shown), total=len(methods), authenticators=shown)
+    return shown
 
 
 @get("/users/{user_id:str}/enrollments", opt={"scope": "read:users"}, summary="A user's Guardian enrollments")
