@@ -20,5 +20,5 @@ def management_router() -> Router:
         guards=[require_scope],
         exception_handlers=EXCEPTION_HANDLERS,
         tags=["Management API"],
-        security=[{"managementToken": []}],
+        security=[{"bearer": []}],
     )

@@ -16,7 +16,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from msgspec import UNSET, Struct, UnsetType
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from identity.management.errors import ManagementError, bad_request
+from identity.management.errors import ERROR_RESPONSES, ManagementError, bad_request
 from identity.oauth2.interfaces import RefreshTokenPolicy
 from identity.store.models import ApiRow, RuleRow
 from identity.store.tenant import MANAGEMENT_API_SCOPES
@@ -74,7 +74,7 @@ class ConnectionPatch(Struct, forbid_unknown_fields=True):
     enabled_clients: list[str] | UnsetType = UNSET
 
 
-@get("/connections", opt={"scope": "read:connections"}, summary="List connections")
+@get("/connections", responses=ERROR_RESPONSES, opt={"scope": "read:connections"}, summary="List connections")
 async def list_connections(
     services: NamedDependency[Services],
     db: NamedDependency[AsyncSession],
@@ -90,7 +90,13 @@ async def list_connections(
     return _totals("connections", found, page, per_page) if include_totals else _page(found, page, per_page)
 
 
-@post("/connections", opt={"scope": "create:connections"}, status_code=201, summary="Create a connection")
+@post(
+    "/connections",
+    responses=ERROR_RESPONSES,
+    opt={"scope": "create:connections"},
+    status_code=201,
+    summary="Create a connection",
+)
 async def create_connection(
     services: NamedDependency[Services], db: NamedDependency[AsyncSession], data: JSONBody[ConnectionCreate]
 ) -> ConnectionOut:
@@ -99,7 +105,12 @@ async def create_connection(
     return ConnectionOut(**await _admin(services, db).create_connection(entry, data.enabled_clients))
 
 
-@get("/connections/{connection_id:str}", opt={"scope": "read:connections"}, summary="Get a connection")
+@get(
+    "/connections/{connection_id:str}",
+    responses=ERROR_RESPONSES,
+    opt={"scope": "read:connections"},
+    summary="Get a connection",
+)
 async def get_connection(
     services: NamedDependency[Services], db: NamedDependency[AsyncSession], connection_id: FromPath[str]
 ) -> ConnectionOut:
@@ -107,7 +118,12 @@ async def get_connection(
     return ConnectionOut(**await _admin(services, db).connection(connection_id))
 
 
-@patch("/connections/{connection_id:str}", opt={"scope": "update:connections"}, summary="Update a connection")
+@patch(
+    "/connections/{connection_id:str}",
+    responses=ERROR_RESPONSES,
+    opt={"scope": "update:connections"},
+    summary="Update a connection",
+)
 async def update_connection(
     services: NamedDependency[Services],
     db: NamedDependency[AsyncSession],
@@ -119,7 +135,13 @@ async def update_connection(
     return ConnectionOut(**await _admin(services, db).update_connection(connection_id, enabled))
 
 
-@delete("/connections/{connection_id:str}", opt={"scope": "delete:connections"}, status_code=204, summary="Delete one")
+@delete(
+    "/connections/{connection_id:str}",
+    responses=ERROR_RESPONSES,
+    opt={"scope": "delete:connections"},
+    status_code=204,
+    summary="Delete one",
+)
 async def delete_connection(
     services: NamedDependency[Services], db: NamedDependency[AsyncSession], connection_id: FromPath[str]
 ) -> None:
@@ -190,7 +212,7 @@ def _created(created: Created) -> ClientOut:
     return _client_out(created.entry, created.client_secret)
 
 
-@get("/clients", opt={"scope": "read:clients"}, summary="List clients")
+@get("/clients", responses=ERROR_RESPONSES, opt={"scope": "read:clients"}, summary="List clients")
 async def list_clients(
     services: NamedDependency[Services],
     db: NamedDependency[AsyncSession],
@@ -203,7 +225,9 @@ async def list_clients(
     return _totals("clients", found, page, per_page) if include_totals else _page(found, page, per_page)
 
 
-@post("/clients", opt={"scope": "create:clients"}, status_code=201, summary="Create a client")
+@post(
+    "/clients", responses=ERROR_RESPONSES, opt={"scope": "create:clients"}, status_code=201, summary="Create a client"
+)
 async def create_client(
     services: NamedDependency[Services], db: NamedDependency[AsyncSession], data: JSONBody[ClientCreate]
 ) -> ClientOut:
@@ -211,7 +235,7 @@ async def create_client(
     return _created(await _admin(services, db).create_client(_client_entry(data)))
 
 
-@get("/clients/{client_id:str}", opt={"scope": "read:clients"}, summary="Get a client")
+@get("/clients/{client_id:str}", responses=ERROR_RESPONSES, opt={"scope": "read:clients"}, summary="Get a client")
 async def get_client(
     services: NamedDependency[Services], db: NamedDependency[AsyncSession], client_id: FromPath[str]
 ) -> ClientOut:
@@ -219,7 +243,9 @@ async def get_client(
     return _client_out(await _admin(services, db).client(client_id))
 
 
-@patch("/clients/{client_id:str}", opt={"scope": "update:clients"}, summary="Update a client")
+@patch(
+    "/clients/{client_id:str}", responses=ERROR_RESPONSES, opt={"scope": "update:clients"}, summary="Update a client"
+)
 async def update_client(
     services: NamedDependency[Services],
     db: NamedDependency[AsyncSession],
@@ -235,6 +261,7 @@ async def update_client(
 
 @post(
     "/clients/{client_id:str}/rotate-secret",
+    responses=ERROR_RESPONSES,
     opt={"scope": "update:clients"},
     status_code=200,
     summary="Rotate a client's secret",
@@ -246,7 +273,13 @@ async def rotate_client_secret(
     return _created(await _admin(services, db).rotate_secret(client_id))
 
 
-@delete("/clients/{client_id:str}", opt={"scope": "delete:clients"}, status_code=204, summary="Delete a client")
+@delete(
+    "/clients/{client_id:str}",
+    responses=ERROR_RESPONSES,
+    opt={"scope": "delete:clients"},
+    status_code=204,
+    summary="Delete a client",
+)
 async def delete_client(
     services: NamedDependency[Services], db: NamedDependency[AsyncSession], client_id: FromPath[str]
 ) -> None:
@@ -280,7 +313,7 @@ class ClientGrantPatch(Struct, forbid_unknown_fields=True):
     scope: list[str]
 
 
-@get("/client-grants", opt={"scope": "read:client_grants"}, summary="List client grants")
+@get("/client-grants", responses=ERROR_RESPONSES, opt={"scope": "read:client_grants"}, summary="List client grants")
 async def list_client_grants(
     services: NamedDependency[Services],
     db: NamedDependency[AsyncSession],
@@ -298,7 +331,13 @@ async def list_client_grants(
     return _totals("client_grants", found, page, per_page) if include_totals else _page(found, page, per_page)
 
 
-@post("/client-grants", opt={"scope": "create:client_grants"}, status_code=201, summary="Create a client grant")
+@post(
+    "/client-grants",
+    responses=ERROR_RESPONSES,
+    opt={"scope": "create:client_grants"},
+    status_code=201,
+    summary="Create a client grant",
+)
 async def create_client_grant(
     services: NamedDependency[Services], db: NamedDependency[AsyncSession], data: JSONBody[ClientGrantCreate]
 ) -> ClientGrantOut:
@@ -307,7 +346,12 @@ async def create_client_grant(
     return ClientGrantOut(**await _admin(services, db).create_client_grant(entry))
 
 
-@patch("/client-grants/{grant_id:str}", opt={"scope": "update:client_grants"}, summary="Update a client grant")
+@patch(
+    "/client-grants/{grant_id:str}",
+    responses=ERROR_RESPONSES,
+    opt={"scope": "update:client_grants"},
+    summary="Update a client grant",
+)
 async def update_client_grant(
     services: NamedDependency[Services],
     db: NamedDependency[AsyncSession],
@@ -318,7 +362,13 @@ async def update_client_grant(
     return ClientGrantOut(**await _admin(services, db).update_client_grant(grant_id, data.scope))
 
 
-@delete("/client-grants/{grant_id:str}", opt={"scope": "delete:client_grants"}, status_code=204, summary="Delete one")
+@delete(
+    "/client-grants/{grant_id:str}",
+    responses=ERROR_RESPONSES,
+    opt={"scope": "delete:client_grants"},
+    status_code=204,
+    summary="Delete one",
+)
 async def delete_client_grant(
     services: NamedDependency[Services], db: NamedDependency[AsyncSession], grant_id: FromPath[str]
 ) -> None:
@@ -412,7 +462,12 @@ def _not_system(services: Services, api_id: str) -> None:
         raise ManagementError(403, "The system API cannot be changed", "operation_not_supported")
 
 
-@get("/resource-servers", opt={"scope": "read:resource_servers"}, summary="List resource servers")
+@get(
+    "/resource-servers",
+    responses=ERROR_RESPONSES,
+    opt={"scope": "read:resource_servers"},
+    summary="List resource servers",
+)
 async def list_resource_servers(
     services: NamedDependency[Services],
     db: NamedDependency[AsyncSession],
@@ -425,7 +480,13 @@ async def list_resource_servers(
     return _totals("resource_servers", found, page, per_page) if include_totals else _page(found, page, per_page)
 
 
-@post("/resource-servers", opt={"scope": "create:resource_servers"}, status_code=201, summary="Create an API")
+@post(
+    "/resource-servers",
+    responses=ERROR_RESPONSES,
+    opt={"scope": "create:resource_servers"},
+    status_code=201,
+    summary="Create an API",
+)
 async def create_resource_server(
     services: NamedDependency[Services], db: NamedDependency[AsyncSession], data: JSONBody[ResourceServerCreate]
 ) -> ResourceServerOut:
@@ -433,7 +494,12 @@ async def create_resource_server(
     return _resource_server(await _admin(services, db).create_api(_api_entry(data)))
 
 
-@get("/resource-servers/{api_id:str}", opt={"scope": "read:resource_servers"}, summary="Get an API")
+@get(
+    "/resource-servers/{api_id:str}",
+    responses=ERROR_RESPONSES,
+    opt={"scope": "read:resource_servers"},
+    summary="Get an API",
+)
 async def get_resource_server(
     services: NamedDependency[Services], db: NamedDependency[AsyncSession], api_id: FromPath[str]
 ) -> ResourceServerOut:
@@ -443,7 +509,12 @@ async def get_resource_server(
     return _resource_server(await _admin(services, db).api(api_id))
 
 
-@patch("/resource-servers/{api_id:str}", opt={"scope": "update:resource_servers"}, summary="Update an API")
+@patch(
+    "/resource-servers/{api_id:str}",
+    responses=ERROR_RESPONSES,
+    opt={"scope": "update:resource_servers"},
+    summary="Update an API",
+)
 async def update_resource_server(
     services: NamedDependency[Services],
     db: NamedDependency[AsyncSession],
@@ -459,7 +530,11 @@ async def update_resource_server(
 
 
 @delete(
-    "/resource-servers/{api_id:str}", opt={"scope": "delete:resource_servers"}, status_code=204, summary="Delete one"
+    "/resource-servers/{api_id:str}",
+    responses=ERROR_RESPONSES,
+    opt={"scope": "delete:resource_servers"},
+    status_code=204,
+    summary="Delete one",
 )
 async def delete_resource_server(
     services: NamedDependency[Services], db: NamedDependency[AsyncSession], api_id: FromPath[str]
@@ -500,7 +575,7 @@ def _changes(data: JSONBody[Struct]) -> dict[str, Any]:
     return {field: getattr(data, field) for field in type(data).__struct_fields__ if getattr(data, field) is not UNSET}
 
 
-@get("/tenants/settings", opt={"scope": "read:tenant_settings"}, summary="Tenant settings")
+@get("/tenants/settings", responses=ERROR_RESPONSES, opt={"scope": "read:tenant_settings"}, summary="Tenant settings")
 async def get_tenant_settings(
     services: NamedDependency[Services], db: NamedDependency[AsyncSession]
 ) -> TenantSettingsOut:
@@ -508,7 +583,12 @@ async def get_tenant_settings(
     return _settings_out(await _admin(services, db).settings())
 
 
-@patch("/tenants/settings", opt={"scope": "update:tenant_settings"}, summary="Update tenant settings")
+@patch(
+    "/tenants/settings",
+    responses=ERROR_RESPONSES,
+    opt={"scope": "update:tenant_settings"},
+    summary="Update tenant settings",
+)
 async def update_tenant_settings(
     services: NamedDependency[Services], db: NamedDependency[AsyncSession], data: JSONBody[TenantSettingsPatch]
 ) -> TenantSettingsOut:
@@ -547,6 +627,7 @@ def _brute_force(settings: dict[str, Any]) -> BruteForceProtection:
 
 @get(
     "/attack-protection/brute-force-protection",
+    responses=ERROR_RESPONSES,
     opt={"scope": "read:attack_protection"},
     summary="Brute-force protection settings",
 )
@@ -559,6 +640,7 @@ async def get_brute_force_protection(
 
 @patch(
     "/attack-protection/brute-force-protection",
+    responses=ERROR_RESPONSES,
     opt={"scope": "update:attack_protection"},
     summary="Change brute-force protection",
 )
@@ -599,7 +681,7 @@ def _rule(row: RuleRow) -> RuleOut:
     return RuleOut(id=str(row.id), name=row.name, enabled=row.enabled, order=row.position, handler=row.handler)
 
 
-@get("/rules", opt={"scope": "read:rules"}, summary="List rules")
+@get("/rules", responses=ERROR_RESPONSES, opt={"scope": "read:rules"}, summary="List rules")
 async def list_rules(
     services: NamedDependency[Services], db: NamedDependency[AsyncSession], enabled: FromQuery[bool | None] = None
 ) -> list[RuleOut]:
@@ -607,7 +689,12 @@ async def list_rules(
     return [_rule(row) for row in await _admin(services, db).rules() if enabled is None or row.enabled == enabled]
 
 
-@patch("/rules/{rule:str}", opt={"scope": "update:rules"}, summary="Enable or disable a rule (by id or name)")
+@patch(
+    "/rules/{rule:str}",
+    responses=ERROR_RESPONSES,
+    opt={"scope": "update:rules"},
+    summary="Enable or disable a rule (by id or name)",
+)
 async def update_rule(
     services: NamedDependency[Services],
     db: NamedDependency[AsyncSession],

@@ -8,6 +8,8 @@ from typing import Any
 
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi import ResponseSpec
+from msgspec import Struct
 
 from identity.accounts.errors import AccountError, InvalidUserData, UnknownConnection, UnknownUser, UserExists
 from identity.tenant_admin import ConfigConflict, ConfigNotFound
@@ -15,6 +17,7 @@ from identity.tenant_file import TenantFileError
 from identity.web.errors import NO_STORE
 
 __all__ = [
+    "ERROR_RESPONSES",
     "EXCEPTION_HANDLERS",
     "ManagementError",
     "bad_request",
@@ -23,6 +26,28 @@ __all__ = [
 ]
 
 logger = logging.getLogger("identity.management")
+
+
+class ManagementErrorBody(Struct):
+    """Auth0's error body: ``errorCode`` names the case (``invalid_body``, ``insufficient_scope``, ...)."""
+
+    statusCode: int
+    error: str
+    message: str
+    errorCode: str
+
+
+ERROR_RESPONSES = {
+    status: ResponseSpec(data_container=ManagementErrorBody, description=text, generate_examples=False)
+    for status, text in {
+        400: "A body or query that does not validate; the message names the field.",
+        401: "No bearer token, or not a Management API token of a client that still has its grant.",
+        403: "The token lacks the endpoint's scope.",
+        404: "No such object.",
+        409: "The change contradicts existing data (a duplicate, a dependency).",
+    }.items()
+}
+"""The error answers every Management API operation documents (``/schema``)."""
 
 
 class ManagementError(Exception):

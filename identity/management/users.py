@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.accounts.factors import NotEnrolled
 from identity.accounts.users import UserService
-from identity.management.errors import ManagementError, bad_request, not_found
+from identity.management.errors import ERROR_RESPONSES, ManagementError, bad_request, not_found
 from identity.store import users as user_queries
 from identity.store.models import UserRow
 from identity.web.deps import Services, build_factors
@@ -216,7 +216,7 @@ def paging(page: int, per_page: int) -> tuple[int, int]:
     return page * per_page, per_page
 
 
-@get("/users", opt={"scope": "read:users"}, summary="Search users")
+@get("/users", responses=ERROR_RESPONSES, opt={"scope": "read:users"}, summary="Search users")
 async def list_users(
     db: NamedDependency[AsyncSession],
     page: Annotated[int, QueryParameter(ge=0, le=10_000)] = 0,
@@ -249,7 +249,12 @@ async def list_users(
     return users
 
 
-@get("/users-by-email", opt={"scope": "read:users"}, summary="Users with an email, in every connection")
+@get(
+    "/users-by-email",
+    responses=ERROR_RESPONSES,
+    opt={"scope": "read:users"},
+    summary="Users with an email, in every connection",
+)
 async def users_by_email(
     db: NamedDependency[AsyncSession], email: Annotated[str, QueryParameter(min_length=1)]
 ) -> list[UserOut]:
@@ -259,7 +264,7 @@ async def users_by_email(
     return [user_out(row, name) for row, name in found]
 
 
-@post("/users", opt={"scope": "create:users"}, status_code=201, summary="Create a user")
+@post("/users", responses=ERROR_RESPONSES, opt={"scope": "create:users"}, status_code=201, summary="Create a user")
 async def create_user(
     services: NamedDependency[Services], db: NamedDependency[AsyncSession], data: JSONBody[UserCreate]
 ) -> UserOut:
@@ -283,7 +288,7 @@ async def create_user(
     return user_out(row, connection)
 
 
-@get("/users/{user_id:str}", opt={"scope": "read:users"}, summary="Get a user")
+@get("/users/{user_id:str}", responses=ERROR_RESPONSES, opt={"scope": "read:users"}, summary="Get a user")
 async def get_user(
     services: NamedDependency[Services], db: NamedDependency[AsyncSession], user_id: FromPath[str]
 ) -> UserOut:
@@ -293,7 +298,7 @@ async def get_user(
     return user_out(row, connection, multifactor=["guardian"] if enrolled else [])
 
 
-@patch("/users/{user_id:str}", opt={"scope": "update:users"}, summary="Update a user")
+@patch("/users/{user_id:str}", responses=ERROR_RESPONSES, opt={"scope": "update:users"}, summary="Update a user")
 async def update_user(
     services: NamedDependency[Services],
     db: NamedDependency[AsyncSession],
@@ -318,7 +323,13 @@ async def update_user(
     return user_out(row, connection)
 
 
-@delete("/users/{user_id:str}", opt={"scope": "delete:users"}, status_code=204, summary="Delete a user")
+@delete(
+    "/users/{user_id:str}",
+    responses=ERROR_RESPONSES,
+    opt={"scope": "delete:users"},
+    status_code=204,
+    summary="Delete a user",
+)
 async def delete_user(
     services: NamedDependency[Services], db: NamedDependency[AsyncSession], user_id: FromPath[str]
 ) -> None:
@@ -332,6 +343,7 @@ def _methods(listed: list[dict[str, Any]]) -> list[AuthenticationMethod]:
 
 @get(
     "/users/{user_id:str}/authentication-methods",
+    responses=ERROR_RESPONSES,
     opt={"scope": ("read:authentication_methods", "read:users")},
     summary="A user's second factors",
 )
@@ -352,7 +364,12 @@ async def list_authentication_methods(
     return shown
 
 
-@get("/users/{user_id:str}/enrollments", opt={"scope": "read:users"}, summary="A user's Guardian enrollments")
+@get(
+    "/users/{user_id:str}/enrollments",
+    responses=ERROR_RESPONSES,
+    opt={"scope": "read:users"},
+    summary="A user's Guardian enrollments",
+)
 async def list_enrollments(
     services: NamedDependency[Services], db: NamedDependency[AsyncSession], user_id: FromPath[str]
 ) -> list[Enrollment]:
@@ -367,6 +384,7 @@ async def list_enrollments(
 
 @delete(
     "/users/{user_id:str}/authentication-methods",
+    responses=ERROR_RESPONSES,
     opt={"scope": "delete:authentication_methods"},
     status_code=204,
     summary="Reset MFA: delete every second factor",
@@ -380,6 +398,7 @@ async def delete_authentication_methods(
 
 @delete(
     "/users/{user_id:str}/authenticators",
+    responses=ERROR_RESPONSES,
     opt={"scope": "delete:guardian_enrollments"},
     status_code=204,
     summary="Reset MFA (older endpoint)",
@@ -393,6 +412,7 @@ async def delete_authenticators(
 
 @delete(
     "/users/{user_id:str}/authentication-methods/{method_id:str}",
+    responses=ERROR_RESPONSES,
     opt={"scope": "delete:authentication_methods"},
     status_code=204,
     summary="Delete one second factor",
@@ -410,6 +430,7 @@ async def delete_authentication_method(
 
 @post(
     "/users/{user_id:str}/recovery-code-regeneration",
+    responses=ERROR_RESPONSES,
     opt={"scope": "update:users"},
     status_code=200,
     summary="A new recovery code",

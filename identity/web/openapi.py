@@ -26,7 +26,14 @@ from litestar.openapi.spec import (
     SecurityScheme,
 )
 
-from identity.oauth2.grants import MFA_OTP, MFA_RECOVERY_CODE, PASSWORD, PASSWORD_REALM, REFRESH_TOKEN
+from identity.oauth2.grants import (
+    CLIENT_CREDENTIALS,
+    MFA_OTP,
+    MFA_RECOVERY_CODE,
+    PASSWORD,
+    PASSWORD_REALM,
+    REFRESH_TOKEN,
+)
 
 __all__ = ["SCHEMA_PATH", "documented", "json_schema", "openapi_config"]
 
@@ -88,7 +95,7 @@ TOKEN_REQUEST = _object(
     {
         "grant_type": {
             "type": "string",
-            "enum": [PASSWORD, PASSWORD_REALM, MFA_OTP, MFA_RECOVERY_CODE, REFRESH_TOKEN],
+            "enum": [PASSWORD, PASSWORD_REALM, MFA_OTP, MFA_RECOVERY_CODE, REFRESH_TOKEN, CLIENT_CREDENTIALS],
             "description": "The grant. More grant types may be enabled for a client; unknown ones get "
             "unsupported_grant_type.",
         },
@@ -97,7 +104,9 @@ TOKEN_REQUEST = _object(
         "username": _string("password, password-realm: the user's email or username."),
         "password": _string("password, password-realm: the user's password.", writeOnly=True),
         "realm": _string("password-realm: the directory (connection) name."),
-        "audience": _string("The API the access token is for (default: the tenant's default audience)."),
+        "audience": _string(
+            "The API the access token is for (default: the tenant's default audience; required for client_credentials)."
+        ),
         "scope": _string("Space-separated scopes; openid returns an ID token, offline_access a refresh token."),
         "mfa_token": _string("mfa-otp, mfa-recovery-code: the token of the mfa_required answer."),
         "otp": _string("mfa-otp: the six-digit code of the authenticator app.", pattern="^[0-9]{6}$"),
