@@ -26,6 +26,7 @@ from identity.store.models import (
     ConnectionRow,
     RuleRow,
     UserRow,
+    row_id,
 )
 from identity.store.rules import all_rules
 from identity.store.tenant import tenant_row
@@ -174,8 +175,7 @@ class TenantAdmin:
             raise TenantFileError(f"enabled_clients: unknown client(s) {', '.join(missing)}")
         await self.session.execute(delete(ClientConnectionRow).where(col(ClientConnectionRow.connection_id) == row.id))
         for client in found.values():
-            assert client.id is not None and row.id is not None  # noqa: S101
-            self.session.add(ClientConnectionRow(client_pk=client.id, connection_id=row.id))
+            self.session.add(ClientConnectionRow(client_pk=row_id(client), connection_id=row_id(row)))
 
     @staticmethod
     def _connection_entry(row: ConnectionRow, enabled_clients: list[str]) -> dict[str, Any]:
@@ -339,10 +339,9 @@ class TenantAdmin:
         )
         if (await self.session.execute(query)).first() is not None:
             raise ConfigConflict("A client grant for that client and audience already exists")
-        assert client.id is not None  # noqa: S101
         row = ClientGrantRow(
             public_id=new_client_grant_id(),
-            client_pk=client.id,
+            client_pk=row_id(client),
             audience=entry["audience"],
             scopes=list(dict.fromkeys(entry["scope"])),
         )

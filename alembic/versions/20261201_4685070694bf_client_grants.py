@@ -1,7 +1,7 @@
 """client grants
 
 Revision ID: 4685070694bf
-Revises: a2ccf6ae3e2e
+Revises: 0f4a6cd3bc28
 Create Date: 2026-12-01 17:29:13.802425
 """
 
@@ -15,7 +15,7 @@ import identity.store.models
 
 
 revision: str = '4685070694bf'
-down_revision: str | None = 'a2ccf6ae3e2e'
+down_revision: str | None = '0f4a6cd3bc28'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -157,7 +157,8 @@ class JwtIssuer:
             "gty": GTY["client_credentials"],
             "jti": secrets.token_urlsafe(16),
         }
-        standard.update(_custom(claims, standard))
+        # Hooks are operator code: only namespaced custom claims with JSON values pass (as for rules).
+        standard.update(_custom(permitted_claims(claims, source="credentials-exchange hook"), standard))
         return TokenResponse(
             access_token=self.keys.sign(standard, api.signing_alg),
             expires_in=api.token_lifetime,
