@@ -28,7 +28,7 @@ from identity.resources import resource
 from identity.rules.loader import load_rules
 from identity.settings import Settings
 from identity.store.db import create_engine, create_sessionmaker, script_heads
-from identity.tokens.keys import ensure_signing_keys, load_key_ring
+from identity.tokens.keys import ensure_signing_keys
 from identity.web import openapi
 from identity.web.deps import Services, provide_session
 from identity.web.enroll import enroll_router
@@ -74,6 +74,16 @@ def _security_headers(settings: Settings) -> Callable[[Response[object]], Awaita
     return add
 
 
+async def _every(seconds: float, work: Callable[[], Awaitable[object]], name: str) -> None:
+    """Run ``work`` every ``seconds`` until cancelled; a failure is logged and retried at the next tick."""
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await work()
+        except Exception:
+            logger.exception("%s failed; retrying in %s s", name, seconds)
+
+
 def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
     """Build the ASGI application for ``settings``. The database must be migrated (``identity db upgrade``)."""
     engine = create_engine(settings.database_url)
@@ -94,8 +104,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         async with services.sessions() as session:
             await ensure_signing_keys(session, services.box)
-            services.keys = await load_key_ring(session, services.box)
             services.rules = await load_rules(session)
+        await services.refresh_keys()
         services.migration_heads = frozenset(await asyncio.to_thread(script_heads))
         watch_for_shutdown(services, delay_seconds=settings.ops.shutdown_delay)
         stop_metrics = (
@@ -103,10 +113,14 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             if metrics is not None and settings.ops.metrics_port is not None
             else lambda: None
         )
+        background = [asyncio.create_task(_every(settings.ops.keys_refresh, services.refresh_keys, "key refresh"))]
         try:
             yield
         finally:
             services.draining = True
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
             stop_metrics()
             services.hasher.close()
             await engine.dispose()

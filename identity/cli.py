@@ -361,3 +361,105 @@ def users_revoke_sessions(user_id: str) -> None:
         return revoked
 
     click.echo(json.dumps({"user_id": user_id, "revoked_tokens": _with_session(settings, revoke)}))
+
+
+@main.group()
+def keys() -> None:
+    """Token signing keys: list, rotate, revoke; re-encrypt secrets at rest.
+
+    Instances follow a change within IDENTITY_KEYS_REFRESH seconds (default 10). APIs keep a JWKS for its
+    Cache-Control max-age (IDENTITY_JWKS_MAX_AGE, default 300 s).
+    """
+
+
+def _keys_work(settings: Settings, work: Callable[[AsyncSession, Any], Awaitable[T]]) -> T:
+    from identity.crypto import SecretBox
+    from identity.tokens.keys import ensure_signing_keys
+    from identity.tokens.rotation import KeyError_
+
+    _ensure_schema(settings)
+    box = SecretBox(settings.encryption_keys)
+
+    async def run(session: AsyncSession, _: PasswordHasher) -> T:
+        await ensure_signing_keys(session, box)  # the keys a first start would make, so the CLI works before one
+        return await work(session, box)
+
+    try:
+        return _with_session(settings, run)
+    except KeyError_ as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@keys.command("list")
+def keys_list() -> None:
+    """Every signing key: current, next, previous, retired, revoked, with its kid and age."""
+    from identity.tokens.rotation import list_keys
+
+    click.echo(json.dumps(_keys_work(_settings(), lambda session, _: list_keys(session)), indent=2))
+
+
+@keys.command("rotate")
+@click.option("--alg", "algs", multiple=True, type=click.Choice(["RS256", "ES256"]), help="Only this algorithm.")
+@click.option("--force", is_flag=True, help="Do not wait until every cached JWKS has the next key.")
+def keys_rotate(algs: tuple[str, ...], force: bool) -> None:
+    """The next key starts signing; the current one stays published until its tokens expire; a new next key.
+
+    Refused while the next key has been published for less than the JWKS max-age plus the instances' refresh
+    delay, since an API holding an older JWKS would not know the new key yet.
+    """
+    from identity.tokens.keys import SUPPORTED_ALGS
+    from identity.tokens.rotation import rotate
+
+    settings = _settings()
+    done = _keys_work(
+        settings,
+        lambda session, box: rotate(
+            session,
+            box,
+            algs=algs or SUPPORTED_ALGS,
+            id_token_lifetime=settings.id_token_lifetime,
+            jwks_max_age=settings.ops.jwks_max_age,
+            min_published_seconds=settings.ops.jwks_max_age + settings.ops.keys_refresh,
+            force=force,
+        ),
+    )
+    click.echo(
+        json.dumps(
+            [
+                {
+                    "alg": rotation.alg,
+                    "current": rotation.new_active,
+                    "previous": rotation.previous,
+                    "previous_unpublished_at": rotation.previous_retires_at.isoformat(),
+                    "instances_follow_within_seconds": settings.ops.keys_refresh,
+                }
+                for rotation in done
+            ],
+            indent=2,
+        )
+    )
+
+
+@keys.command("revoke")
+@click.argument("kid")
+def keys_revoke(kid: str) -> None:
+    """Unpublish KID at once and refuse its tokens (a compromised key); a current key is replaced by the next.
+
+    identity's own endpoints refuse its tokens at once; APIs once their cached JWKS expires (IDENTITY_JWKS_MAX_AGE).
+    """
+    from identity.tokens.rotation import revoke
+
+    click.echo(json.dumps(_keys_work(_settings(), lambda session, box: revoke(session, box, kid)), indent=2))
+
+
+@keys.command("reencrypt")
+def keys_reencrypt() -> None:
+    """Seal every secret at rest again under the first key of IDENTITY_ENCRYPTION_KEYS.
+
+    Afterwards the other keys can be removed from IDENTITY_ENCRYPTION_KEYS (restart every instance first with the
+    new key listed first, so that nothing new is sealed under an old key).
+    """
+    from identity.tokens.rotation import reencrypt
+
+    report = _keys_work(_settings(), lambda session, box: reencrypt(session, box))
+    click.echo(json.dumps({"sealed_under": report.key_id, "resealed": report.counts}, indent=2))

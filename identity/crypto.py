@@ -34,6 +34,11 @@ class SecretBox:
         self._active_kid = keys.keys[0][0]
         self._ciphers = {kid: AESGCM(key) for kid, key in keys.keys}
 
+    @property
+    def active_key_id(self) -> str:
+        """The id of the key that seals (the first of ``IDENTITY_ENCRYPTION_KEYS``)."""
+        return self._active_kid
+
     def seal(self, plaintext: bytes, *, purpose: str) -> str:
         """Encrypt ``plaintext`` for ``purpose`` under the active key."""
         nonce = secrets.token_bytes(_NONCE_BYTES)

@@ -31,6 +31,8 @@ Operations (`OpsSettings`):
 - ``IDENTITY_PURGE_INTERVAL``: seconds between housekeeping runs of the server (default 3600; 0 turns it off).
 - ``IDENTITY_KEYS_REFRESH``: seconds between checks of the signing-key table, so every instance follows a rotation
   or a revocation within that delay (default 10).
+- ``IDENTITY_JWKS_MAX_AGE``: ``Cache-Control: max-age`` of the JWKS, the seconds an API may keep a JWKS it fetched
+  (default 300). ``identity keys rotate`` waits until the next key has been published this long (plus the refresh).
 """
 
 from __future__ import annotations
@@ -128,13 +130,14 @@ class OpsSettings:
     shutdown_delay: float = 0.0
     purge_interval: float = 3600.0
     keys_refresh: float = 10.0
+    jwks_max_age: int = 300
 
     def __post_init__(self) -> None:
         if self.log_level not in _LOG_LEVELS:
             raise ValueError(f"IDENTITY_LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}")
         if self.log_format not in ("json", "text"):
             raise ValueError("IDENTITY_LOG_FORMAT must be json or text")
-        if self.shutdown_delay < 0 or self.purge_interval < 0 or self.keys_refresh <= 0:
+        if self.shutdown_delay < 0 or self.purge_interval < 0 or self.keys_refresh <= 0 or self.jwks_max_age < 0:
             raise ValueError("IDENTITY_SHUTDOWN_DELAY, IDENTITY_PURGE_INTERVAL and IDENTITY_KEYS_REFRESH are seconds")
 
     @classmethod
@@ -154,6 +157,7 @@ class OpsSettings:
                 shutdown_delay=float(environ.get("IDENTITY_SHUTDOWN_DELAY", cls.shutdown_delay)),
                 purge_interval=float(environ.get("IDENTITY_PURGE_INTERVAL", cls.purge_interval)),
                 keys_refresh=float(environ.get("IDENTITY_KEYS_REFRESH", cls.keys_refresh)),
+                jwks_max_age=int(environ.get("IDENTITY_JWKS_MAX_AGE", cls.jwks_max_age)),
             )
         except ValueError as exc:
             if "IDENTITY_" in str(exc):

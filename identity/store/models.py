@@ -188,9 +188,19 @@ class SigningKeyRow(SQLModel, table=True):
     """PKCS#8 PEM, sealed by `identity.crypto.SecretBox`."""
     public_jwk: dict[str, Any] = _json(dict)
     status: str = Field(default="active", max_length=16)
+    """``next`` (published, not signing yet), ``active`` (signs), ``previous`` (published until ``retire_at``),
+    ``retired`` (unpublished), ``revoked`` (unpublished and refused at once). See `identity.tokens.rotation`."""
     active_slot: str | None = Field(default=None, max_length=16, unique=True)
     """Equal to ``alg`` for the active key of that algorithm, NULL otherwise: at most one active key per alg."""
     created_at: datetime = _created()
+    next_slot: str | None = Field(default=None, max_length=16, unique=True)
+    """Equal to ``alg`` for the next key of that algorithm, NULL otherwise: at most one next key per alg."""
+    activated_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    rotated_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    """When it stopped signing (became ``previous``)."""
+    retire_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    """When every token it signed has expired: it is unpublished from then on."""
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 def _user_fk(*, primary_key: bool = False, unique: bool = False) -> Any:

@@ -1,8 +1,11 @@
 """Token signing keys: generated on first start, stored sealed in the database, loaded once into key objects.
 
-One active key per algorithm (RS256, ES256). The ``active_slot`` unique column makes first-start generation safe when
-several instances start together on one database: the first insert wins, the others load the winner's key.
-Every non-revoked key is published in the JWKS, so tokens signed by a retired key still verify until they expire.
+One active key per algorithm (RS256, ES256), and one next key, published before it signs anything so that every
+verifier's cached JWKS already has it when a rotation promotes it (`identity.tokens.rotation`). The ``active_slot``
+and ``next_slot`` unique columns make first-start generation safe when several instances start together on one
+database: the first insert wins, the others load the winner's key. The JWKS publishes the next and active keys and
+every previous key until its ``retire_at`` (when every token it signed has expired); retired and revoked keys are
+not published, and tokens they signed no longer verify.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import base64
 import hashlib
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import jwt
@@ -19,15 +23,25 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col, select
+from sqlmodel import col, or_, select
 
 from identity.crypto import SecretBox
-from identity.store.models import SigningKeyRow
+from identity.store.models import SigningKeyRow, utcnow
 
-__all__ = ["SUPPORTED_ALGS", "KeyRing", "SigningKey", "ensure_signing_keys", "generate_key", "load_key_ring"]
+__all__ = [
+    "PUBLISHED",
+    "SUPPORTED_ALGS",
+    "KeyRing",
+    "SigningKey",
+    "ensure_signing_keys",
+    "generate_key",
+    "key_table_state",
+    "load_key_ring",
+]
 
 SUPPORTED_ALGS = ("RS256", "ES256")
 _PURPOSE = "signing-key:"
+PUBLISHED = ("next", "active", "previous")
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
@@ -46,7 +60,10 @@ class SigningKey:
 class KeyRing:
     """The keys this instance signs with, and the JWKS it publishes."""
 
-    def __init__(self, keys: list[SigningKey]) -> None:
+    def __init__(self, keys: list[SigningKey], *, expires_at: datetime | None = None) -> None:
+        self.keys = tuple(keys)
+        self.expires_at = expires_at
+        """When a published previous key retires: the ring must be reloaded by then."""
         self._active = {key.alg: key for key in keys if key.active}
         self._by_kid = {key.kid: key for key in keys}
         self._jwks = {"keys": [key.public_jwk for key in keys]}
@@ -99,8 +116,8 @@ def _public_jwk(private_key: PrivateKey, alg: str) -> dict[str, Any]:
     return jwk
 
 
-def generate_key(alg: str, box: SecretBox) -> SigningKeyRow:
-    """A new key for ``alg``, sealed, as an (unsaved, inactive) row."""
+def generate_key(alg: str, box: SecretBox, *, status: str = "active") -> SigningKeyRow:
+    """A new key for ``alg``, sealed, as an unsaved row: the ``active`` one, or the ``next`` one."""
     private_key: PrivateKey
     if alg == "RS256":
         private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -118,34 +135,63 @@ def generate_key(alg: str, box: SecretBox) -> SigningKeyRow:
         alg=alg,
         private_key=box.seal(pem, purpose=_PURPOSE + kid),
         public_jwk=jwk,
-        status="active",
-        active_slot=alg,
+        status=status,
+        active_slot=alg if status == "active" else None,
+        next_slot=alg if status == "next" else None,
+        activated_at=utcnow() if status == "active" else None,
     )
 
 
 async def ensure_signing_keys(session: AsyncSession, box: SecretBox) -> None:
-    """Make sure every supported algorithm has an active key (first start), race-free across instances."""
+    """Make sure every supported algorithm has an active and a next key (first start), race-free across instances."""
     for alg in SUPPORTED_ALGS:
-        existing = await session.execute(select(SigningKeyRow.kid).where(col(SigningKeyRow.active_slot) == alg))
-        if existing.first() is not None:
-            continue
-        try:
-            async with session.begin_nested():
-                session.add(generate_key(alg, box))
-        except IntegrityError:
-            pass  # another instance generated it first; we load theirs
+        for status, slot in (("active", SigningKeyRow.active_slot), ("next", SigningKeyRow.next_slot)):
+            existing = await session.execute(select(SigningKeyRow.kid).where(col(slot) == alg))
+            if existing.first() is not None:
+                continue
+            try:
+                async with session.begin_nested():
+                    session.add(generate_key(alg, box, status=status))
+            except IntegrityError:
+                pass  # another instance generated it first; we load theirs
     await session.commit()
 
 
-async def load_key_ring(session: AsyncSession, box: SecretBox) -> KeyRing:
-    """Load and unseal every published key."""
+async def key_table_state(session: AsyncSession) -> tuple[tuple[Any, ...], ...]:
+    """What decides the key ring (kid, status, slots, retirement): compared to notice a change made elsewhere."""
+    rows = await session.execute(
+        select(
+            SigningKeyRow.kid,
+            SigningKeyRow.status,
+            SigningKeyRow.active_slot,
+            SigningKeyRow.retire_at,
+        ).order_by(col(SigningKeyRow.kid))
+    )
+    return tuple(tuple(row) for row in rows)
+
+
+async def load_key_ring(session: AsyncSession, box: SecretBox, *, now: datetime | None = None) -> KeyRing:
+    """Load and unseal every published key: next, active, and previous ones not yet past ``retire_at``."""
+    now = now or utcnow()
     rows = (
         await session.execute(
-            select(SigningKeyRow).where(col(SigningKeyRow.status) != "revoked").order_by(col(SigningKeyRow.created_at))
+            select(SigningKeyRow)
+            .where(col(SigningKeyRow.status).in_(PUBLISHED))
+            .where(
+                or_(
+                    col(SigningKeyRow.status) != "previous",
+                    col(SigningKeyRow.retire_at).is_(None),
+                    col(SigningKeyRow.retire_at) > now,
+                )
+            )
+            .order_by(col(SigningKeyRow.created_at))
         )
     ).scalars()
     keys = []
+    expires_at: datetime | None = None
     for row in rows:
+        if row.status == "previous" and row.retire_at is not None:
+            expires_at = row.retire_at if expires_at is None else min(expires_at, row.retire_at)
         pem = box.open(row.private_key, purpose=_PURPOSE + row.kid)
         private_key = serialization.load_pem_private_key(pem, password=None)
         if not isinstance(private_key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
@@ -160,4 +206,4 @@ async def load_key_ring(session: AsyncSession, box: SecretBox) -> KeyRing:
             )
         )
     await session.commit()
-    return KeyRing(keys)
+    return KeyRing(keys, expires_at=expires_at)

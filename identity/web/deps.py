@@ -31,10 +31,12 @@ from identity.rules import RulesEngine
 from identity.rules.loader import rules_fingerprint, rules_from_rows
 from identity.rules.pipeline import RuleLoadError
 from identity.settings import Settings
+from identity.store.models import utcnow
 from identity.store.rules import SqlAppMetadata, all_rules
 from identity.store.tenant import SqlTenantStore, api_signing_algs
 from identity.store.userinfo import SqlUserinfoClaims
 from identity.tokens import JwtIssuer, KeyRing
+from identity.tokens.keys import key_table_state, load_key_ring
 from identity.tokens.refresh import SqlRefreshTokens
 
 _ALGS_TTL_SECONDS = 10.0
@@ -61,6 +63,25 @@ class Services:
     """Set when a shutdown begins: ``/readyz`` answers 503 while in-flight requests finish."""
     credentials_hooks: tuple[CredentialsExchangeHook, ...] = ()
     """Credentials-exchange hooks of the client_credentials grant (Auth0's M2M Actions); none by default."""
+    _key_state: tuple[tuple[Any, ...], ...] | None = None
+
+    async def refresh_keys(self) -> bool:
+        """Reload the key ring when the signing-key table changed, or a previous key reached its retirement.
+
+        The change may come from any instance or from the CLI (a rotation, a revocation). Returns whether the ring
+        was reloaded. Key rows carry wall-clock times, so this uses the wall clock too.
+        """
+        async with self.sessions() as session:
+            state = await key_table_state(session)
+            now = utcnow()
+            retiring = self.keys is not None and self.keys.expires_at is not None and self.keys.expires_at <= now
+            if self.keys is not None and state == self._key_state and not retiring:
+                await session.commit()
+                return False
+            self.keys = await load_key_ring(session, self.box, now=now)
+            self._key_state = state
+            return True
+
     _algs: tuple[float, frozenset[str]] | None = None
     _rules_fingerprint: tuple[Any, ...] | None = None
 

@@ -28,6 +28,7 @@ from identity.oauth2.grants.mfa import MALFORMED_MFA_TOKEN, MfaOtpGrant, MfaReco
 from identity.oauth2.interfaces import MfaTransaction
 from identity.store import users as user_queries
 from identity.store.tenant import SqlTenantStore, tenant_row
+from identity.tokens.rotation import is_revoked
 from identity.tokens.verify import InvalidAccessToken, verify_access_token
 from identity.web import openapi
 from identity.web.deps import Services, build_factors
@@ -79,6 +80,8 @@ async def _live_user(db: AsyncSession, user_id: str, *, scope: str | None = None
 async def _access_token_user(services: Services, db: AsyncSession, token: str, scope: str) -> str:
     """The live user of an MFA-API access token with ``scope``."""
     user_id = _access_token_subject(services, token, scope)
+    if await is_revoked(db, token):
+        raise InvalidToken("the token's signing key was revoked", scope=scope)
     await _live_user(db, user_id, scope=scope)
     return user_id
 

@@ -13,6 +13,7 @@ from identity.oauth2.errors import InvalidToken
 from identity.store import users as user_queries
 from identity.store.userinfo import SqlUserinfoClaims
 from identity.tokens.issuer import profile_claims
+from identity.tokens.rotation import is_revoked
 from identity.tokens.verify import InvalidAccessToken, verify_access_token
 from identity.web import openapi
 from identity.web.deps import Services
@@ -49,6 +50,8 @@ async def userinfo(
         )
     except InvalidAccessToken as exc:
         raise InvalidToken(str(exc), scope="openid") from None
+    if await is_revoked(db, token.strip()):
+        raise InvalidToken("the token's signing key was revoked", scope="openid")
     found = await user_queries.by_user_id(db, str(claims["sub"]))
     if found is None:
         raise InvalidToken("the user no longer exists")

@@ -71,5 +71,5 @@ async def jwks(services: NamedDependency[Services]) -> Response[bytes]:
     return Response(
         services.key_ring.jwks_json_for(await services.algs_in_use()),
         media_type=MediaType.JSON,
-        headers={"Cache-Control": "public, max-age=300"},
+        headers={"Cache-Control": f"public, max-age={services.settings.ops.jwks_max_age}"},
     )

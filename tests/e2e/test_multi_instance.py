@@ -60,11 +60,17 @@ def test_instances_publish_the_same_keys_generated_once(
     jwks = {name: httpx.get(server.jwks_url).json()["keys"] for name, server in instances.items()}
 
     assert jwks["a"] == jwks["b"]
-    assert sorted(key["alg"] for key in jwks["a"]) == ["ES256", "RS256"]
-    rows = query(database_url, "SELECT kid, alg, private_key FROM signing_key ORDER BY alg")
-    assert {(kid, alg) for kid, alg, _ in rows} == {(key["kid"], key["alg"]) for key in jwks["a"]}
-    assert len(rows) == 2
-    for _, _, sealed in rows:
+    # Per algorithm the current key and the next one (published before it signs: identity keys rotate).
+    assert sorted(key["alg"] for key in jwks["a"]) == ["ES256", "ES256", "RS256", "RS256"]
+    rows = query(database_url, "SELECT kid, alg, private_key, status FROM signing_key ORDER BY alg")
+    assert {(kid, alg) for kid, alg, _, _ in rows} == {(key["kid"], key["alg"]) for key in jwks["a"]}
+    assert sorted((alg, status) for _, alg, _, status in rows) == [
+        ("ES256", "active"),
+        ("ES256", "next"),
+        ("RS256", "active"),
+        ("RS256", "next"),
+    ]
+    for _, _, sealed, _ in rows:
         assert sealed.startswith("v1.")
         assert "PRIVATE KEY" not in sealed
 
