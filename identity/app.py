@@ -38,6 +38,7 @@ from identity.web.mfa import associate, challenge, list_authenticators, remove_a
 from identity.web.oauth import revoke, token
 from identity.web.sessions import STORE_NAME, SqlSessionStore
 from identity.web.userinfo import userinfo
+from identity.web.webauthn import passkey_challenge, passkey_register, primary_authenticate
 from identity.web.wellknown import jwks, oauth_authorization_server, openid_configuration
 
 __all__ = ["create_app"]
@@ -145,6 +146,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             associate,
             challenge,
             remove_authenticator,
+            primary_authenticate,
+            passkey_challenge,
+            passkey_register,
             enroll_router(settings),
             management_router(),
             create_static_files_router(path="/static", directories=[resource("static")], include_in_schema=False),

@@ -33,17 +33,29 @@ Operations (`OpsSettings`):
   or a revocation within that delay (default 10).
 - ``IDENTITY_JWKS_MAX_AGE``: ``Cache-Control: max-age`` of the JWKS, the seconds an API may keep a JWKS it fetched
   (default 300). ``identity keys rotate`` waits until the next key has been published this long (plus the refresh).
+
+WebAuthn (security keys and passkeys):
+
+- ``IDENTITY_WEBAUTHN_RP_ID``: the WebAuthn relying party id (a registrable domain). Default: the issuer's host, or
+  ``localhost`` when the issuer's host is a loopback IP address (WebAuthn refuses IP addresses).
+- ``IDENTITY_WEBAUTHN_ORIGINS``: the origins (``scheme://host[:port]``, comma separated) WebAuthn responses may come
+  from. Default: the issuer's origin, with ``localhost`` in place of a loopback IP address.
+- ``IDENTITY_WEBAUTHN_ATTESTATION_ROOTS``: a PEM file of attestation root certificates (FIDO Metadata Service roots,
+  a vendor's CA). Only a key whose attestation chains to one of them (or to a root py_webauthn ships for its
+  format) counts as hardware-bound (``amr`` ``hwk``); every other key is ``swk``.
 """
 
 from __future__ import annotations
 
 import base64
+import ipaddress
 import os
 import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 __all__ = ["DEFAULT_KEY_FILE", "Argon2Params", "EncryptionKeys", "OpsSettings", "Settings", "normalize_database_url"]
 
@@ -176,6 +188,13 @@ class Settings:
     hash_workers: int = field(default_factory=lambda: os.cpu_count() or 2)
     id_token_lifetime: int = 36_000
     ops: OpsSettings = field(default_factory=OpsSettings)
+    # --- WebAuthn (issue 14) ---
+    webauthn_rp_id: str | None = None
+    """``None``: derived from the issuer (`rp_id`)."""
+    webauthn_origins: tuple[str, ...] = ()
+    """Empty: derived from the issuer (`origins`)."""
+    webauthn_attestation_roots: tuple[bytes, ...] = field(default=(), repr=False)
+    """PEM certificates that make an attested key count as hardware-bound."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "database_url", normalize_database_url(self.database_url))
@@ -185,6 +204,26 @@ class Settings:
             raise ValueError("IDENTITY_ISSUER must be an http(s) URL")
         if self.hash_workers < 1:
             raise ValueError("IDENTITY_HASH_WORKERS must be at least 1")
+        for origin in self.webauthn_origins:
+            parts = urlsplit(origin)
+            if parts.scheme not in ("https", "http") or not parts.hostname or parts.path not in ("", "/"):
+                raise ValueError("IDENTITY_WEBAUTHN_ORIGINS must list origins such as https://login.example.com")
+
+    @property
+    def rp_id(self) -> str:
+        """The WebAuthn relying party id: configured, else the issuer's host (``localhost`` for a loopback IP)."""
+        if self.webauthn_rp_id:
+            return self.webauthn_rp_id
+        return _webauthn_host(urlsplit(self.issuer).hostname or "localhost")
+
+    @property
+    def origins(self) -> tuple[str, ...]:
+        """The origins WebAuthn responses may carry: configured, else the issuer's origin."""
+        if self.webauthn_origins:
+            return tuple(origin.rstrip("/") for origin in self.webauthn_origins)
+        parts = urlsplit(self.issuer)
+        host = _webauthn_host(parts.hostname or "localhost")
+        return (f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else ""),)
 
     @property
     def is_sqlite(self) -> bool:
@@ -207,7 +246,33 @@ class Settings:
             argon2=argon2,
             hash_workers=int(environ.get("IDENTITY_HASH_WORKERS", os.cpu_count() or 2)),
             ops=OpsSettings.from_env(environ),
+            webauthn_rp_id=environ.get("IDENTITY_WEBAUTHN_RP_ID") or None,
+            webauthn_origins=tuple(
+                o.strip() for o in environ.get("IDENTITY_WEBAUTHN_ORIGINS", "").split(",") if o.strip()
+            ),
+            webauthn_attestation_roots=_pem_certificates(environ.get("IDENTITY_WEBAUTHN_ATTESTATION_ROOTS")),
         )
+
+
+def _webauthn_host(host: str) -> str:
+    """WebAuthn refuses IP addresses as RP ids and origins: a loopback address becomes ``localhost``."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    return "localhost" if address.is_loopback else host
+
+
+def _pem_certificates(path: str | None) -> tuple[bytes, ...]:
+    """The PEM certificates of a bundle file, each as its own bytes (py_webauthn takes a list)."""
+    if not path:
+        return ()
+    text = Path(path).read_text()
+    end = "-----END CERTIFICATE-----"
+    blocks = [block + end + "\n" for block in text.split(end) if "-----BEGIN CERTIFICATE-----" in block]
+    if not blocks:
+        raise ValueError("IDENTITY_WEBAUTHN_ATTESTATION_ROOTS names a file without PEM certificates")
+    return tuple(block[block.index("-----BEGIN CERTIFICATE-----") :].encode() for block in blocks)
 
 
 def _load_encryption_keys(environ: Mapping[str, str], *, embedded: bool) -> EncryptionKeys:

@@ -23,6 +23,7 @@ from sqlmodel import col, select
 from identity.accounts.factors import MFA_POLICIES
 from identity.accounts.passwords import PasswordHasher
 from identity.accounts.users import UserService
+from identity.accounts.webauthn import ATTESTATION_PREFERENCES, USER_VERIFICATION
 from identity.crypto import sha256_hex
 from identity.oauth2.client_auth import AUTH_METHODS
 from identity.rules.pipeline import RuleLoadError, load_handler
@@ -68,6 +69,8 @@ _TENANT_KEYS = {
     "mfa_token_lifetime",
     "brute_force_max_attempts",
     "brute_force_block_seconds",
+    "webauthn_user_verification",
+    "webauthn_attestation",
 }
 _CONNECTION_KEYS = {"name", "strategy"}
 _API_KEYS = {"identifier", "name", "scopes", "signing_alg", "token_lifetime", "allow_offline_access"}
@@ -217,6 +220,10 @@ def validate_settings(where: str, tenant: Mapping[str, Any]) -> None:
     _type(f"{where} brute_force_block_seconds", block, int)
     if not 1 <= block <= 2_592_000:
         raise TenantFileError(f"{where} brute_force_block_seconds must be between 1 and 2592000 (30 days)")
+    if tenant.get("webauthn_user_verification", "preferred") not in USER_VERIFICATION:
+        raise TenantFileError(f"{where} webauthn_user_verification must be one of {', '.join(USER_VERIFICATION)}")
+    if tenant.get("webauthn_attestation", "none") not in ATTESTATION_PREFERENCES:
+        raise TenantFileError(f"{where} webauthn_attestation must be one of {', '.join(ATTESTATION_PREFERENCES)}")
 
 
 def validate_connection(where: str, conn: Mapping[str, Any]) -> None:

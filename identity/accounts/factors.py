@@ -116,6 +116,8 @@ class FactorService:
                 access_claims=dict(result.access_claims),
                 id_claims=dict(result.id_claims),
                 app_metadata=dict(result.app_metadata),
+                amr=[] if result.amr == ("pwd",) else list(result.amr),
+                first_factor=result.first_factor,
                 created_at=now,
                 expires_at=now + timedelta(seconds=tenant.mfa_token_lifetime),
             )
@@ -145,6 +147,8 @@ class FactorService:
             access_claims=dict(row.access_claims),
             id_claims=dict(row.id_claims),
             app_metadata=dict(row.app_metadata or {}),
+            amr=tuple(row.amr) or ("pwd",),
+            first_factor=row.first_factor,
         )
 
     async def user(self, transaction: MfaTransaction) -> User | None:
@@ -291,20 +295,39 @@ class FactorService:
             recovery_code=code,
         )
 
+    async def pending_recovery_code(self, user_id: str) -> str | None:
+        """A recovery code for a user enrolling a first factor, inactive until the factor is confirmed.
+
+        ``None`` when the user already has an active one (it is shown only on the first enrollment).
+        """
+        user_pk = await self._user_pk(user_id)
+        current = await queries.recovery_code(self.session, user_pk)
+        if current is not None and current.active:
+            await self.session.commit()
+            return None
+        code = recovery.generate()
+        await queries.put_recovery_code(
+            self.session, user_pk, _public_id("recovery-code"), recovery.hash_code(code), active=False
+        )
+        await self.session.commit()
+        return code
+
     async def list_authenticators(self, user_id: str) -> list[dict[str, Any]]:
         """The MFA API's view of the user's factors (API.md §2.3)."""
         user_pk = await self._user_pk(user_id)
         listed: list[dict[str, Any]] = []
         code = await queries.recovery_code(self.session, user_pk)
+        keys = await queries.webauthn_names(self.session, user_pk)
         for authenticator in await queries.authenticators(self.session, user_pk):
-            listed.append(
-                {
-                    "id": authenticator.public_id,
-                    "authenticator_type": "otp",
-                    "active": authenticator.active,
-                    "created_at": authenticator.created_at.isoformat().replace("+00:00", "Z"),
-                }
-            )
+            entry = {
+                "id": authenticator.public_id,
+                "authenticator_type": "webauthn" if authenticator.kind == "webauthn" else "otp",
+                "active": authenticator.active,
+                "created_at": authenticator.created_at.isoformat().replace("+00:00", "Z"),
+            }
+            if authenticator.kind == "webauthn":
+                entry["name"] = keys.get(authenticator.id or 0, "Security key")
+            listed.append(entry)
         if code is not None and code.active:
             listed.insert(0, {"id": code.public_id, "authenticator_type": "recovery-code", "active": True})
         await self.session.commit()

@@ -37,6 +37,8 @@ __all__ = [
     "UserAuthenticator",
     "UserLookup",
     "UserinfoClaimsStore",
+    "WebAuthnFactor",
+    "WebAuthnOutcome",
 ]
 
 
@@ -154,6 +156,8 @@ class GrantResult:
     """``False`` when a refresh grant reuses a non-rotating token: no refresh token in the response."""
     app_metadata: Mapping[str, Any] = field(default_factory=dict)
     """``app_metadata`` keys rules set: saved when the tokens are issued (after the second factor), never before."""
+    first_factor: str | None = None
+    """The authenticator that was the first factor (a passkey), which cannot also be the second."""
 
 
 @dataclass(frozen=True)
@@ -308,6 +312,10 @@ class MfaTransaction:
     id_claims: Mapping[str, Any] = field(default_factory=dict)
     app_metadata: Mapping[str, Any] = field(default_factory=dict)
     """What the rules would write to the user's ``app_metadata`` once the login completes."""
+    amr: tuple[str, ...] = ("pwd",)
+    """The methods of the first factor (``pwd``; ``swk``/``hwk`` after a passkey)."""
+    first_factor: str | None = None
+    """The authenticator id of a passkey first factor."""
 
 
 class MfaService(Protocol):
@@ -338,6 +346,38 @@ class MfaService(Protocol):
 
     async def user(self, transaction: MfaTransaction) -> User | None:
         """The transaction's user as it is now, or ``None`` when it was deleted."""
+        ...
+
+
+@dataclass(frozen=True)
+class WebAuthnOutcome:
+    """A checked WebAuthn response: the outcome, and (when accepted) whose key and what it proved."""
+
+    check: FactorCheck
+    user: User | None = None
+    authenticator_id: str | None = None
+    hardware: bool = False
+    """The key's attestation proves a hardware-bound key (``amr`` ``hwk``; else ``swk``)."""
+    user_verified: bool = False
+    connection: str | None = None
+    """For a passkey ceremony: the directory (``realm``) it was started for, if any."""
+    session_unknown: bool = False
+    """For a passkey ceremony: the ``auth_session`` (or the challenge) is unknown, used or expired."""
+
+
+class WebAuthnFactor(Protocol):
+    """WebAuthn ceremonies as the grants need them (py_webauthn behind it)."""
+
+    async def confirm_enrollment(self, transaction: MfaTransaction, credential: Mapping[str, Any]) -> WebAuthnOutcome:
+        """Verify the attestation of a key enrolled through ``/mfa/associate``, store it, burn the mfa_token."""
+        ...
+
+    async def check_assertion(self, transaction: MfaTransaction, credential: Mapping[str, Any]) -> WebAuthnOutcome:
+        """Verify an assertion against the transaction's challenge and user's keys, burn the mfa_token."""
+        ...
+
+    async def passkey(self, client_id: str, auth_session: str | None, credential: Mapping[str, Any]) -> WebAuthnOutcome:
+        """Verify a passkey response (an assertion, or the attestation of a ``/passkey/register`` ceremony)."""
         ...
 
 

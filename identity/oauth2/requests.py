@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,10 @@ from identity.oauth2.errors import InvalidClient, InvalidRequest, InvalidScope
 __all__ = ["BasicCredentials", "TokenRequest", "parse_basic_authorization"]
 
 _MAX_PARAMETER_LENGTH = 4096
+_LONG_PARAMETERS = {"authn_response": 32 * 1024, "attestationObject": 24 * 1024, "clientDataJSON": 8 * 1024}
+"""WebAuthn responses: an attestation with its certificate chain is longer than any other parameter."""
+_JSON_OBJECT_PARAMETERS = frozenset({"authn_response", "user_profile"})
+"""Members Auth0's passkey API sends as JSON objects; kept as their (compact) JSON text."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +109,11 @@ class TokenRequest:
                 value = " ".join(value)
             elif name == "scope" and not isinstance(value, str):
                 raise InvalidScope("Scope must be an array or a string")
+            elif name in _JSON_OBJECT_PARAMETERS and isinstance(value, dict):
+                try:
+                    value = json.dumps(value, separators=(",", ":"))
+                except (RecursionError, ValueError):
+                    raise InvalidRequest(f"{name} parameter is malformed") from None
             elif not isinstance(value, str):
                 raise InvalidRequest(f"{name} parameter must be a string")
             if value:
@@ -136,7 +146,7 @@ class TokenRequest:
 
 
 def _checked(name: str, value: str) -> str:
-    if len(value) > _MAX_PARAMETER_LENGTH:
+    if len(value) > _LONG_PARAMETERS.get(name, _MAX_PARAMETER_LENGTH):
         raise InvalidRequest(f"{name} parameter is too long")
     if "\x00" in value:
         raise InvalidRequest(f"{name} parameter is malformed")

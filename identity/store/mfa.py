@@ -21,6 +21,7 @@ from identity.store.models import (
     MfaAttemptRow,
     MfaTransactionRow,
     RecoveryCodeRow,
+    WebAuthnCredentialRow,
     utcnow,
 )
 
@@ -38,6 +39,7 @@ __all__ = [
     "recovery_code",
     "rotate_recovery_code",
     "transaction_by_hash",
+    "webauthn_names",
 ]
 
 
@@ -196,3 +198,11 @@ async def adjust_attempts(
         if _count(result) == 1:
             return True
     return False
+
+
+async def webauthn_names(session: AsyncSession, user_pk: int) -> dict[int, str]:
+    """The names of the user's security keys, by the id of their authenticator row."""
+    query = select(WebAuthnCredentialRow.authenticator_pk, WebAuthnCredentialRow.name).where(
+        col(WebAuthnCredentialRow.user_pk) == user_pk
+    )
+    return {pk: name for pk, name in (await session.execute(query)).all()}

@@ -31,6 +31,9 @@ __all__ = [
     "UTCDateTime",
     "UserRow",
     "UserinfoClaimsRow",
+    "WebAuthnChallengeRow",
+    "WebAuthnCredentialRow",
+    "WebAuthnUserRow",
     "WebSessionRow",
     "utcnow",
 ]
@@ -85,6 +88,10 @@ class TenantRow(SQLModel, table=True):
     brute_force_max_attempts: int = Field(default=10)
     """Consecutive failed logins for one identifier from one IP before that pair is blocked (Auth0: 10)."""
     brute_force_block_seconds: int = Field(default=900)
+    webauthn_user_verification: str = Field(default="preferred", max_length=16)
+    """WebAuthn user verification: ``required`` (refuse assertions without UV), ``preferred`` or ``discouraged``."""
+    webauthn_attestation: str = Field(default="none", max_length=16)
+    """The attestation asked at registration: ``none`` (default), ``indirect`` or ``direct``."""
     updated_at: datetime = _created()
 
 
@@ -270,6 +277,10 @@ class MfaTransactionRow(SQLModel, table=True):
         default_factory=dict, sa_type=sa.JSON, nullable=False, sa_column_kwargs={"server_default": "{}"}
     )
     """``app_metadata`` keys rules set during the password step: saved only when the second factor completes."""
+    amr: list[str] = _json(list)
+    """The first factor's methods (empty: ``pwd``); ``swk``/``hwk`` after a passkey (issue 14)."""
+    first_factor: str | None = Field(default=None, max_length=64)
+    """The authenticator id of a passkey first factor, which cannot also be the second (issue 14)."""
 
 
 class MfaAttemptRow(SQLModel, table=True):
@@ -401,3 +412,74 @@ class ClientGrantRow(SQLModel, table=True):
     audience: str = Field(max_length=600)
     scopes: list[str] = _json(list)
     created_at: datetime = _created()
+# --- WebAuthn (issue 14) ----------------------------------------------------------------------------------------
+
+
+class WebAuthnUserRow(SQLModel, table=True):
+    """The user handle of a user: 32 random bytes, never derived from the user's id or email (WebAuthn §14.6.1)."""
+
+    __tablename__ = "webauthn_user"
+
+    user_pk: int = _user_fk(primary_key=True)
+    user_handle: bytes = Field(sa_column=sa.Column(sa.LargeBinary(64), nullable=False, unique=True))
+
+
+class WebAuthnCredentialRow(SQLModel, table=True):
+    """A registered security key or passkey. The factor itself is its `AuthenticatorRow` (kind ``webauthn``).
+
+    The public key is stored as the authenticator sent it (COSE): it is not a secret.
+    """
+
+    __tablename__ = "webauthn_credential"
+
+    id: int | None = Field(default=None, primary_key=True)
+    authenticator_pk: int = Field(
+        sa_column=sa.Column(
+            sa.Integer, sa.ForeignKey("authenticator.id", ondelete="CASCADE"), nullable=False, unique=True
+        )
+    )
+    user_pk: int = _user_fk()
+    credential_id: bytes = Field(sa_column=sa.Column(sa.LargeBinary(1023), nullable=False, unique=True))
+    public_key: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))
+    sign_count: int = Field(default=0, sa_type=sa.BigInteger)
+    name: str = Field(max_length=64)
+    transports: list[str] = _json(list)
+    aaguid: str = Field(default="", max_length=36)
+    attestation_format: str = Field(default="none", max_length=32)
+    hardware: bool = Field(default=False)
+    """The attestation chained to a trusted root and the key is not synced: ``amr`` ``hwk``, else ``swk``."""
+    backup_eligible: bool = Field(default=False)
+    created_at: datetime = _created()
+    last_used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class WebAuthnChallengeRow(SQLModel, table=True):
+    """One WebAuthn ceremony: the challenge (SHA-256) and what it is bound to; used at most once.
+
+    ``purpose`` says which ceremony (``mfa-register``, ``mfa-assert``, ``passkey-assert``, ``passkey-register``,
+    ``page-register``, ``page-assert``); ``transaction_pk`` binds it to an mfa_token, ``session_hash`` to an
+    ``auth_session`` (stored as SHA-256) or an enrollment-page session.
+    """
+
+    __tablename__ = "webauthn_challenge"
+
+    id: int | None = Field(default=None, primary_key=True)
+    challenge_hash: str = Field(max_length=64, unique=True)
+    purpose: str = Field(max_length=24)
+    user_pk: int | None = Field(
+        default=None,
+        sa_column=sa.Column(sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=True, index=True),
+    )
+    transaction_pk: int | None = Field(
+        default=None,
+        sa_column=sa.Column(
+            sa.Integer, sa.ForeignKey("mfa_transaction.id", ondelete="CASCADE"), nullable=True, index=True
+        ),
+    )
+    session_hash: str | None = Field(default=None, max_length=64, unique=True)
+    client_id: str | None = Field(default=None, max_length=128)
+    connection: str | None = Field(default=None, max_length=128)
+    user_verification: str = Field(default="preferred", max_length=16)
+    created_at: datetime = _created()
+    expires_at: datetime = Field(sa_type=UTCDateTime, nullable=False, index=True)
+    consumed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from identity.accounts.factors import FactorService
 from identity.accounts.passwords import PasswordHasher
 from identity.accounts.users import DirectoryAuthenticator
+from identity.accounts.webauthn import WebAuthnFactors, WebAuthnService
 from identity.clock import Clock
 from identity.crypto import SecretBox
 from identity.oauth2 import TokenEndpoint
@@ -27,6 +28,7 @@ from identity.oauth2.grants import (
     RefreshTokenGrant,
 )
 from identity.oauth2.grants.client_credentials import CredentialsExchangeHook
+from identity.oauth2.grants.webauthn import MfaWebAuthnGrant, WebAuthnGrant
 from identity.rules import RulesEngine
 from identity.rules.loader import rules_fingerprint, rules_from_rows
 from identity.rules.pipeline import RuleLoadError
@@ -42,7 +44,7 @@ from identity.tokens.refresh import SqlRefreshTokens
 _ALGS_TTL_SECONDS = 10.0
 logger = logging.getLogger("identity.rules")
 
-__all__ = ["Services", "build_factors", "build_token_endpoint", "provide_session"]
+__all__ = ["Services", "build_factors", "build_token_endpoint", "build_webauthn", "provide_session"]
 
 
 @dataclass
@@ -131,6 +133,11 @@ def build_factors(services: Services, session: AsyncSession) -> FactorService:
     return FactorService(session, services.box, services.clock)
 
 
+def build_webauthn(services: Services, session: AsyncSession) -> WebAuthnService:
+    """WebAuthn ceremonies bound to this request's session."""
+    return WebAuthnService(session, services.settings, services.clock)
+
+
 def build_token_endpoint(services: Services, session: AsyncSession) -> TokenEndpoint:
     """The token endpoint with every enabled grant, bound to this request's session."""
     tenant = SqlTenantStore(session, issuer=services.settings.issuer)
@@ -155,4 +162,7 @@ def build_token_endpoint(services: Services, session: AsyncSession) -> TokenEndp
         RefreshTokenGrant.GRANT_TYPE: RefreshTokenGrant(tenant, users, refresh_tokens, issuer, services.clock, rules),
         ClientCredentialsGrant.GRANT_TYPE: ClientCredentialsGrant(tenant, tenant, issuer, services.credentials_hooks),
     }
+    webauthn = WebAuthnFactors(build_webauthn(services, session), mfa)
+    grants[MfaWebAuthnGrant.GRANT_TYPE] = MfaWebAuthnGrant(tenant, mfa, issuer, services.clock, webauthn)
+    grants[WebAuthnGrant.GRANT_TYPE] = WebAuthnGrant(tenant, users, issuer, webauthn, mfa, rules)
     return TokenEndpoint(grants, tenant, realm=services.settings.issuer)

@@ -8,7 +8,15 @@ from litestar import MediaType, Response, get
 from litestar.di import NamedDependency
 
 from identity.oauth2.client_auth import AUTH_METHODS
-from identity.oauth2.grants import MFA_OTP, MFA_RECOVERY_CODE, PASSWORD, PASSWORD_REALM, REFRESH_TOKEN
+from identity.oauth2.grants import (
+    MFA_OTP,
+    MFA_RECOVERY_CODE,
+    MFA_WEBAUTHN,
+    PASSWORD,
+    PASSWORD_REALM,
+    REFRESH_TOKEN,
+    WEBAUTHN,
+)
 from identity.oauth2.scopes import OIDC_SCOPES
 from identity.tokens.keys import SUPPORTED_ALGS
 from identity.web import openapi
@@ -27,7 +35,16 @@ def discovery_document(services: Services) -> dict[str, Any]:
         "mfa_challenge_endpoint": issuer + "mfa/challenge",
         "userinfo_endpoint": issuer + "userinfo",
         "revocation_endpoint": issuer + "oauth/revoke",
-        "grant_types_supported": [PASSWORD, PASSWORD_REALM, MFA_OTP, MFA_RECOVERY_CODE, REFRESH_TOKEN],
+        "primary_authenticate_endpoint": issuer + "oauth/primary-authenticate",
+        "grant_types_supported": [
+            PASSWORD,
+            PASSWORD_REALM,
+            MFA_OTP,
+            MFA_RECOVERY_CODE,
+            MFA_WEBAUTHN,
+            WEBAUTHN,
+            REFRESH_TOKEN,
+        ],
         "response_types_supported": ["token"],
         "scopes_supported": sorted(OIDC_SCOPES),
         "subject_types_supported": ["public"],

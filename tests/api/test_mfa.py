@@ -373,8 +373,11 @@ def test_associate_refuses_other_types(mfa: Mfa) -> None:
     mfa_token = mfa.mfa_token()
     not_an_array = "authenticator_types must be a non-empty array of strings"
     cases: list[tuple[dict[str, Any], str]] = [
-        ({"authenticator_types": ["oob"], "oob_channels": ["sms"]}, "Only the 'otp' authenticator type is supported"),
-        ({"authenticator_types": ["otp", "oob"]}, "Only the 'otp' authenticator type is supported"),
+        (
+            {"authenticator_types": ["oob"], "oob_channels": ["sms"]},
+            "Only the 'otp' and 'webauthn' authenticator types are supported",
+        ),
+        ({"authenticator_types": ["otp", "oob"]}, "Only the 'otp' and 'webauthn' authenticator types are supported"),
         ({"authenticator_types": []}, not_an_array),
         ({}, not_an_array),
         ({"authenticator_types": "otp"}, not_an_array),

@@ -194,7 +194,7 @@ TABLE = [
         lambda w: w.mfa.associate(w.unenrolled_token())),
     Row("associate: already enrolled", 403, "access_denied", "User is already enrolled",
         lambda w: w.mfa.associate(w.mfa_token)),
-    Row("associate: oob", 400, "invalid_request", "Only the 'otp' authenticator type is supported",
+    Row("associate: oob", 400, "invalid_request", "Only the 'otp' and 'webauthn' authenticator types are supported",
         lambda w: w.mfa.associate(w.unenrolled_token(), {"authenticator_types": ["oob"], "oob_channels": ["sms"]})),
     Row("associate: no types", 400, "invalid_request", NOT_AN_ARRAY,
         lambda w: w.mfa.associate(w.unenrolled_token(), {})),

@@ -5,22 +5,27 @@ from identity.oauth2.grants.client_credentials import ClientCredentialsGrant
 from identity.oauth2.grants.mfa import MfaOtpGrant, MfaRecoveryCodeGrant
 from identity.oauth2.grants.password import PasswordGrant, PasswordRealmGrant
 from identity.oauth2.grants.refresh_token import RefreshTokenGrant
+from identity.oauth2.grants.webauthn import MfaWebAuthnGrant, WebAuthnGrant
 
 __all__ = [
     "CLIENT_CREDENTIALS",
     "MFA_OOB",
     "MFA_OTP",
     "MFA_RECOVERY_CODE",
+    "MFA_WEBAUTHN",
     "PASSWORD",
     "PASSWORD_REALM",
     "REFRESH_TOKEN",
     "ClientCredentialsGrant",
+    "WEBAUTHN",
     "Grant",
     "MfaOtpGrant",
     "MfaRecoveryCodeGrant",
+    "MfaWebAuthnGrant",
     "PasswordGrant",
     "PasswordRealmGrant",
     "RefreshTokenGrant",
+    "WebAuthnGrant",
 ]
 
 PASSWORD = PasswordGrant.GRANT_TYPE
@@ -30,3 +35,5 @@ MFA_OOB = "http://auth0.com/oauth/grant-type/mfa-oob"
 MFA_RECOVERY_CODE = MfaRecoveryCodeGrant.GRANT_TYPE
 REFRESH_TOKEN = RefreshTokenGrant.GRANT_TYPE
 CLIENT_CREDENTIALS = ClientCredentialsGrant.GRANT_TYPE
+MFA_WEBAUTHN = MfaWebAuthnGrant.GRANT_TYPE
+WEBAUTHN = WebAuthnGrant.GRANT_TYPE

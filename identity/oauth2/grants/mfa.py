@@ -104,7 +104,7 @@ class _MfaGrant:
             api=api,
             audience=transaction.audience,
             scopes=transaction.scopes,
-            amr=self.AMR,
+            amr=(*transaction.amr, *self.AMR[1:]),  # AMR[0] stands for the first factor (``pwd``)
             access_claims=transaction.access_claims,
             id_claims=transaction.id_claims,
             app_metadata=transaction.app_metadata,
