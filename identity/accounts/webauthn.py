@@ -431,6 +431,7 @@ class WebAuthnService:
                 created_at=now,
             )
         )
+        await mfa_queries.delete_pending(self.session, user_pk)  # an app enrollment left unconfirmed is moot
         # The first factor of a user turns the pending recovery code on (as a confirmed OTP app does).
         await self.session.execute(
             update(RecoveryCodeRow).where(col(RecoveryCodeRow.user_pk) == user_pk).values(active=True)

@@ -43,6 +43,7 @@ from identity.settings import Settings
 from identity.store import users as user_queries
 from identity.store.tenant import SqlTenantStore, tenant_row
 from identity.web.deps import Services, build_factors
+from identity.web.enroll_keys import KEY_ROUTES, key_context
 from identity.web.errors import SECURITY_HEADERS
 from identity.web.sessions import (
     STORE_NAME,
@@ -86,6 +87,8 @@ _QUERY_NOTICES = {
     "expired": "Your session ended. Sign in again to continue.",
 }
 _REMOVED = "The authenticator app was removed, and its recovery code no longer works."
+_KEY_REMOVED = "The security key was removed."
+_LAST_KEY_REMOVED = "The security key was removed, and its recovery code no longer works."
 _CODE_ERRORS = {
     FactorCheck.INVALID: (400, "That code is not right. Enter the 6-digit code your app shows now."),
     FactorCheck.RATE_LIMITED: (429, "Too many wrong codes. Wait a few minutes, then try again."),
@@ -290,6 +293,14 @@ async def sign_out(request: AnyRequest) -> Response[Any]:
 # --- the second factor, for users who have one --------------------------------------------------------------------
 
 
+async def verify_page(
+    services: Services, db: AsyncSession, visitor: Visitor, *, status: int = 200, **context: Any
+) -> Template:
+    """The second-factor page: the app's code, the visitor's security keys (with JavaScript), the recovery code."""
+    keys = await key_context(services, db, visitor.user_id)
+    return _page("verify", status=status, visitor=visitor, tenant=await _tenant_name(db), **keys, **context)
+
+
 @get("/verify", include_in_schema=False)
 async def verify_form(
     request: AnyRequest, services: NamedDependency[Services], db: NamedDependency[AsyncSession]
@@ -298,7 +309,7 @@ async def verify_form(
     where, visitor = await _place(request, services, db)
     if where != VERIFY or visitor is None:
         return _redirect(where)
-    return _page("verify", visitor=visitor, tenant=await _tenant_name(db))
+    return await verify_page(services, db, visitor)
 
 
 @post("/verify", status_code=200, include_in_schema=False)
@@ -320,16 +331,16 @@ async def verify(
             _start_session(request, services, visitor.user_id, visitor.connection, mfa=True)
             return _page("recovery", visitor=visitor, tenant=tenant, code=recovery.display(new_code), first=False)
         status, error = _RECOVERY_ERRORS.get(check, _RECOVERY_ERRORS[FactorCheck.INVALID])
-        return _page("verify", status=status, visitor=visitor, tenant=tenant, recovery_error=error)
+        return await verify_page(services, db, visitor, status=status, recovery_error=error)
     if not _code_shape_ok(otp):
-        return _page("verify", status=400, visitor=visitor, tenant=tenant, error="Enter the 6-digit code.")
+        return await verify_page(services, db, visitor, status=400, error="Enter the 6-digit code.")
     check = await factors.verify_user_otp(visitor.user_id, otp)
     if check is FactorCheck.ACCEPTED:
         logger.info("enroll second factor passed user=%s factor=otp", visitor.user_id)
         _start_session(request, services, visitor.user_id, visitor.connection, mfa=True)
         return _redirect(MANAGE)
     status, error = _CODE_ERRORS.get(check, _CODE_ERRORS[FactorCheck.INVALID])
-    return _page("verify", status=status, visitor=visitor, tenant=tenant, error=error)
+    return await verify_page(services, db, visitor, status=status, error=error)
 
 
 # --- enrollment ---------------------------------------------------------------------------------------------------
@@ -364,6 +375,20 @@ async def _enrollment(factors: FactorService, user_id: str, issuer: str) -> tupl
     return await factors.associate_otp(user_id, issuer=issuer), False
 
 
+async def setup_page_with_error(
+    request: AnyRequest, services: Services, db: AsyncSession, visitor: Visitor, error: str
+) -> Response[Any]:
+    """The setup page again, with ``error`` shown by the security-key section."""
+    try:
+        enrollment, _ = await _enrollment(build_factors(services, db), visitor.user_id, await _tenant_name(db))
+    except AlreadyEnrolled:
+        return _redirect(START)
+    page = _setup_page(enrollment, visitor, status=400)
+    assert isinstance(page.context, dict)  # noqa: S101  (built just above)
+    page.context["key_error"] = error
+    return page
+
+
 @get("/setup", include_in_schema=False)
 async def setup_form(
     request: AnyRequest, services: NamedDependency[Services], db: NamedDependency[AsyncSession]
@@ -376,7 +401,7 @@ async def setup_form(
         enrollment, _ = await _enrollment(build_factors(services, db), visitor.user_id, await _tenant_name(db))
     except AlreadyEnrolled:
         return _redirect(START)
-    notice = _REMOVED if request.session.pop("notice", None) == "removed" else None
+    notice = {"removed": _REMOVED, "key-removed": _LAST_KEY_REMOVED}.get(request.session.pop("notice", None) or "")
     return _setup_page(enrollment, visitor, notice=notice)
 
 
@@ -423,12 +448,14 @@ async def _manage_page(
         if a["authenticator_type"] == "otp" and a["active"]
     ]
     has_recovery = any(a["authenticator_type"] == "recovery-code" for a in listed)
+    keys = (await key_context(services, db, visitor.user_id))["keys"]
     return _page(
         "manage",
         status=status,
         visitor=visitor,
         tenant=await _tenant_name(db),
         apps=apps,
+        keys=keys,
         has_recovery=has_recovery,
         **context,
     )
@@ -442,7 +469,8 @@ async def manage(
     where, visitor = await _place(request, services, db)
     if where != MANAGE or visitor is None:
         return _redirect(where)
-    return await _manage_page(services, db, visitor)
+    notice = _KEY_REMOVED if request.session.pop("notice", None) == "key-removed" else None
+    return await _manage_page(services, db, visitor, notice=notice)
 
 
 @post("/remove", status_code=303, include_in_schema=False)
@@ -517,7 +545,18 @@ def enroll_router(settings: Settings) -> Router:
     """The pages, with their session and CSRF middleware (mounted here only: API clients never meet them)."""
     return Router(
         path=START,
-        route_handlers=[start, sign_in, sign_out, verify_form, verify, setup_form, setup, manage, remove],
+        route_handlers=[
+            start,
+            sign_in,
+            sign_out,
+            verify_form,
+            verify,
+            setup_form,
+            setup,
+            manage,
+            remove,
+            *KEY_ROUTES(),
+        ],
         middleware=[session_config(settings).middleware, csrf_middleware(settings)],
         exception_handlers={HTTPException: _error_page, Exception: _error_page},
         cache_control=CacheControlHeader(no_store=True),

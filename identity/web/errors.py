@@ -17,13 +17,14 @@ __all__ = ["NO_STORE", "SECURITY_HEADERS", "handle_http_exception", "handle_oaut
 logger = logging.getLogger("identity.web")
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-# Headers every response carries (pages and API alike): no sniffing, no framing, no referrer, no script.
+# Headers every response carries (pages and API alike): no sniffing, no framing, no referrer, no inline or foreign
+# script (the one script is /static/webauthn.js, for security keys on the enrollment pages).
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
-    "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
-    "frame-ancestors 'none'; base-uri 'none'",
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; "
+    "img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
 }
 _HTTP_ERROR_CODES = {
     400: "invalid_request",

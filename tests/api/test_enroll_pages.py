@@ -528,7 +528,11 @@ def test_pages_send_the_security_headers(pages: TestClient[Litestar], clock: Fro
     responses += [pages.get("/enroll/manage"), pages.post("/enroll/sign-out", follow_redirects=False)]
     policy = responses[0].headers["content-security-policy"]
     assert "default-src 'none'" in policy and "frame-ancestors 'none'" in policy
-    assert "unsafe-inline" not in policy and "unsafe-eval" not in policy and "script-src" not in policy
+    assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
+    assert "script-src 'self';" in policy  # the one script is a static file of this origin (security keys)
+    for response in responses[:-1]:  # ... and no page carries an inline one
+        scripts = response.text.count("<script")
+        assert scripts == response.text.count('<script src="/static/webauthn.js" defer></script>'), response.url
     for response in responses:
         assert response.headers["content-security-policy"] == policy, response.url
         assert response.headers["x-frame-options"] == "DENY"
@@ -585,7 +589,8 @@ def test_no_secret_in_urls_hidden_fields_or_logs(
     seen += [setup, done, pages.get("/enroll/manage", follow_redirects=True)]
 
     hidden = re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', setup.text)
-    assert {name for name, _ in hidden} == {"_csrf_token"}
+    assert {name for name, _ in hidden} <= {"_csrf_token", "credential"}
+    assert all(value == "" for name, value in hidden if name == "credential")  # filled by webauthn.js, if at all
     for response in seen:
         for url in [str(response.url), response.headers.get("location", ""), *(str(r.url) for r in response.history)]:
             assert secret not in url and recovery_code not in url

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from identity.oauth2.grants import MFA_OTP, MFA_RECOVERY_CODE, PASSWORD, PASSWORD_REALM
+from identity.oauth2.grants import MFA_OTP, MFA_RECOVERY_CODE, MFA_WEBAUTHN, PASSWORD, PASSWORD_REALM
 from tests.e2e.conftest import (  # noqa: F401  (fixtures and the failure-report hook, reused as they are)
     TENANT_TOML,
     applied_tenant,
@@ -78,7 +78,7 @@ def browser() -> Iterator[Any]:
 @pytest.fixture(scope="package")  # the scope of the e2e fixtures that use it
 def tenant_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The e2e tenant plus `MFA_CLIENT` (overrides the e2e fixture of the same name)."""
-    grants = json.dumps([PASSWORD, PASSWORD_REALM, MFA_OTP, MFA_RECOVERY_CODE])
+    grants = json.dumps([PASSWORD, PASSWORD_REALM, MFA_OTP, MFA_RECOVERY_CODE, MFA_WEBAUTHN])
     path = tmp_path_factory.mktemp("tenant") / "tenant.toml"
     path.write_text(
         TENANT_TOML

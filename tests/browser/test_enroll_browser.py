@@ -98,8 +98,10 @@ def page(browser: Any) -> Any:
 
 
 def assert_trustworthy(page: Any) -> None:
-    """No script on the page, the stylesheet applied, and nothing refused by the CSP."""
-    assert page.locator("script").count() == 0
+    """No script on the page but the static security-key one, the stylesheet applied, nothing refused by the CSP."""
+    scripts = page.locator("script")
+    assert scripts.count() == 1 and scripts.get_attribute("src") == "/static/webauthn.js"
+    assert scripts.inner_text() == ""
     assert page.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(243, 245, 248)"
     assert page.problems == []
 
