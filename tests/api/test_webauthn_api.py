@@ -1,0 +1,282 @@
+"""WebAuthn through the in-process app: what a key's attestation proves (``hwk`` vs ``swk``), hostile responses,
+Okta's passkey shape without ``auth_session``, and the settings' defaults.
+
+The over-HTTP flows against the real server are in ``tests/e2e/test_webauthn_e2e.py`` and the browser test; this
+module builds authenticator responses by hand with ``cryptography`` (a ``packed`` attestation with a certificate
+chain is something soft-webauthn cannot make), and py_webauthn in the app verifies them.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import json
+import os
+import struct
+from collections.abc import Iterator
+from typing import Any
+
+import jwt
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from fido2 import cbor
+from litestar import Litestar
+from litestar.testing import TestClient
+
+from identity.app import create_app
+from identity.settings import Argon2Params, EncryptionKeys, Settings
+from tests.api.mfa_support import ALICE_EMAIL, DEFAULT_PASSWORDS, Db, empty_database, mfa_tenant
+from tests.conftest import ISSUER, apply
+
+MFA_WEBAUTHN = "urn:okta:params:oauth:grant-type:mfa-webauthn"
+WEBAUTHN = "urn:okta:params:oauth:grant-type:webauthn"
+ORIGIN = "https://identity.test"
+RP_ID = "identity.test"
+INVALID = {"error": "invalid_grant", "error_description": "Invalid WebAuthn response."}
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def unb64url(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _name(cn: str, ou: str | None = None) -> x509.Name:
+    parts = [x509.NameAttribute(NameOID.COUNTRY_NAME, "SE"), x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Test")]
+    if ou:
+        parts.append(x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, ou))
+    return x509.Name([*parts, x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def _certificate(subject: x509.Name, key: Any, issuer: x509.Name, signer: Any, *, ca: bool) -> x509.Certificate:
+    now = dt.datetime.now(dt.UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        .sign(signer, hashes.SHA256())
+    )
+
+
+class VendorCA:
+    """A key vendor's attestation root and one batch certificate under it."""
+
+    def __init__(self) -> None:
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        self.cert = _certificate(_name("Test Root"), self.key, _name("Test Root"), self.key, ca=True)
+        self.batch_key = ec.generate_private_key(ec.SECP256R1())
+        subject = _name("Test Batch", "Authenticator Attestation")
+        self.batch = _certificate(subject, self.batch_key, self.cert.subject, self.key, ca=False)
+
+    def pem(self) -> bytes:
+        return self.cert.public_bytes(serialization.Encoding.PEM)
+
+
+class HandKey:
+    """A P-256 credential whose responses are assembled by hand (packed attestation, optional x5c)."""
+
+    def __init__(self, vendor: VendorCA | None) -> None:
+        self.vendor = vendor
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        self.credential_id = os.urandom(32)
+        self.count = 0
+
+    def _cose(self) -> bytes:
+        numbers = self.key.public_key().public_numbers()
+        return cbor.encode({1: 2, 3: -7, -1: 1, -2: numbers.x.to_bytes(32, "big"), -3: numbers.y.to_bytes(32, "big")})
+
+    def create(self, options: dict[str, Any], *, flags: int = 0x41) -> dict[str, Any]:
+        client_data = json.dumps({"type": "webauthn.create", "challenge": options["challenge"], "origin": ORIGIN})
+        auth_data = (
+            hashlib.sha256(options["rp"]["id"].encode()).digest()
+            + bytes([flags])
+            + struct.pack(">I", 0)
+            + b"\x00" * 16
+            + struct.pack(">H", len(self.credential_id))
+            + self.credential_id
+            + self._cose()
+        )
+        signed = auth_data + hashlib.sha256(client_data.encode()).digest()
+        if self.vendor is not None:  # batch attestation: the vendor's certificate signs
+            signature = self.vendor.batch_key.sign(signed, ec.ECDSA(hashes.SHA256()))
+            statement = {
+                "alg": -7,
+                "sig": signature,
+                "x5c": [self.vendor.batch.public_bytes(serialization.Encoding.DER)],
+            }
+        else:  # self attestation: the credential key vouches for itself
+            statement = {"alg": -7, "sig": self.key.sign(signed, ec.ECDSA(hashes.SHA256()))}
+        attestation = cbor.encode({"fmt": "packed", "attStmt": statement, "authData": auth_data})
+        return {
+            "id": b64url(self.credential_id),
+            "rawId": b64url(self.credential_id),
+            "type": "public-key",
+            "response": {"clientDataJSON": b64url(client_data.encode()), "attestationObject": b64url(attestation)},
+        }
+
+    def get(self, options: dict[str, Any], *, user_handle: str | None = None) -> dict[str, Any]:
+        self.count += 1
+        client_data = json.dumps({"type": "webauthn.get", "challenge": options["challenge"], "origin": ORIGIN})
+        auth_data = hashlib.sha256(options["rpId"].encode()).digest() + b"\x05" + struct.pack(">I", self.count)
+        signature = self.key.sign(auth_data + hashlib.sha256(client_data.encode()).digest(), ec.ECDSA(hashes.SHA256()))
+        response = {
+            "clientDataJSON": b64url(client_data.encode()),
+            "authenticatorData": b64url(auth_data),
+            "signature": b64url(signature),
+        }
+        if user_handle is not None:
+            response["userHandle"] = user_handle
+        return {"id": b64url(self.credential_id), "rawId": b64url(self.credential_id), "type": "public-key",
+                "response": response}  # fmt: skip
+
+
+VENDOR = VendorCA()
+
+
+@pytest.fixture(scope="module")
+def app_client(database_url: str, encryption_keys: EncryptionKeys) -> Iterator[TestClient[Litestar]]:
+    settings = Settings(
+        database_url=database_url,
+        issuer=ISSUER,
+        encryption_keys=encryption_keys,
+        hash_workers=2,
+        argon2=Argon2Params(time_cost=1, memory_kib=64, parallelism=1),
+        webauthn_attestation_roots=(VENDOR.pem(),),
+    )
+    db = Db(settings.database_url)
+    try:
+        empty_database(db)
+        tenant = mfa_tenant("always")
+        for client in tenant["clients"]:
+            if client["client_id"] == "public-app":
+                client["grant_types"] = [*client["grant_types"], MFA_WEBAUTHN, WEBAUTHN]
+        apply(settings, tenant)
+        with TestClient(create_app(settings), base_url="https://identity.test") as test_client:
+            yield test_client
+    finally:
+        db.close()
+
+
+def mfa_token(client: TestClient[Litestar], username: str = ALICE_EMAIL, **params: Any) -> str:
+    response = client.post(
+        "/oauth/token",
+        data={"grant_type": "password", "client_id": "public-app", "username": username,
+              "password": DEFAULT_PASSWORDS["customers"], **params},
+    )  # fmt: skip
+    assert response.status_code == 403 and response.json()["error"] == "mfa_required", response.text
+    token: str = response.json()["mfa_token"]
+    return token
+
+
+def grant(client: TestClient[Litestar], **body: Any) -> Any:
+    return client.post("/oauth/token", json={"client_id": "public-app", **body})
+
+
+def amr(response: Any) -> list[str]:
+    assert response.status_code == 200, response.text
+    claims = jwt.decode(response.json()["access_token"], options={"verify_signature": False})
+    return list(claims["amr"])
+
+
+def test_attested_hardware_key_is_hwk_and_self_attestation_is_swk(app_client: TestClient[Litestar]) -> None:
+    token = mfa_token(app_client)
+    options = app_client.post(
+        "/mfa/associate", json={"authenticator_types": ["webauthn"]}, headers={"Authorization": f"Bearer {token}"}
+    ).json()["publicKey"]
+    hardware = HandKey(VENDOR)
+    enrolled = grant(app_client, grant_type=MFA_WEBAUTHN, mfa_token=token, authn_response=hardware.create(options))
+    assert amr(enrolled) == ["pwd", "mfa", "hwk"]  # the batch certificate chains to the configured root
+    token = mfa_token(app_client)
+    challenge = app_client.post(
+        "/mfa/challenge", data={"client_id": "public-app", "mfa_token": token, "challenge_type": "webauthn"}
+    ).json()["publicKey"]
+    assert amr(grant(app_client, grant_type=MFA_WEBAUTHN, mfa_token=token,
+                     authn_response=hardware.get(challenge))) == ["pwd", "mfa", "hwk"]  # fmt: skip
+    # A second key, self-attested, added through the passkey API: it proves nothing about hardware.
+    access = mfa_token(app_client, audience=ISSUER + "mfa/", scope="enroll")
+    challenge = app_client.post(
+        "/mfa/challenge", data={"client_id": "public-app", "mfa_token": access, "challenge_type": "webauthn"}
+    ).json()["publicKey"]
+    enroll_token = grant(app_client, grant_type=MFA_WEBAUTHN, mfa_token=access, authn_response=hardware.get(challenge))
+    registration = app_client.post(
+        "/passkey/register",
+        json={"client_id": "public-app"},
+        headers={"Authorization": f"Bearer {enroll_token.json()['access_token']}"},
+    ).json()
+    software = HandKey(None)
+    created = software.create(registration["authn_params_public_key"], flags=0x45)
+    signed_in = grant(
+        app_client, grant_type=WEBAUTHN, auth_session=registration["auth_session"], authn_response=created
+    )
+    assert amr(signed_in) == ["swk", "mfa"]
+    # Okta's shape for the passkey grant: no auth_session, the challenge names the ceremony.
+    started = app_client.post(
+        "/oauth/primary-authenticate", data={"client_id": "public-app", "challenge_hint": WEBAUTHN}
+    ).json()
+    assert started["challenge_type"] == WEBAUTHN
+    user_handle = registration["authn_params_public_key"]["user"]["id"]
+    form = software.get(started["publicKey"], user_handle=user_handle)["response"]
+    okta = app_client.post("/oauth/token", data={"client_id": "public-app", "grant_type": WEBAUTHN, **form})
+    assert amr(okta) == ["swk", "mfa"]
+
+
+@pytest.mark.parametrize(
+    "authn_response",
+    [
+        "not json",
+        "[]",
+        '{"response": "x"}',
+        '{"response": {"clientDataJSON": 5}}',
+        '{"response": {}}',
+        json.dumps({"response": {"clientDataJSON": "%%%", "authenticatorData": "%%%", "signature": "%%%"}}),
+        json.dumps({"response": {"clientDataJSON": b64url(b"{}"), "authenticatorData": "", "signature": ""}}),
+        json.dumps({"response": {"clientDataJSON": b64url(b'{"challenge": 5}'), "authenticatorData": "AA"}}),
+        json.dumps({"id": "%%", "response": {"clientDataJSON": b64url(b"[1]"), "attestationObject": "AAAA"}}),
+        "[" * 5000 + "]" * 5000,
+    ],
+)
+def test_hostile_responses_get_the_catalogue_json(app_client: TestClient[Litestar], authn_response: str) -> None:
+    token = mfa_token(app_client)
+    for grant_type, extra in ((MFA_WEBAUTHN, {"mfa_token": token}), (WEBAUTHN, {"auth_session": "x" * 43})):
+        response = app_client.post(
+            "/oauth/token",
+            data={"client_id": "public-app", "grant_type": grant_type, "authn_response": authn_response, **extra},
+        )
+        assert response.status_code in (400, 403), response.text
+        assert response.json()["error"] in ("invalid_request", "invalid_grant"), response.text
+
+
+def test_a_deeply_nested_json_object_is_refused(app_client: TestClient[Litestar]) -> None:
+    for depth in (900, 3000):
+        nested = '{"a":' * depth + "{}" + "}" * depth
+        body = f'{{"client_id":"public-app","grant_type":"{WEBAUTHN}","auth_session":"x","authn_response":{nested}}}'
+        response = app_client.post("/oauth/token", content=body, headers={"content-type": "application/json"})
+        assert response.status_code in (400, 403) and response.json()["error"] in ("invalid_request", "invalid_grant")
+
+
+def test_settings_default_to_the_issuer_and_localhost_for_loopback() -> None:
+    assert Settings(issuer="http://127.0.0.1:8000/").rp_id == "localhost"
+    assert Settings(issuer="http://127.0.0.1:8000/").origins == ("http://localhost:8000",)
+    assert Settings(issuer="http://[::1]:9000/").origins == ("http://localhost:9000",)
+    assert Settings(issuer="https://login.example.com/").rp_id == "login.example.com"
+    assert Settings(issuer="https://login.example.com/").origins == ("https://login.example.com",)
+    configured = Settings.from_env(
+        {"IDENTITY_WEBAUTHN_RP_ID": "example.com",
+         "IDENTITY_WEBAUTHN_ORIGINS": "https://example.com, https://app.example.com",
+         "IDENTITY_ENCRYPTION_KEYS": EncryptionKeys.generate().dump().strip()}
+    )  # fmt: skip
+    assert configured.rp_id == "example.com"
+    assert configured.origins == ("https://example.com", "https://app.example.com")
+    with pytest.raises(ValueError, match="IDENTITY_WEBAUTHN_ORIGINS"):
+        Settings(webauthn_origins=("login.example.com",))
