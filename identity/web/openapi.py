@@ -157,7 +157,7 @@ USERINFO = _object(
 AUTHENTICATOR = _object(
     {
         "id": _string("e.g. totp|dev_... or recovery-code|dev_..."),
-        "authenticator_type": {"type": "string", "enum": ["otp", "recovery-code"]},
+        "authenticator_type": {"type": "string", "enum": ["otp", "webauthn", "recovery-code"]},
         "active": {"type": "boolean"},
         "name": {"type": "string"},
         "created_at": {"type": "string"},
@@ -167,31 +167,67 @@ AUTHENTICATOR = _object(
 )
 ASSOCIATE_REQUEST = _object(
     {
-        "authenticator_types": {"type": "array", "items": {"type": "string", "enum": ["otp"]}, "minItems": 1},
+        "authenticator_types": {
+            "type": "array",
+            "items": {"type": "string", "enum": ["otp", "webauthn"]},
+            "minItems": 1,
+            "maxItems": 1,
+        },
         "client_id": _string("Must be the client the mfa_token was issued to."),
     },
     ["authenticator_types"],
 )
 ASSOCIATE_RESPONSE = _object(
     {
-        "authenticator_type": {"type": "string", "enum": ["otp"]},
-        "secret": _string("The TOTP secret (base32)."),
-        "barcode_uri": _string("otpauth:// URI for a QR code."),
+        "authenticator_type": {"type": "string", "enum": ["otp", "webauthn"]},
+        "secret": _string("otp: the TOTP secret (base32)."),
+        "barcode_uri": _string("otp: otpauth:// URI for a QR code."),
+        "publicKey": _object({}, additionalProperties=True, description="webauthn: creation options (base64url)."),
         "recovery_codes": {"type": "array", "items": {"type": "string"}},
     },
-    ["authenticator_type", "secret", "barcode_uri"],
+    ["authenticator_type"],
 )
 CHALLENGE_REQUEST = _object(
     {
         "mfa_token": _string("The token of the mfa_required answer."),
         "client_id": {"type": "string"},
         "client_secret": {"type": "string"},
-        "challenge_type": _string("Space-separated: otp (oob is not offered)."),
+        "challenge_type": _string("Space-separated: otp, webauthn (oob is not offered)."),
         "authenticator_id": {"type": "string"},
     },
     ["mfa_token"],
 )
-CHALLENGE_RESPONSE = _object({"challenge_type": {"type": "string", "enum": ["otp"]}}, ["challenge_type"])
+CHALLENGE_RESPONSE = _object(
+    {
+        "challenge_type": {"type": "string", "enum": ["otp", "webauthn"]},
+        "publicKey": _object({}, additionalProperties=True, description="webauthn: request options (base64url)."),
+    },
+    ["challenge_type"],
+)
+PASSKEY_REQUEST = _object(
+    {"client_id": {"type": "string"}, "client_secret": {"type": "string"}, "realm": _string("A connection name.")},
+    ["client_id"],
+)
+PASSKEY_RESPONSE = _object(
+    {
+        "authn_params_public_key": _object({}, additionalProperties=True, description="WebAuthn options."),
+        "auth_session": _string("Send it back with the webauthn grant (single use, five minutes)."),
+    },
+    ["authn_params_public_key", "auth_session"],
+)
+PRIMARY_AUTHENTICATE_REQUEST = _object(
+    {
+        "client_id": {"type": "string"},
+        "client_secret": {"type": "string"},
+        "challenge_hint": {
+            "type": "string",
+            "enum": ["urn:okta:params:oauth:grant-type:mfa-webauthn", "urn:okta:params:oauth:grant-type:webauthn"],
+        },
+        "mfa_token": _string("With the mfa-webauthn hint."),
+        "realm": {"type": "string"},
+    },
+    ["client_id", "challenge_hint"],
+)
 DISCOVERY = _object(
     {
         "issuer": {"type": "string"},
@@ -318,6 +354,21 @@ CHALLENGE = documented(
     request=CHALLENGE_REQUEST,
     success={"200": _response("Which challenge to answer (for otp nothing is sent).", CHALLENGE_RESPONSE)},
     security=[{}, {"clientSecretBasic": []}],
+)
+PRIMARY_AUTHENTICATE = documented(
+    request=PRIMARY_AUTHENTICATE_REQUEST,
+    success={"200": _response("challenge_type (the grant) and WebAuthn request options (publicKey).")},
+    security=[{}, {"clientSecretBasic": []}],
+)
+PASSKEY_CHALLENGE = documented(
+    request=PASSKEY_REQUEST,
+    success={"200": _response("Request options for a discoverable passkey, and the auth_session.", PASSKEY_RESPONSE)},
+    security=[{}, {"clientSecretBasic": []}],
+)
+PASSKEY_REGISTER = documented(
+    request=PASSKEY_REQUEST,
+    success={"200": _response("Creation options for the token's user, and the auth_session.", PASSKEY_RESPONSE)},
+    security=[{"bearer": []}],
 )
 REMOVE_AUTHENTICATOR = documented(
     success={"204": _response("Removed.")},

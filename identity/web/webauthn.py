@@ -43,6 +43,7 @@ from identity.oauth2.interfaces import Client, MfaTransaction
 from identity.store import users as user_queries
 from identity.store.models import WebAuthnChallengeRow
 from identity.store.tenant import SqlTenantStore
+from identity.web import openapi
 from identity.web.deps import Services, build_factors, build_webauthn
 from identity.web.errors import NO_STORE
 from identity.web.oauth import parse_token_request
@@ -125,7 +126,13 @@ def _allowed(client: Client, grant_type: str) -> None:
         raise UnauthorizedClient(f"Grant type '{grant_type}' not allowed for the client.")
 
 
-@post("/oauth/primary-authenticate", status_code=200, request_max_body_size=_MAX_BODY, include_in_schema=False)
+@post(
+    "/oauth/primary-authenticate",
+    status_code=200,
+    request_max_body_size=_MAX_BODY,
+    operation_class=openapi.PRIMARY_AUTHENTICATE,
+    tags=["oauth"],
+)
 async def primary_authenticate(
     request: Request[Any, Any, State], services: NamedDependency[Services], db: NamedDependency[AsyncSession]
 ) -> Response[Any]:
@@ -179,7 +186,13 @@ async def purge_expired_challenges(db: AsyncSession, before: float) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-@post("/passkey/challenge", status_code=200, request_max_body_size=_MAX_BODY, include_in_schema=False)
+@post(
+    "/passkey/challenge",
+    status_code=200,
+    request_max_body_size=_MAX_BODY,
+    operation_class=openapi.PASSKEY_CHALLENGE,
+    tags=["passkey"],
+)
 async def passkey_challenge(
     request: Request[Any, Any, State], services: NamedDependency[Services], db: NamedDependency[AsyncSession]
 ) -> Response[Any]:
@@ -190,7 +203,13 @@ async def passkey_challenge(
     return _json({"authn_params_public_key": options, "auth_session": auth_session})
 
 
-@post("/passkey/register", status_code=200, request_max_body_size=_MAX_BODY, include_in_schema=False)
+@post(
+    "/passkey/register",
+    status_code=200,
+    request_max_body_size=_MAX_BODY,
+    operation_class=openapi.PASSKEY_REGISTER,
+    tags=["passkey"],
+)
 async def passkey_register(
     request: Request[Any, Any, State], services: NamedDependency[Services], db: NamedDependency[AsyncSession]
 ) -> Response[Any]:
