@@ -205,9 +205,14 @@ class Settings:
         if self.hash_workers < 1:
             raise ValueError("IDENTITY_HASH_WORKERS must be at least 1")
         for origin in self.webauthn_origins:
+            if origin.startswith("android:apk-key-hash:") and len(origin) > len("android:apk-key-hash:"):
+                continue  # an Android app's origin (its signing certificate's hash)
             parts = urlsplit(origin)
             if parts.scheme not in ("https", "http") or not parts.hostname or parts.path not in ("", "/"):
-                raise ValueError("IDENTITY_WEBAUTHN_ORIGINS must list origins such as https://login.example.com")
+                raise ValueError(
+                    "IDENTITY_WEBAUTHN_ORIGINS must list origins such as https://login.example.com "
+                    "(or android:apk-key-hash:... for an Android app)"
+                )
 
     @property
     def rp_id(self) -> str:
