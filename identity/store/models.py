@@ -412,6 +412,8 @@ class ClientGrantRow(SQLModel, table=True):
     audience: str = Field(max_length=600)
     scopes: list[str] = _json(list)
     created_at: datetime = _created()
+
+
 # --- WebAuthn (issue 14) ----------------------------------------------------------------------------------------
 
 
