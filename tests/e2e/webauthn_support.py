@@ -307,8 +307,8 @@ def concurrently(url: str, bodies: Sequence[Mapping[str, str]]) -> list[httpx.Re
 
 @contextmanager
 def webauthn_server(env: dict[str, str], database_url: str, workdir: Path) -> Iterator[WebAuthnSetup]:
-    """Apply this module's tenant with the protocol rule, start one ``identity serve``, clear the rules again, and
-    put the tenant-wide settings it changes back afterwards."""
+    """Apply this module's tenant with the protocol rule, start one ``identity serve``; afterwards clear the rules
+    and put the tenant-wide settings it changes back."""
     env = {**env, "IDENTITY_ARGON2_TIME_COST": "1", "IDENTITY_ARGON2_MEMORY_KIB": "1024"}
     rule_file = workdir / "webauthn_rule.py"
     rule_file.write_text(RULE_SOURCE)
@@ -317,15 +317,16 @@ def webauthn_server(env: dict[str, str], database_url: str, workdir: Path) -> It
     report = apply_tenant_file(path, env)
     user_ids = {u["email"].split("@")[0]: u["user_id"] for u in report["users"] if u["connection"] == CONNECTION}
     set_tenant(database_url, mfa_policy="always")
+    server = None
     try:
+        # Servers follow the stored rules (they reload them when they change): the rule stays for this module.
         (server,) = start_servers([serve_spec("webauthn", env)], workdir)
-    finally:
-        (workdir / "no-rules.toml").write_text("rules = []\n")
-        apply_tenant_file(workdir / "no-rules.toml", env)
-    try:
         yield WebAuthnSetup(server, env, database_url, user_ids)
     finally:
         try:
-            stop_and_check(server)
+            if server is not None:
+                stop_and_check(server)
         finally:
+            (workdir / "no-rules.toml").write_text("rules = []\n")
+            apply_tenant_file(workdir / "no-rules.toml", env)
             set_tenant(database_url, mfa_policy="if-enrolled", webauthn_user_verification="preferred")
