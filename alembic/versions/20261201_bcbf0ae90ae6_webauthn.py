@@ -1,7 +1,7 @@
 """webauthn: security keys and passkeys (credentials, user handles, ceremonies), tenant UV/attestation
 
 Revision ID: bcbf0ae90ae6
-Revises: 4685070694bf
+Revises: 025f0cee0584
 Create Date: 2026-12-01 17:33:51.924023
 """
 
@@ -15,7 +15,7 @@ import identity.store.models
 
 
 revision: str = 'bcbf0ae90ae6'
-down_revision: str | None = '4685070694bf'
+down_revision: str | None = '025f0cee0584'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
