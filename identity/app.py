@@ -115,6 +115,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             else lambda: None
         )
         background = [asyncio.create_task(_every(settings.ops.keys_refresh, services.refresh_keys, "key refresh"))]
+        if settings.ops.purge_interval > 0:
+            background.append(asyncio.create_task(_every(settings.ops.purge_interval, purge_now, "purge")))
         try:
             yield
         finally:
@@ -125,6 +127,13 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             stop_metrics()
             services.hasher.close()
             await engine.dispose()
+
+    async def purge_now() -> None:
+        from identity.housekeeping import purge_once
+        from identity.store.models import utcnow
+
+        async with services.sessions() as session:
+            await purge_once(session, now=utcnow(), log_retention_days=getattr(settings, "log_retention_days", 30))
 
     async def provide_services() -> Services:
         return services

@@ -463,3 +463,20 @@ def keys_reencrypt() -> None:
 
     report = _keys_work(_settings(), lambda session, box: reencrypt(session, box))
     click.echo(json.dumps({"sealed_under": report.key_id, "resealed": report.counts}, indent=2))
+
+
+@main.command()
+def purge() -> None:
+    """Delete expired rows: mfa transactions, web sessions, pending enrollments, dead refresh-token families, ...
+
+    The server does the same every IDENTITY_PURGE_INTERVAL seconds; with several instances on PostgreSQL one of
+    them at a time (an advisory lock).
+    """
+    from identity.housekeeping import purge_once
+    from identity.store.models import utcnow
+
+    settings = _settings()
+    _ensure_schema(settings)
+    retention = getattr(settings, "log_retention_days", 30)
+    counts = _with_session(settings, lambda session, _: purge_once(session, now=utcnow(), log_retention_days=retention))
+    click.echo(json.dumps({"purged": counts, "skipped": counts is None}, indent=2))

@@ -1,0 +1,148 @@
+"""Housekeeping: delete what no longer means anything, so tables do not grow with every login.
+
+Run by ``identity purge`` and, every ``IDENTITY_PURGE_INTERVAL`` seconds (default 3600), by the server. With several
+instances on PostgreSQL only one purges at a time: the run holds a transaction-scoped advisory lock and an instance
+that does not get it skips its turn. On SQLite every write is serialised by the database anyway.
+
+What goes (each rule keeps what can still be used or is still needed to refuse something):
+
+- ``mfa_transaction``: past ``expires_at`` (an mfa_token lives 10 minutes), used or not.
+- ``web_session``: enrollment-page sessions past their idle expiry.
+- pending enrollments: authenticators never confirmed, older than the enrollment window, and recovery codes of
+  users without an active factor that are as old.
+- ``refresh_token``: whole families without a usable token (all used or revoked, past the absolute or the idle
+  lifetime) whose newest row is older than a day. Rows of a live family are kept, even used ones: they are what
+  detects the replay of a rotated token.
+- ``userinfo_claims``: past the access token's expiry.
+- ``login_failure``: counts and blocks older than the tenant's brute-force block period.
+- expired attack-protection counters and audit events past ``IDENTITY_LOG_RETENTION_DAYS``
+  (`identity.audit.purge`, when that module is installed).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import time
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, and_, delete, exists, or_, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from identity.accounts.factors import PENDING_ENROLLMENT_SECONDS
+from identity.store.models import (
+    AuthenticatorRow,
+    LoginFailureRow,
+    MfaTransactionRow,
+    RecoveryCodeRow,
+    RefreshTokenRow,
+    TenantRow,
+    UserinfoClaimsRow,
+    WebSessionRow,
+)
+
+__all__ = ["DEAD_FAMILY_RETENTION", "purge", "purge_once"]
+
+logger = logging.getLogger("identity.housekeeping")
+DEAD_FAMILY_RETENTION = timedelta(days=1)
+_LOCK_KEY = 0x1D3_7E57  # pg_advisory lock id of the purge: any constant shared by every instance
+_DEFAULT_BLOCK_SECONDS = 900
+
+
+def _count(result: Any) -> int:
+    return int(cast(CursorResult[Any], result).rowcount or 0)
+
+
+async def _dead_families(session: AsyncSession, now: datetime) -> int:
+    token = RefreshTokenRow
+    live = (
+        select(col(token.family_id))
+        .where(col(token.used_at).is_(None), col(token.revoked_at).is_(None))
+        .where(or_(col(token.expires_at).is_(None), col(token.expires_at) > now))
+        .where(or_(col(token.idle_expires_at).is_(None), col(token.idle_expires_at) > now))
+    )
+    recent = select(col(token.family_id)).where(col(token.created_at) > now - DEAD_FAMILY_RETENTION)
+    result = await session.execute(
+        delete(token).where(col(token.family_id).not_in(live), col(token.family_id).not_in(recent))
+    )
+    return _count(result)
+
+
+async def _extra_purges(session: AsyncSession, now: datetime, retention_days: int) -> dict[str, int]:
+    """The attack-protection counters and the audit log, purged by their own module."""
+    try:
+        audit = importlib.import_module("identity.audit")
+    except ImportError:
+        return {}
+    purge_audit = getattr(audit, "purge", None)
+    if purge_audit is None:
+        return {}
+    counts = await purge_audit(session, now=now, retention_days=retention_days)
+    return {str(name): int(value) for name, value in dict(counts).items()}
+
+
+async def purge(session: AsyncSession, *, now: datetime, log_retention_days: int = 30) -> dict[str, int]:
+    """Delete everything that expired as of ``now``; returns how many rows went, by kind. Commits."""
+    counts: dict[str, int] = {}
+    pending_before = now - timedelta(seconds=PENDING_ENROLLMENT_SECONDS)
+    counts["mfa_transactions"] = _count(
+        await session.execute(delete(MfaTransactionRow).where(col(MfaTransactionRow.expires_at) < now))
+    )
+    counts["web_sessions"] = _count(
+        await session.execute(delete(WebSessionRow).where(col(WebSessionRow.expires_at) < now))
+    )
+    counts["pending_authenticators"] = _count(
+        await session.execute(
+            delete(AuthenticatorRow).where(
+                col(AuthenticatorRow.active).is_(False), col(AuthenticatorRow.created_at) < pending_before
+            )
+        )
+    )
+    has_factor = exists().where(
+        col(AuthenticatorRow.user_pk) == col(RecoveryCodeRow.user_pk), col(AuthenticatorRow.active).is_(True)
+    )
+    counts["pending_recovery_codes"] = _count(
+        await session.execute(
+            delete(RecoveryCodeRow).where(
+                col(RecoveryCodeRow.active).is_(False), col(RecoveryCodeRow.created_at) < pending_before, ~has_factor
+            )
+        )
+    )
+    counts["refresh_tokens"] = await _dead_families(session, now)
+    counts["userinfo_claims"] = _count(
+        await session.execute(delete(UserinfoClaimsRow).where(col(UserinfoClaimsRow.expires_at) < now))
+    )
+    block = (await session.execute(select(col(TenantRow.brute_force_block_seconds)))).scalar() or _DEFAULT_BLOCK_SECONDS
+    stale = now - timedelta(seconds=int(block))
+    counts["login_failures"] = _count(
+        await session.execute(
+            delete(LoginFailureRow).where(
+                col(LoginFailureRow.last_failure_at) < stale,
+                or_(col(LoginFailureRow.blocked_at).is_(None), and_(col(LoginFailureRow.blocked_at) < stale)),
+            )
+        )
+    )
+    await session.commit()
+    counts.update(await _extra_purges(session, now, log_retention_days))
+    return counts
+
+
+async def purge_once(session: AsyncSession, *, now: datetime, log_retention_days: int = 30) -> dict[str, int] | None:
+    """`purge`, unless another instance is purging right now (PostgreSQL advisory lock); ``None`` when skipped."""
+    started = time.perf_counter()
+    if session.get_bind().dialect.name == "postgresql":
+        got = (await session.execute(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})).scalar()
+        if not got:
+            await session.rollback()
+            logger.info("purge skipped: another instance is purging")
+            return None
+        # The lock is held by this transaction: the purge's own deletes run in it and its commit releases it.
+    counts = await purge(session, now=now, log_retention_days=log_retention_days)
+    logger.info(
+        "purged %d expired rows",
+        sum(counts.values()),
+        extra={"event": {"purged": counts, "duration_ms": round((time.perf_counter() - started) * 1000, 1)}},
+    )
+    return counts
