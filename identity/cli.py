@@ -222,6 +222,34 @@ def tenant_apply(path: Path) -> None:
     )
 
 
+@tenant.command("export")
+@click.option(
+    "--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write to this file."
+)
+def tenant_export(output: Path | None) -> None:
+    """Write the running tenant's configuration as a tenant file (TOML): no secrets, no users.
+
+    ``identity tenant apply`` of the export recreates the configuration; confidential clients then keep their
+    secret (same database) or get a new one printed once (another database).
+    """
+    import tomli_w
+
+    from identity.tenant_admin import TenantAdmin
+
+    settings = _settings()
+    _ensure_schema(settings)
+    data = _with_session(settings, lambda session, _: TenantAdmin(session, issuer=settings.issuer).export())
+    text = (
+        "# identity tenant export: the configuration of the running tenant, without client secrets or users.\n"
+        "# Apply it with: identity tenant apply FILE\n\n" + tomli_w.dumps(data)
+    )
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.write_text(text)
+        click.echo(f"tenant written to {output}", err=True)
+
+
 @main.group()
 def users() -> None:
     """Users of the directories."""
@@ -272,6 +300,56 @@ def _factors(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
         return _with_session(settings, lambda session, _: work(FactorService(session, box, SystemClock())))
     except AccountError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+def _update_user(user_id: str, changes: dict[str, Any]) -> None:
+    from identity.accounts.users import UserService
+
+    settings = _settings()
+
+    async def update(session: AsyncSession, hasher: PasswordHasher) -> dict[str, Any]:
+        row, connection = await UserService(session, hasher).update(user_id, changes)
+        return {"user_id": row.user_id, "connection": connection, "blocked": row.blocked, "email": row.email}
+
+    try:
+        click.echo(json.dumps(_with_session(settings, update)))
+    except AccountError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@users.command("block")
+@click.argument("user_id")
+def users_block(user_id: str) -> None:
+    """Block USER_ID (logins answer 'user is blocked') and end the user's sessions."""
+    _update_user(user_id, {"blocked": True})
+
+
+@users.command("unblock")
+@click.argument("user_id")
+def users_unblock(user_id: str) -> None:
+    """Lift an administrator's block of USER_ID."""
+    _update_user(user_id, {"blocked": False})
+
+
+@users.command("set-password")
+@click.argument("user_id")
+def users_set_password(user_id: str) -> None:
+    """Give USER_ID a new password, read from standard input (one line); the user's sessions end."""
+    _update_user(user_id, {"password": sys.stdin.readline().rstrip("\r\n")})
+
+
+@users.command("delete")
+@click.argument("user_id")
+def users_delete(user_id: str) -> None:
+    """Delete USER_ID with its factors and sessions."""
+    from identity.accounts.users import UserService
+
+    settings = _settings()
+    try:
+        _with_session(settings, lambda session, hasher: UserService(session, hasher).delete(user_id))
+    except AccountError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(json.dumps({"user_id": user_id, "deleted": True}))
 
 
 @users.command("mfa-reset")

@@ -31,6 +31,7 @@ from identity.store.models import (
 from identity.store.rules import all_rules
 from identity.store.tenant import tenant_row
 from identity.tenant_file import (
+    ISSUER_KEYWORD,
     ApplyReport,
     TenantFileError,
     api_scopes,
@@ -421,7 +422,8 @@ class TenantAdmin:
         data["clients"] = await self.clients()
         grants = await self.client_grants()
         data["client_grants"] = [
-            {"client_id": g["client_id"], "audience": g["audience"], "scope": g["scope"]} for g in grants
+            {"client_id": g["client_id"], "audience": self._portable(g["audience"]), "scope": g["scope"]}
+            for g in grants
         ]
         data["rules"] = [
             {
@@ -434,6 +436,10 @@ class TenantAdmin:
             for row in await self.rules()
         ]
         return {key: value for key, value in data.items() if value}
+
+    def _portable(self, audience: str) -> str:
+        """The Management API's audience written with the issuer keyword, so the file moves between deployments."""
+        return ISSUER_KEYWORD + "api/v2/" if is_management_audience(audience, self.issuer) else audience
 
 
 def _connection_id(row: ConnectionRow) -> str:

@@ -42,6 +42,7 @@ from identity.store.tenant import MANAGEMENT_API_SCOPES
 from identity.tokens.keys import SUPPORTED_ALGS
 
 __all__ = [
+    "ISSUER_KEYWORD",
     "ApplyReport",
     "TenantFileError",
     "api_scopes",
