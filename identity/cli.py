@@ -162,6 +162,7 @@ def _demo_instructions(settings: Settings, data: dict[str, Any], report: ApplyRe
                 "",
             ]
     lines += [f"Enroll an authenticator app in a browser: {base}/enroll", ""]
+    lines += _management_instructions(settings, data, base)
     for client_id, secret in report.generated_secrets.items():
         lines.append(f"Generated secret for client {client_id} (shown once): {secret}")
     return "\n".join(lines)
@@ -169,6 +170,35 @@ def _demo_instructions(settings: Settings, data: dict[str, Any], report: ApplyRe
 
 def _apply(settings: Settings, data: dict[str, Any]) -> ApplyReport:
     return _with_session(settings, lambda session, hasher: apply_tenant(session, data, hasher, issuer=settings.issuer))
+
+
+def _management_instructions(settings: Settings, data: dict[str, Any], base: str) -> list[str]:
+    """How to get a Management API token with the example's machine-to-machine client, and use it."""
+    from identity.tenant_file import ISSUER_KEYWORD
+
+    audience = settings.issuer + "api/v2/"
+    grants = [
+        grant
+        for grant in data.get("client_grants", [])
+        if grant["audience"].replace(ISSUER_KEYWORD, settings.issuer) == audience
+    ]
+    clients = {client["client_id"]: client for client in data.get("clients", [])}
+    for grant in grants:
+        client = clients.get(grant["client_id"], {})
+        if "client_credentials" in client.get("grant_types", []) and "client_secret" in client:
+            return [
+                "Get a Management API token (client_credentials) for the automation client:",
+                f"  curl -s {base}/oauth/token \\",
+                "    -d grant_type=client_credentials \\",
+                f"    -d client_id={client['client_id']} \\",
+                f"    -d client_secret='{client['client_secret']}' \\",
+                f"    -d audience={audience}",
+                "",
+                "Then call the Management API with it (users, clients, logs, ...):",
+                f'  curl -s {base}/api/v2/users -H "Authorization: Bearer ACCESS_TOKEN"',
+                "",
+            ]
+    return []
 
 
 @main.group()

@@ -104,6 +104,25 @@ def test_demo_prints_a_curl_command_that_returns_a_token(tmp_path: Path) -> None
         assert (workdir / ".identity" / "encryption.keys").is_file()
 
         subjects = []
+        management = [c for c in commands if any("/api/v2/" in part for part in c)]
+        commands = [c for c in commands if c not in management]
+        token_command, users_command = management
+        machine: dict[str, Any] = json.loads(run_curl(token_command))
+        audience = demo.issuer + "api/v2/"
+        machine_claims = jwt.decode(
+            machine["access_token"],
+            demo.jwks.get_signing_key_from_jwt(machine["access_token"]).key,
+            algorithms=["RS256"],
+            audience=audience,
+            issuer=demo.issuer,
+        )
+        assert machine_claims["sub"] == form_value(token_command, "client_id") + "@clients"
+        assert "read:users" in machine_claims["scope"].split()
+        # The printed Management API call, with the token pasted in where it says ACCESS_TOKEN.
+        assert users_command[-1] == "Authorization: Bearer ACCESS_TOKEN"
+        listed = httpx.get(users_command[2], headers={"Authorization": f"Bearer {machine['access_token']}"})
+        assert listed.status_code == 200, listed.text
+        assert {user["email"] for user in listed.json()} >= {"alice@acme.test"}
         for command in commands:
             body: dict[str, Any] = json.loads(run_curl(command))
             assert "access_token" in body, body
