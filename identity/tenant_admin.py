@@ -8,6 +8,7 @@ every check passed; each change is one transaction.
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -202,6 +203,11 @@ class TenantAdmin:
         row = (await self.session.execute(query)).scalar()
         if row is None and api_id.isdigit():
             row = await self.session.get(ApiRow, int(api_id))
+        if row is None and "/" in api_id:
+            # An identifier taken from a URL path arrives with "//" merged and without its trailing "/".
+            wanted = _path_form(api_id)
+            rows = (await self.session.execute(select(ApiRow))).scalars()
+            row = next((candidate for candidate in rows if _path_form(candidate.identifier) == wanted), None)
         await self.session.commit()
         if row is None:
             raise ConfigNotFound("The resource server does not exist")
@@ -440,6 +446,10 @@ class TenantAdmin:
     def _portable(self, audience: str) -> str:
         """The Management API's audience written with the issuer keyword, so the file moves between deployments."""
         return ISSUER_KEYWORD + "api/v2/" if is_management_audience(audience, self.issuer) else audience
+
+
+def _path_form(identifier: str) -> str:
+    return re.sub("/+", "/", identifier).rstrip("/")
 
 
 def _connection_id(row: ConnectionRow) -> str:

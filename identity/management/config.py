@@ -457,6 +457,15 @@ def _api_entry(data: ResourceServerCreate | ResourceServerPatch) -> dict[str, An
     return entry
 
 
+def _api_id(api_id: str) -> str:
+    """The id or identifier from the path.
+
+    An identifier is a URL: Auth0's SDKs send it URL-encoded, and it arrives decoded, with repeated slashes merged and
+    the trailing one gone; `identity.tenant_admin.TenantAdmin.api` matches it in that form too.
+    """
+    return api_id.removeprefix("/")
+
+
 def _not_system(services: Services, api_id: str) -> None:
     if api_id in (_SYSTEM_ID, services.settings.issuer + "api/v2/"):
         raise ManagementError(403, "The system API cannot be changed", "operation_not_supported")
@@ -495,7 +504,7 @@ async def create_resource_server(
 
 
 @get(
-    "/resource-servers/{api_id:str}",
+    "/resource-servers/{api_id:path}",
     responses=ERROR_RESPONSES,
     opt={"scope": "read:resource_servers"},
     summary="Get an API",
@@ -504,13 +513,14 @@ async def get_resource_server(
     services: NamedDependency[Services], db: NamedDependency[AsyncSession], api_id: FromPath[str]
 ) -> ResourceServerOut:
     """One API, by id or identifier."""
+    api_id = _api_id(api_id)
     if api_id in (_SYSTEM_ID, services.settings.issuer + "api/v2/"):
         return _system_api(services)
     return _resource_server(await _admin(services, db).api(api_id))
 
 
 @patch(
-    "/resource-servers/{api_id:str}",
+    "/resource-servers/{api_id:path}",
     responses=ERROR_RESPONSES,
     opt={"scope": "update:resource_servers"},
     summary="Update an API",
@@ -522,6 +532,7 @@ async def update_resource_server(
     data: JSONBody[ResourceServerPatch],
 ) -> ResourceServerOut:
     """Change an API's name, scopes, algorithm, lifetime or offline access."""
+    api_id = _api_id(api_id)
     _not_system(services, api_id)
     changes = _api_entry(data)
     if not changes:
@@ -530,7 +541,7 @@ async def update_resource_server(
 
 
 @delete(
-    "/resource-servers/{api_id:str}",
+    "/resource-servers/{api_id:path}",
     responses=ERROR_RESPONSES,
     opt={"scope": "delete:resource_servers"},
     status_code=204,
@@ -540,6 +551,7 @@ async def delete_resource_server(
     services: NamedDependency[Services], db: NamedDependency[AsyncSession], api_id: FromPath[str]
 ) -> None:
     """Delete an API and the client grants for it."""
+    api_id = _api_id(api_id)
     _not_system(services, api_id)
     await _admin(services, db).delete_api(api_id)
 
