@@ -347,18 +347,15 @@ def _update_user(user_id: str, changes: dict[str, Any]) -> None:
         raise click.ClickException(str(exc)) from exc
 
 
-@users.command("block")
+@users.command("set-blocked")
 @click.argument("user_id")
-def users_block(user_id: str) -> None:
-    """Block USER_ID (logins answer 'user is blocked') and end the user's sessions."""
-    _update_user(user_id, {"blocked": True})
+@click.argument("blocked", type=click.BOOL)
+def users_set_blocked(user_id: str, blocked: bool) -> None:
+    """Block (true) or unblock (false) USER_ID as an administrator; a block ends the user's sessions.
 
-
-@users.command("unblock")
-@click.argument("user_id")
-def users_unblock(user_id: str) -> None:
-    """Lift an administrator's block of USER_ID."""
-    _update_user(user_id, {"blocked": False})
+    Logins of a blocked user answer 401 'user is blocked'. (Brute-force blocks of an identifier are another thing.)
+    """
+    _update_user(user_id, {"blocked": blocked})
 
 
 @users.command("set-password")

@@ -1,4 +1,4 @@
-"""``identity users block|unblock|set-password|delete``: the same UserService as the Management API."""
+"""``identity users set-blocked|set-password|delete``: the same UserService as the Management API."""
 
 from __future__ import annotations
 
@@ -37,10 +37,10 @@ def login(settings: Settings, password: str) -> int:
 def test_block_password_and_delete_from_the_command_line(settings: Settings, tenant: Any) -> None:
     alice = next(user["user_id"] for user in tenant.users if user["email"] == "alice@example.test")
 
-    blocked = run(settings, "users", "block", alice)
+    blocked = run(settings, "users", "set-blocked", alice, "true")
     assert blocked.exit_code == 0 and json.loads(blocked.output)["blocked"] is True
     assert login(settings, ALICE_CUSTOMER_PASSWORD) == 401
-    assert json.loads(run(settings, "users", "unblock", alice).output)["blocked"] is False
+    assert json.loads(run(settings, "users", "set-blocked", alice, "false").output)["blocked"] is False
     assert login(settings, ALICE_CUSTOMER_PASSWORD) == 200
 
     short = run(settings, "users", "set-password", alice, stdin="short\n")
@@ -50,5 +50,5 @@ def test_block_password_and_delete_from_the_command_line(settings: Settings, ten
     assert login(settings, "a brand new password") == 200
 
     assert run(settings, "users", "delete", alice).exit_code == 0
-    missing = run(settings, "users", "block", alice)
+    missing = run(settings, "users", "set-blocked", alice, "true")
     assert missing.exit_code == 1 and "no user" in missing.output
