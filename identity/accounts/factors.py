@@ -346,7 +346,8 @@ class FactorService:
             methods.append(
                 {
                     "id": authenticator.public_id,
-                    "type": "totp",
+                    # Auth0's names: a security key or passkey is a WebAuthn method, an authenticator app "totp".
+                    "type": "webauthn-roaming" if authenticator.kind == "webauthn" else "totp",
                     "confirmed": authenticator.active,
                     "created_at": authenticator.created_at,
                     "enrolled_at": authenticator.confirmed_at,
