@@ -342,12 +342,16 @@ class FactorService:
             methods.append(
                 {"id": code.public_id, "type": "recovery-code", "confirmed": True, "created_at": code.created_at}
             )
+        keys = await queries.webauthn_keys(self.session, user_pk)
         for authenticator in await queries.authenticators(self.session, user_pk):
+            kind = "totp"
+            if authenticator.kind == "webauthn":  # Auth0's names: a synced passkey, or a (roaming) security key
+                key = keys.get(authenticator.id or 0)
+                kind = "passkey" if key is not None and key.backup_eligible else "webauthn-roaming"
             methods.append(
                 {
                     "id": authenticator.public_id,
-                    # Auth0's names: a security key or passkey is a WebAuthn method, an authenticator app "totp".
-                    "type": "webauthn-roaming" if authenticator.kind == "webauthn" else "totp",
+                    "type": kind,
                     "confirmed": authenticator.active,
                     "created_at": authenticator.created_at,
                     "enrolled_at": authenticator.confirmed_at,

@@ -21,6 +21,7 @@ from identity.store.models import (
     MfaAttemptRow,
     MfaTransactionRow,
     RecoveryCodeRow,
+    WebAuthnChallengeRow,
     WebAuthnCredentialRow,
     utcnow,
 )
@@ -35,10 +36,12 @@ __all__ = [
     "delete_all_factors",
     "delete_authenticator",
     "delete_pending",
+    "purge_webauthn_challenges",
     "put_recovery_code",
     "recovery_code",
     "rotate_recovery_code",
     "transaction_by_hash",
+    "webauthn_keys",
     "webauthn_names",
 ]
 
@@ -206,3 +209,18 @@ async def webauthn_names(session: AsyncSession, user_pk: int) -> dict[int, str]:
         col(WebAuthnCredentialRow.user_pk) == user_pk
     )
     return {pk: name for pk, name in (await session.execute(query)).all()}
+
+
+async def webauthn_keys(session: AsyncSession, user_pk: int) -> dict[int, WebAuthnCredentialRow]:
+    """The user's security keys, by the id of their authenticator row."""
+    query = select(WebAuthnCredentialRow).where(col(WebAuthnCredentialRow.user_pk) == user_pk)
+    return {row.authenticator_pk: row for row in (await session.execute(query)).scalars()}
+
+
+async def purge_webauthn_challenges(session: AsyncSession, before: datetime) -> int:
+    """Delete WebAuthn ceremonies that expired before ``before`` (for ``identity purge``); the number deleted.
+
+    The caller commits.
+    """
+    result = await session.execute(delete(WebAuthnChallengeRow).where(col(WebAuthnChallengeRow.expires_at) < before))
+    return _count(result)

@@ -21,9 +21,7 @@ from typing import Any
 from litestar import MediaType, Request, Response, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
-from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col
 
 from identity.accounts.errors import AccountError
 from identity.accounts.factors import AlreadyEnrolled
@@ -40,8 +38,8 @@ from identity.oauth2.errors import (
 from identity.oauth2.grants.mfa import redeem_mfa_token
 from identity.oauth2.grants.webauthn import MFA_WEBAUTHN, WEBAUTHN
 from identity.oauth2.interfaces import Client, MfaTransaction
+from identity.store import mfa as mfa_queries
 from identity.store import users as user_queries
-from identity.store.models import WebAuthnChallengeRow
 from identity.store.tenant import SqlTenantStore
 from identity.web import openapi
 from identity.web.deps import Services, build_factors, build_webauthn
@@ -174,16 +172,8 @@ async def _purge_expired(services: Services, db: AsyncSession) -> None:
     """Now and then, drop ceremonies that expired over an hour ago (anyone may start one)."""
     if secrets.randbelow(50):
         return
-    await purge_expired_challenges(db, services.clock.now() - 3600)
-
-
-async def purge_expired_challenges(db: AsyncSession, before: float) -> int:
-    """Delete WebAuthn ceremonies that expired before ``before`` (epoch seconds); the number deleted."""
-    result = await db.execute(
-        delete(WebAuthnChallengeRow).where(col(WebAuthnChallengeRow.expires_at) < datetime.fromtimestamp(before, UTC))
-    )
+    await mfa_queries.purge_webauthn_challenges(db, datetime.fromtimestamp(services.clock.now() - 3600, UTC))
     await db.commit()
-    return int(getattr(result, "rowcount", 0) or 0)
 
 
 @post(

@@ -280,3 +280,28 @@ def test_settings_default_to_the_issuer_and_localhost_for_loopback() -> None:
     assert configured.origins == ("https://example.com", "https://app.example.com")
     with pytest.raises(ValueError, match="IDENTITY_WEBAUTHN_ORIGINS"):
         Settings(webauthn_origins=("login.example.com",))
+
+
+def test_expired_ceremonies_are_purged(app_client: TestClient[Litestar], database_url: str) -> None:
+    import asyncio
+
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from identity.store.db import create_engine
+    from identity.store.mfa import purge_webauthn_challenges
+
+    assert app_client.post("/passkey/challenge", data={"client_id": "public-app"}).status_code == 200
+
+    async def purge(before: dt.datetime) -> int:
+        engine = create_engine(Settings(database_url=database_url).database_url)
+        try:
+            async with AsyncSession(engine) as session:
+                removed = await purge_webauthn_challenges(session, before)
+                await session.commit()
+                return removed
+        finally:
+            await engine.dispose()
+
+    now = dt.datetime.now(dt.UTC)
+    assert asyncio.run(purge(now - dt.timedelta(hours=1))) == 0  # nothing expired an hour ago
+    assert asyncio.run(purge(now + dt.timedelta(hours=1))) >= 1  # the challenge just made expires within minutes
