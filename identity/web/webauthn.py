@@ -137,7 +137,8 @@ async def primary_authenticate(
     """Okta's challenge request: ``challenge_hint`` is the grant the client will complete with."""
     params, client = await _client(request, services, db)
     hint = params.require("challenge_hint")
-    if hint == MFA_WEBAUTHN:
+    # Okta's SDKs send the webauthn hint with an mfa_token for the second factor too: the token decides.
+    if hint == MFA_WEBAUTHN or (hint == WEBAUTHN and params.get("mfa_token") is not None):
         _allowed(client, MFA_WEBAUTHN)
         factors = build_factors(services, db)
         transaction = await redeem_mfa_token(

@@ -108,6 +108,13 @@ def test_second_factor_with_auth0_and_okta_shapes(wa: WebAuthnSetup, ada_key: So
     assert answer.json()["challenge_type"] == MFA_WEBAUTHN
     done = wa.mfa_webauthn(token, okta_form(ada_key.get(answer.json()["publicKey"], wa.origin)))
     assert done.status_code == 200, done.text
+    # Okta's SDKs send the webauthn hint with the mfa_token: the same second-factor ceremony.
+    token = wa.mfa_token("ada")
+    answer = wa.post(
+        "/oauth/primary-authenticate", data={"client_id": PUBLIC, "mfa_token": token, "challenge_hint": WEBAUTHN}
+    )
+    assert answer.status_code == 200 and answer.json()["challenge_type"] == MFA_WEBAUTHN, answer.text
+    assert wa.mfa_webauthn(token, okta_form(ada_key.get(answer.json()["publicKey"], wa.origin))).status_code == 200
     # ... and without it (no credential id either: the server tries each of the user's keys).
     token = wa.mfa_token("ada")
     form = okta_form(ada_key.get(wa.challenge(token), wa.origin), user_handle=False)
