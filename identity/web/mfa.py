@@ -25,6 +25,7 @@ from identity.oauth2.errors import (
     UnsupportedChallengeType,
 )
 from identity.oauth2.grants.mfa import MALFORMED_MFA_TOKEN, MfaOtpGrant, MfaRecoveryCodeGrant, redeem_mfa_token
+from identity.oauth2.grants.webauthn import MFA_WEBAUTHN
 from identity.oauth2.interfaces import MfaTransaction
 from identity.store import users as user_queries
 from identity.store.tenant import SqlTenantStore, tenant_row
@@ -39,7 +40,7 @@ from identity.web.webauthn import associate_webauthn, challenge_webauthn
 __all__ = ["associate", "challenge", "list_authenticators", "remove_authenticator"]
 
 _MAX_BODY = 16 * 1024
-MFA_GRANT_TYPES = frozenset({MfaOtpGrant.GRANT_TYPE, MfaRecoveryCodeGrant.GRANT_TYPE})
+MFA_GRANT_TYPES = frozenset({MfaOtpGrant.GRANT_TYPE, MfaRecoveryCodeGrant.GRANT_TYPE, MFA_WEBAUTHN})
 
 
 def _bearer(request: Request[Any, Any, State]) -> str:

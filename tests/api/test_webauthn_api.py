@@ -161,6 +161,15 @@ def app_client(database_url: str, encryption_keys: EncryptionKeys) -> Iterator[T
         for client in tenant["clients"]:
             if client["client_id"] == "public-app":
                 client["grant_types"] = [*client["grant_types"], MFA_WEBAUTHN, WEBAUTHN]
+        tenant["clients"].append(
+            {
+                "client_id": "keys-only-app",
+                "name": "security keys only",
+                "token_endpoint_auth_method": "none",
+                "grant_types": ["password", MFA_WEBAUTHN],
+                "connections": ["customers"],
+            }
+        )
         apply(settings, tenant)
         with TestClient(create_app(settings), base_url="https://identity.test") as test_client:
             yield test_client
@@ -305,3 +314,18 @@ def test_expired_ceremonies_are_purged(app_client: TestClient[Litestar], databas
     now = dt.datetime.now(dt.UTC)
     assert asyncio.run(purge(now - dt.timedelta(hours=1))) == 0  # nothing expired an hour ago
     assert asyncio.run(purge(now + dt.timedelta(hours=1))) >= 1  # the challenge just made expires within minutes
+
+
+def test_a_client_with_only_the_webauthn_mfa_grant_may_ask_for_challenges(app_client: TestClient[Litestar]) -> None:
+    response = app_client.post(
+        "/oauth/token",
+        data={"grant_type": "password", "client_id": "keys-only-app", "username": ALICE_EMAIL,
+              "password": DEFAULT_PASSWORDS["customers"]},
+    )  # fmt: skip
+    assert response.json()["error"] == "mfa_required", response.text
+    token = response.json()["mfa_token"]
+    challenge = app_client.post(
+        "/mfa/challenge", data={"client_id": "keys-only-app", "mfa_token": token, "challenge_type": "webauthn"}
+    )
+    assert challenge.status_code == 200, challenge.text
+    assert challenge.json()["challenge_type"] == "webauthn"
