@@ -214,6 +214,48 @@ def db_upgrade() -> None:
     click.echo("database is up to date", err=True)
 
 
+@db.command("backup")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def db_backup(file: Path) -> None:
+    """Copy the embedded SQLite database to FILE while the server runs (SQLite's online backup API).
+
+    Restore: stop the server, put the file in place of the database, start. The copy holds no encryption key: keep
+    IDENTITY_ENCRYPTION_KEYS (or the key file) safe, and apart from the backups. PostgreSQL: use pg_dump.
+    """
+    from identity.store.transfer import CopyError, backup_sqlite
+
+    settings = _settings()
+    if not settings.is_sqlite:
+        raise click.ClickException("db backup is for the embedded SQLite database; back PostgreSQL up with pg_dump")
+    try:
+        size = backup_sqlite(settings.database_url, file)
+    except CopyError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(json.dumps({"backup": str(file), "bytes": size, "integrity_check": "ok"}, indent=2))
+
+
+@db.command("copy")
+@click.option("--to", "target", required=True, help="The target database URL (empty; migrated first).")
+def db_copy(target: str) -> None:
+    """Copy every row of IDENTITY_DATABASE_URL into the database at --to (e.g. SQLite to PostgreSQL).
+
+    Stop the servers first (or accept that writes made during the copy are not in it), then point
+    IDENTITY_DATABASE_URL at the target, with the same IDENTITY_ENCRYPTION_KEYS.
+    """
+    import asyncio
+
+    from identity.settings import normalize_database_url
+    from identity.store.transfer import CopyError, copy_database
+
+    settings = _settings()
+    _ensure_schema(settings)
+    try:
+        report = asyncio.run(copy_database(settings.database_url, normalize_database_url(target)))
+    except CopyError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(json.dumps({"copied_rows": report.rows, "total": sum(report.rows.values())}, indent=2))
+
+
 @main.group()
 def tenant() -> None:
     """Tenant configuration."""
