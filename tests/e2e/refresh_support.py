@@ -163,24 +163,28 @@ def refresh_server(
     with_rule: bool,
     server_env: Mapping[str, str] | None = None,
 ) -> Iterator[RefreshTenant]:
-    """Apply the tenant (with the protocol rule when asked), start ONE ``identity serve``, clear the rules again.
+    """Apply the tenant (with the protocol rule when asked), start ONE ``identity serve``; afterwards clear the rules.
 
-    ``server_env`` is added to the server's environment only (not to the CLI commands').
+    Servers follow the stored rules (they reload them when they change), so the rule stays stored while this module
+    runs and is cleared when it ends, before servers of other modules start. ``server_env`` is added to the server's
+    environment only (not to the CLI commands').
     """
     rule_file = None
     if with_rule:
         rule_file = workdir / "protocol_rule.py"
         rule_file.write_text(RULE_SOURCE)
     user_ids = apply(env, workdir / "tenant.toml", tenant_toml(rule_file=rule_file))
+    server = None
     try:
         (server,) = start_servers([serve_spec(name, {**env, **(server_env or {})})], workdir)
-    finally:
-        if with_rule:  # the server has loaded it; later servers of other modules must not
-            apply(env, workdir / "no-rules.toml", "rules = []\n")
-    try:
         yield RefreshTenant(server=server, env=env, database_url=database_url, user_ids=user_ids, workdir=workdir)
     finally:
-        stop_and_check(server)
+        try:
+            if server is not None:
+                stop_and_check(server)
+        finally:
+            if with_rule:
+                apply(env, workdir / "no-rules.toml", "rules = []\n")
 
 
 # --- Requests ---------------------------------------------------------------------------------------------------
