@@ -81,6 +81,7 @@ __all__ = [
     "USER_VERIFICATION",
     "Assertion",
     "Ceremony",
+    "Pending",
     "Purpose",
     "Registered",
     "WebAuthnFactors",
@@ -141,7 +142,7 @@ class Assertion:
     authenticator_id: str | None = None
     hardware: bool = False
     user_verified: bool = False
-    challenge: WebAuthnChallengeRow | None = None
+    challenge: Pending | None = None
 
 
 @dataclass(frozen=True)
@@ -155,8 +156,43 @@ class Registered:
     reason: str | None = None
 
 
-class _Refused(Exception):
-    """A response that does not verify; the reason goes to the log, never to the client."""
+@dataclass(frozen=True)
+class Pending:
+    """A live ceremony, as plain values (a rolled-back session expires ORM rows; these stay readable)."""
+
+    id: int
+    purpose: str
+    user_pk: int | None
+    transaction_pk: int | None
+    client_id: str | None
+    connection: str | None
+    user_verification: str
+
+    @classmethod
+    def of(cls, row: WebAuthnChallengeRow) -> Pending:
+        """The values of a stored ceremony."""
+        assert row.id is not None  # noqa: S101  (a stored row)
+        return cls(row.id, row.purpose, row.user_pk, row.transaction_pk, row.client_id, row.connection,
+                   row.user_verification)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _Key:
+    """A stored key, as plain values."""
+
+    id: int
+    authenticator_pk: int
+    user_pk: int
+    credential_id: bytes
+    public_key: bytes
+    sign_count: int
+    hardware: bool
+
+    @classmethod
+    def of(cls, row: WebAuthnCredentialRow) -> _Key:
+        assert row.id is not None  # noqa: S101  (a stored row)
+        return cls(row.id, row.authenticator_pk, row.user_pk, bytes(row.credential_id), bytes(row.public_key),
+                   row.sign_count, row.hardware)  # fmt: skip
 
 
 class WebAuthnService:
@@ -332,7 +368,7 @@ class WebAuthnService:
         *,
         transaction_pk: int | None = None,
         session_binding: str | None = None,
-    ) -> WebAuthnChallengeRow | None:
+    ) -> Pending | None:
         """The live challenge a response answers, if it was issued for this purpose and binding; else ``None``."""
         try:
             client_data = json.loads(b64url_decode(_response(credential).get("clientDataJSON", "")))
@@ -356,9 +392,9 @@ class WebAuthnService:
         if session_binding is not None and row.session_hash != sha256_hex(session_binding):
             logger.warning("webauthn challenge of another session refused purpose=%s", purpose.value)
             return None
-        return row
+        return Pending.of(row)
 
-    async def ceremony_by_session(self, auth_session: str, purposes: Sequence[Purpose]) -> WebAuthnChallengeRow | None:
+    async def ceremony_by_session(self, auth_session: str, purposes: Sequence[Purpose]) -> Pending | None:
         """The live ceremony of an ``auth_session`` (passkey API)."""
         query = (
             select(WebAuthnChallengeRow)
@@ -369,11 +405,11 @@ class WebAuthnService:
         await self.session.commit()
         if row is None or row.purpose not in {p.value for p in purposes} or row.consumed_at is not None:
             return None
-        return row if row.expires_at > self._now() else None
+        return Pending.of(row) if row.expires_at > self._now() else None
 
     async def register(
         self,
-        ceremony: WebAuthnChallengeRow,
+        ceremony: Pending,
         credential: Mapping[str, Any],
         *,
         name: str,
@@ -381,7 +417,7 @@ class WebAuthnService:
     ) -> Registered:
         """Verify an attestation for ``ceremony`` and store the key as an active factor, burning the challenge."""
         user_pk = ceremony.user_pk
-        if user_pk is None or ceremony.id is None:
+        if user_pk is None:
             return Registered(FactorCheck.INVALID, reason="no user")
         try:
             verified = verify_registration_response(
@@ -447,7 +483,7 @@ class WebAuthnService:
 
     async def authenticate(
         self,
-        ceremony: WebAuthnChallengeRow,
+        ceremony: Pending,
         credential: Mapping[str, Any],
         *,
         user_pk: int | None,
@@ -462,10 +498,8 @@ class WebAuthnService:
         ``take_attempt``/``refund_attempt`` are the factor service's bucket (async callables taking the user pk).
         ``exclude`` is an authenticator id that may not answer (the passkey that was the first factor).
         """
-        if ceremony.id is None:
-            return Assertion(FactorCheck.INVALID)
         response = _response(credential)
-        candidates = await self._candidates(credential, response, user_pk)
+        candidates = [_Key.of(row) for row in await self._candidates(credential, response, user_pk)]
         if exclude is not None:
             query = select(AuthenticatorRow.id).where(col(AuthenticatorRow.public_id) == exclude)
             excluded = (await self.session.execute(query)).scalar()
@@ -516,15 +550,14 @@ class WebAuthnService:
 
     async def _accept(
         self,
-        ceremony: WebAuthnChallengeRow,
-        row: WebAuthnCredentialRow,
+        ceremony: Pending,
+        row: _Key,
         new_count: int,
         user_verified: bool,
         refund_attempt: Any,
         burn_transaction: int | None,
     ) -> Assertion:
         now = self._now()
-        assert ceremony.id is not None and row.id is not None  # noqa: S101  (stored rows)
         if not await _burn_challenge(self.session, ceremony.id, now):
             await self.session.rollback()
             return Assertion(FactorCheck.INVALID)  # a replay: the challenge was answered already
@@ -730,19 +763,21 @@ class WebAuthnFactors:
             ceremony = await self.webauthn.ceremony(credential, Purpose.PASSKEY_ASSERT)
         if ceremony is None or ceremony.client_id != client_id:
             return WebAuthnOutcome(FactorCheck.INVALID, session_unknown=True)
+        # Plain values: a lost race rolls the session back, which expires the row's attributes.
+        connection, owner = ceremony.connection, ceremony.user_pk
         if ceremony.purpose == Purpose.PASSKEY_REGISTER.value:
-            if ceremony.user_pk is None or not await self.factors._take_attempt(ceremony.user_pk):
+            if owner is None or not await self.factors._take_attempt(owner):
                 return WebAuthnOutcome(FactorCheck.RATE_LIMITED)
             registered = await self.webauthn.register(ceremony, credential, name=_passkey_name(credential))
             if registered.check is not FactorCheck.INVALID:
-                await self.factors._refund_attempt(ceremony.user_pk)
+                await self.factors._refund_attempt(owner)
             return WebAuthnOutcome(
                 registered.check,
-                user=await self._user(ceremony.user_pk) if registered.check is FactorCheck.ACCEPTED else None,
+                user=await self._user(owner) if registered.check is FactorCheck.ACCEPTED else None,
                 authenticator_id=registered.authenticator_id,
                 hardware=registered.hardware,
                 user_verified=registered.user_verified,
-                connection=ceremony.connection,
+                connection=connection,
             )
         assertion = await self.webauthn.authenticate(
             ceremony,
@@ -757,7 +792,7 @@ class WebAuthnFactors:
             authenticator_id=assertion.authenticator_id,
             hardware=assertion.hardware,
             user_verified=assertion.user_verified,
-            connection=ceremony.connection,
+            connection=connection,
         )
 
 

@@ -8,6 +8,7 @@ The tenant's policy is ``always`` for this module; the issuer is the server's 12
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterator
 
@@ -299,6 +300,18 @@ def test_listed_removed_and_reset(wa: WebAuthnSetup) -> None:
     token = wa.mfa_token("dora")
     refused = wa.mfa_webauthn(token, security_key.get(wa.challenge(token), wa.origin)["response"])
     assert error_of(refused) == INVALID
+    # One passkey assertion raced by 20 grants: exactly one signs in (the
+    # losers' failures empty Dora's attempt bucket, so this comes last).
+    session_of = wa.post("/passkey/challenge", data={"client_id": PUBLIC}).json()
+    raced = passkey.get(session_of["authn_params_public_key"], wa.origin)
+    form = {"client_id": PUBLIC, "grant_type": WEBAUTHN, "auth_session": session_of["auth_session"],
+            "authn_response": json.dumps(raced)}  # fmt: skip
+    responses = concurrently(wa.server.token_url, [form] * 20)
+    assert Counter(r.status_code for r in responses)[200] == 1, [r.text for r in responses]
+    assert all(r.status_code < 500 for r in responses)
+    assert {error_of(r) for r in responses if r.status_code != 200} <= {
+        INVALID, ("invalid_grant", "Invalid or expired auth_session."), TOO_MANY,
+    }  # fmt: skip
     # An operator's reset (lost device) removes every key: the passkey no longer signs in.
     run_identity(["users", "mfa-reset", wa.user_ids["dora"]], wa.env)
     assert authenticators(wa, wa.mfa_token("dora")) == []
