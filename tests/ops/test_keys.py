@@ -7,7 +7,9 @@ fresh SQLite file, or a fresh PostgreSQL database on the PostgreSQL leg), never 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import subprocess
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -28,6 +30,7 @@ from identity.store.models import AuthenticatorRow, SigningKeyRow, utcnow
 from identity.tokens.keys import ensure_signing_keys, load_key_ring
 from identity.tokens.rotation import KeyError_, list_keys, reencrypt, revoke, rotate
 from tests.conftest import ALICE_CUSTOMER_PASSWORD, ISSUER, _postgres_database, apply, standard_tenant
+from tests.e2e.conftest import database_environ, identity_command
 
 
 @pytest.fixture
@@ -241,3 +244,29 @@ def test_reencrypt_reseals_every_secret_under_the_first_key(own_settings: Settin
         return box.open(row.secret, purpose="totp-secret:" + row.public_id)
 
     assert db(own_settings, totp_secret, only_new) == b"JBSWY3DPEHPK3PXP"
+
+
+def test_the_keys_commands(own_settings: Settings, encryption_keys: EncryptionKeys) -> None:
+    env = database_environ(own_settings.database_url.replace("+aiosqlite", ""), encryption_keys)
+
+    def identity(*args: str) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [*identity_command(), "keys", *args], env=env, capture_output=True, text=True, timeout=120, check=False
+        )
+        assert result.returncode == 0, result.stderr
+        return result
+
+    listed = json.loads(identity("list").stdout)  # works before any server ever started: makes the first keys
+    assert sorted((key["alg"], key["status"]) for key in listed) == [
+        ("ES256", "current"),
+        ("ES256", "next"),
+        ("RS256", "current"),
+        ("RS256", "next"),
+    ]
+    assert all(key["published"] and key["age_seconds"] >= 0 for key in listed)
+    (rotated,) = json.loads(identity("rotate", "--alg", "RS256", "--force").stdout)
+    assert rotated["instances_follow_within_seconds"] == 10.0
+    revoked = json.loads(identity("revoke", rotated["previous"]).stdout)
+    assert revoked == {"kid": rotated["previous"], "alg": "RS256", "was": "previous", "replaced_by": None}
+    assert keys_by_status(own_settings)["revoked"] == [rotated["previous"]]
+    assert json.loads(identity("reencrypt").stdout)["resealed"]["signing_keys"] == 0  # already under the first key
