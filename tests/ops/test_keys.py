@@ -29,29 +29,47 @@ from identity.store.db import create_engine, create_sessionmaker, migrate
 from identity.store.models import AuthenticatorRow, SigningKeyRow, utcnow
 from identity.tokens.keys import ensure_signing_keys, load_key_ring
 from identity.tokens.rotation import KeyError_, list_keys, reencrypt, revoke, rotate
-from tests.conftest import ALICE_CUSTOMER_PASSWORD, ISSUER, _postgres_database, apply, standard_tenant
+from tests.conftest import ALICE_CUSTOMER_PASSWORD, ISSUER, _empty, _postgres_database, apply, standard_tenant
 from tests.e2e.conftest import database_environ, identity_command
 
 
-@pytest.fixture
-def own_settings(tmp_path: Any, encryption_keys: EncryptionKeys) -> Iterator[Settings]:
+@pytest.fixture(scope="module")
+def own_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A database for this module only (migrating one is slow-ish: once per module)."""
     admin_url = os.environ.get("IDENTITY_TEST_DATABASE_URL")
     if admin_url:
         url, drop = _postgres_database(admin_url)
     else:
-        url, drop = f"sqlite:///{tmp_path / 'keys.db'}", lambda: None
+        url, drop = f"sqlite:///{tmp_path_factory.mktemp('keys') / 'keys.db'}", lambda: None
     url = normalize_database_url(url)
     migrate(url)
     try:
-        yield Settings(
-            database_url=url,
-            issuer=ISSUER,
-            encryption_keys=encryption_keys,
-            hash_workers=2,
-            ops=OpsSettings(keys_refresh=0.2),
-        )
+        yield url
     finally:
         drop()
+
+
+@pytest.fixture
+def own_settings(own_database: str, encryption_keys: EncryptionKeys) -> Settings:
+    """Settings on the module's database, emptied, signing keys included."""
+    _empty(own_database)
+
+    async def no_keys() -> None:
+        engine = create_engine(own_database)
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(text("DELETE FROM signing_key"))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(no_keys())
+    return Settings(
+        database_url=own_database,
+        issuer=ISSUER,
+        encryption_keys=encryption_keys,
+        hash_workers=2,
+        ops=OpsSettings(keys_refresh=0.2),
+    )
 
 
 def db(settings: Settings, work: Any, box: SecretBox | None = None) -> Any:
