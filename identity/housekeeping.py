@@ -14,6 +14,7 @@ What goes (each rule keeps what can still be used or is still needed to refuse s
   lifetime) whose newest row is older than a day. Rows of a live family are kept, even used ones: they are what
   detects the replay of a rotated token.
 - ``userinfo_claims``: past the access token's expiry.
+- ``webauthn_challenge``: WebAuthn ceremonies past their expiry (five minutes), answered or not.
 - ``login_failure``: counts and blocks older than the tenant's brute-force block period.
 - expired attack-protection counters and audit events past ``IDENTITY_LOG_RETENTION_DAYS``
   (`identity.audit.purge`, when that module is installed).
@@ -32,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from identity.accounts.factors import PENDING_ENROLLMENT_SECONDS
+from identity.store.mfa import purge_webauthn_challenges
 from identity.store.models import (
     AuthenticatorRow,
     LoginFailureRow,
@@ -114,6 +116,7 @@ async def purge(session: AsyncSession, *, now: datetime, log_retention_days: int
     counts["userinfo_claims"] = _count(
         await session.execute(delete(UserinfoClaimsRow).where(col(UserinfoClaimsRow.expires_at) < now))
     )
+    counts["webauthn_challenges"] = await purge_webauthn_challenges(session, now)
     block = (await session.execute(select(col(TenantRow.brute_force_block_seconds)))).scalar() or _DEFAULT_BLOCK_SECONDS
     stale = now - timedelta(seconds=int(block))
     counts["login_failures"] = _count(

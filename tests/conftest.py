@@ -110,6 +110,9 @@ PASSWORD_GRANTS = ["password", "http://auth0.com/oauth/grant-type/password-realm
 # Tables emptied between tests. Signing keys are kept: generating an RSA key per test would be slow,
 # and key handling has its own tests.
 _TABLES = [
+    "webauthn_challenge",
+    "webauthn_credential",
+    "webauthn_user",
     "login_failure",
     "userinfo_claims",
     "web_session",

@@ -23,6 +23,7 @@ from identity.store.models import (
     RecoveryCodeRow,
     RefreshTokenRow,
     UserinfoClaimsRow,
+    WebAuthnChallengeRow,
     WebSessionRow,
     utcnow,
 )
@@ -63,6 +64,8 @@ def seed(settings: Settings) -> None:
             )
             session.add(WebSessionRow(key_hash=name.ljust(64, "w"), data=b"{}", expires_at=expires))
             session.add(UserinfoClaimsRow(jti=name, user_pk=alice, claims={}, expires_at=expires))
+            session.add(WebAuthnChallengeRow(challenge_hash=name.ljust(64, "c"), purpose="passkey-assert",
+                                             expires_at=expires))  # fmt: skip
         session.add(AuthenticatorRow(public_id="totp|dev_stale", user_pk=alice, secret="x", created_at=OLD))
         session.add(AuthenticatorRow(public_id="totp|dev_new", user_pk=other, secret="x", created_at=NOW))
         session.add(RecoveryCodeRow(public_id="rc|stale", user_pk=alice, code_hash="0" * 64, created_at=OLD))
@@ -94,6 +97,7 @@ def remaining(settings: Settings) -> dict[str, Any]:
             "families": set((await session.execute(select(RefreshTokenRow.family_id))).scalars()),
             "refresh_rows": (await session.execute(select(func.count()).select_from(RefreshTokenRow))).scalar(),
             "failures": set((await session.execute(select(LoginFailureRow.key_hash))).scalars()),
+            "ceremonies": set((await session.execute(select(WebAuthnChallengeRow.challenge_hash))).scalars()),
         }
 
     result: dict[str, Any] = run_db(settings, work)
@@ -107,6 +111,7 @@ def test_purge_removes_what_expired_and_keeps_what_still_counts(settings: Settin
     assert counts["pending_authenticators"] == counts["pending_recovery_codes"] == 1
     assert counts["refresh_tokens"] == 4  # dead (2 rows), revoked, idle
     assert counts["login_failures"] == 1
+    assert counts["webauthn_challenges"] == 1
     left = remaining(settings)
     assert left["mfa"] == {"fresh".ljust(64, "m")}
     assert left["web"] == {"fresh".ljust(64, "w")}
@@ -116,6 +121,7 @@ def test_purge_removes_what_expired_and_keeps_what_still_counts(settings: Settin
     assert left["families"] == {"live", "just-revoked"}
     assert left["refresh_rows"] == 3
     assert left["failures"] == {"blocked".ljust(64, "f")}
+    assert left["ceremonies"] == {"fresh".ljust(64, "c")}
     # Nothing left to do: a second run removes nothing.
     assert sum(run_db(settings, lambda session, _: purge(session, now=NOW)).values()) == 0
 
