@@ -11,7 +11,7 @@ What goes (each rule keeps what can still be used or is still needed to refuse s
 - pending enrollments: authenticators never confirmed, older than the enrollment window, and recovery codes of
   users without an active factor that are as old.
 - ``refresh_token``: whole families without a usable token (all used or revoked, past the absolute or the idle
-  lifetime) whose newest row is older than a day. Rows of a live family are kept, even used ones: they are what
+  lifetime) whose newest row is older than ten minutes. Rows of a live family are kept, even used ones: they are what
   detects the replay of a rotated token.
 - ``userinfo_claims``: past the access token's expiry.
 - ``webauthn_challenge``: WebAuthn ceremonies past their expiry (five minutes), answered or not.
@@ -48,7 +48,8 @@ from identity.store.models import (
 __all__ = ["DEAD_FAMILY_RETENTION", "purge", "purge_once"]
 
 logger = logging.getLogger("identity.housekeeping")
-DEAD_FAMILY_RETENTION = timedelta(days=1)
+DEAD_FAMILY_RETENTION = timedelta(minutes=10)
+"""A dead family stays this long after its newest row (to be seen by identity users sessions and the like)."""
 _LOCK_KEY = 0x1D3_7E57  # pg_advisory lock id of the purge: any constant shared by every instance
 _DEFAULT_BLOCK_SECONDS = 900
 
