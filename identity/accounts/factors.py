@@ -420,6 +420,14 @@ class FactorService:
             raise UnknownUser("unknown user")
         return row.id
 
+    async def reserve_attempt(self, user_pk: int) -> bool:
+        """Take one attempt from the user's bucket before checking a factor (WebAuthn responses too)."""
+        return await self._take_attempt(user_pk)
+
+    async def refund_attempt(self, user_pk: int) -> None:
+        """Give the attempt back: the factor was right."""
+        await self._refund_attempt(user_pk)
+
     async def _take_attempt(self, user_pk: int) -> bool:
         """Reserve one attempt from the user's bucket before checking a code (refunded when the code is right).
 

@@ -80,7 +80,6 @@ __all__ = [
     "CEREMONY_SECONDS",
     "USER_VERIFICATION",
     "Assertion",
-    "Ceremony",
     "Pending",
     "Purpose",
     "Registered",
@@ -122,14 +121,6 @@ def b64url_decode(value: str) -> bytes:
         return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
     except (binascii.Error, ValueError):
         raise ValueError("not base64url") from None
-
-
-@dataclass(frozen=True)
-class Ceremony:
-    """Options to hand to ``navigator.credentials.create()`` / ``get()`` (JSON, base64url), and the session."""
-
-    public_key: dict[str, Any]
-    auth_session: str | None = None
 
 
 @dataclass(frozen=True)
@@ -235,10 +226,6 @@ class WebAuthnService:
             .execution_options(populate_existing=True)
         )
         return (await self.session.execute(query)).scalars().all()
-
-    async def keys_by_authenticator(self, user_pk: int) -> dict[int, WebAuthnCredentialRow]:
-        """The user's keys by the id of their authenticator row."""
-        return {row.authenticator_pk: row for row in await self.credentials(user_pk)}
 
     # --- options -------------------------------------------------------------------------------------------------
 
@@ -566,7 +553,7 @@ class WebAuthnService:
             .where(col(WebAuthnCredentialRow.id) == row.id, col(WebAuthnCredentialRow.sign_count) == row.sign_count)
             .values(sign_count=new_count, last_used_at=now)
         )
-        if mfa_queries._count(counted) != 1:
+        if _rowcount(counted) != 1:
             await self.session.rollback()
             return Assertion(FactorCheck.INVALID)  # the key was used concurrently with the same or a lower count
         if burn_transaction is not None and not await mfa_queries.burn_transaction(self.session, burn_transaction, now):
@@ -680,7 +667,7 @@ async def _burn_challenge(session: AsyncSession, challenge_pk: int, now: datetim
         .where(col(WebAuthnChallengeRow.id) == challenge_pk, col(WebAuthnChallengeRow.consumed_at).is_(None))
         .values(consumed_at=now)
     )
-    return mfa_queries._count(result) == 1
+    return _rowcount(result) == 1
 
 
 class WebAuthnFactors:
@@ -710,13 +697,13 @@ class WebAuthnFactors:
         user_pk = await self._transaction_user(transaction)
         if ceremony is None or user_pk is None or ceremony.user_pk != user_pk:
             return WebAuthnOutcome(FactorCheck.INVALID)
-        if not await self.factors._take_attempt(user_pk):
+        if not await self.factors.reserve_attempt(user_pk):
             return WebAuthnOutcome(FactorCheck.RATE_LIMITED)
         registered = await self.webauthn.register(
             ceremony, credential, name="Security key", burn_transaction=transaction.id
         )
         if registered.check is not FactorCheck.INVALID:
-            await self.factors._refund_attempt(user_pk)
+            await self.factors.refund_attempt(user_pk)
         return WebAuthnOutcome(
             registered.check,
             authenticator_id=registered.authenticator_id,
@@ -729,15 +716,15 @@ class WebAuthnFactors:
         ceremony = await self.webauthn.ceremony(credential, Purpose.MFA_ASSERT, transaction_pk=transaction.id)
         user_pk = await self._transaction_user(transaction)
         if ceremony is None or user_pk is None:
-            if user_pk is not None and not await self.factors._take_attempt(user_pk):
+            if user_pk is not None and not await self.factors.reserve_attempt(user_pk):
                 return WebAuthnOutcome(FactorCheck.RATE_LIMITED)
             return WebAuthnOutcome(FactorCheck.INVALID)
         assertion = await self.webauthn.authenticate(
             ceremony,
             credential,
             user_pk=user_pk,
-            take_attempt=self.factors._take_attempt,
-            refund_attempt=self.factors._refund_attempt,
+            take_attempt=self.factors.reserve_attempt,
+            refund_attempt=self.factors.refund_attempt,
             burn_transaction=transaction.id,
             exclude=transaction.first_factor,
         )
@@ -766,11 +753,11 @@ class WebAuthnFactors:
         # Plain values: a lost race rolls the session back, which expires the row's attributes.
         connection, owner = ceremony.connection, ceremony.user_pk
         if ceremony.purpose == Purpose.PASSKEY_REGISTER.value:
-            if owner is None or not await self.factors._take_attempt(owner):
+            if owner is None or not await self.factors.reserve_attempt(owner):
                 return WebAuthnOutcome(FactorCheck.RATE_LIMITED)
             registered = await self.webauthn.register(ceremony, credential, name=_passkey_name(credential))
             if registered.check is not FactorCheck.INVALID:
-                await self.factors._refund_attempt(owner)
+                await self.factors.refund_attempt(owner)
             return WebAuthnOutcome(
                 registered.check,
                 user=await self._user(owner) if registered.check is FactorCheck.ACCEPTED else None,
@@ -783,8 +770,8 @@ class WebAuthnFactors:
             ceremony,
             credential,
             user_pk=None,
-            take_attempt=self.factors._take_attempt,
-            refund_attempt=self.factors._refund_attempt,
+            take_attempt=self.factors.reserve_attempt,
+            refund_attempt=self.factors.refund_attempt,
         )
         return WebAuthnOutcome(
             assertion.check,
@@ -799,3 +786,7 @@ class WebAuthnFactors:
 def _passkey_name(credential: Mapping[str, Any]) -> str:
     attachment = credential.get("authenticatorAttachment")
     return "Passkey" if attachment == "platform" else "Security key"
+
+
+def _rowcount(result: Any) -> int:
+    return int(getattr(result, "rowcount", 0) or 0)

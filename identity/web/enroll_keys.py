@@ -106,15 +106,15 @@ async def _assert(
         return FactorCheck.INVALID, webauthn
     ceremony = await webauthn.ceremony(credential, Purpose.PAGE_ASSERT, session_binding=binding)
     if ceremony is None or ceremony.user_pk != user_pk:
-        if not await factors._take_attempt(user_pk):
+        if not await factors.reserve_attempt(user_pk):
             return FactorCheck.RATE_LIMITED, webauthn
         return FactorCheck.INVALID, webauthn
     assertion = await webauthn.authenticate(
         ceremony,
         credential,
         user_pk=user_pk,
-        take_attempt=factors._take_attempt,
-        refund_attempt=factors._refund_attempt,
+        take_attempt=factors.reserve_attempt,
+        refund_attempt=factors.refund_attempt,
     )
     return assertion.check, webauthn
 
