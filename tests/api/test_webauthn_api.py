@@ -329,3 +329,32 @@ def test_a_client_with_only_the_webauthn_mfa_grant_may_ask_for_challenges(app_cl
     )
     assert challenge.status_code == 200, challenge.text
     assert challenge.json()["challenge_type"] == "webauthn"
+
+
+def test_a_bad_signature_is_refused_and_failures_empty_the_attempt_bucket(app_client: TestClient[Litestar]) -> None:
+    """Alice (employees) enrolls a key; forged assertions cost attempts until the bucket of 10 is empty (last test:
+    the bucket stays empty)."""
+    login = {"grant_type": "http://auth0.com/oauth/grant-type/password-realm", "client_id": "public-app",
+             "realm": "employees", "username": ALICE_EMAIL, "password": DEFAULT_PASSWORDS["employees"]}  # fmt: skip
+    token = app_client.post("/oauth/token", data=login).json()["mfa_token"]
+    creation = app_client.post(
+        "/mfa/associate", json={"authenticator_types": ["webauthn"]}, headers={"Authorization": f"Bearer {token}"}
+    ).json()["publicKey"]
+    key = HandKey(None)
+    assert (
+        grant(app_client, grant_type=MFA_WEBAUTHN, mfa_token=token, authn_response=key.create(creation)).status_code
+        == 200
+    )
+    token = app_client.post("/oauth/token", data=login).json()["mfa_token"]
+    request = app_client.post(
+        "/mfa/challenge", data={"client_id": "public-app", "mfa_token": token, "challenge_type": "webauthn"}
+    ).json()["publicKey"]
+    for _ in range(10):
+        forged = key.get(request)
+        signature = bytearray(unb64url(forged["response"]["signature"]))
+        signature[-1] ^= 0x01  # one bit of the DER signature
+        forged["response"]["signature"] = b64url(bytes(signature))
+        refused = grant(app_client, grant_type=MFA_WEBAUTHN, mfa_token=token, authn_response=forged)
+        assert (refused.status_code, refused.json()) == (403, INVALID), refused.text
+    emptied = grant(app_client, grant_type=MFA_WEBAUTHN, mfa_token=token, authn_response=key.get(request))
+    assert emptied.status_code == 429 and emptied.json()["error"] == "too_many_attempts"
