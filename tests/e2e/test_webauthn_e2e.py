@@ -193,6 +193,18 @@ def test_user_verification_required(wa: WebAuthnSetup) -> None:
         assert error_of(refused) == INVALID
         key.user_verified = True  # the same key, now with a PIN
         assert wa.mfa_webauthn(token, key.get(wa.challenge(token), wa.origin)["response"]).status_code == 200
+        # Registration too: a new passkey that does not verify the user is refused, one that does is taken.
+        enroller = mfa_api_token(wa, "eli", key, "enroll")
+        for verifies, expected in ((False, 403), (True, 200)):
+            registration = wa.post(
+                "/passkey/register", json={"client_id": PUBLIC}, headers={"Authorization": f"Bearer {enroller}"}
+            ).json()
+            created = SoftKey(user_verified=verifies).create(registration["authn_params_public_key"], wa.origin)
+            session = registration["auth_session"]
+            answer = wa.token_json(
+                {"grant_type": WEBAUTHN, "client_id": PUBLIC, "auth_session": session, "authn_response": created}
+            )
+            assert answer.status_code == expected, answer.text
     finally:
         set_tenant(wa.database_url, webauthn_user_verification="preferred")
 
