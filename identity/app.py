@@ -27,7 +27,7 @@ from identity.observability.requests import RequestObserver
 from identity.resources import resource
 from identity.rules.loader import load_rules
 from identity.settings import Settings
-from identity.store.db import create_engine, create_sessionmaker, script_heads
+from identity.store.db import create_engine, create_sessionmaker, script_heads, script_revisions
 from identity.tokens.keys import ensure_signing_keys
 from identity.web import openapi
 from identity.web.deps import Services, provide_session
@@ -108,6 +108,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             services.rules = await load_rules(session)
         await services.refresh_keys()
         services.migration_heads = frozenset(await asyncio.to_thread(script_heads))
+        services.known_revisions = frozenset(await asyncio.to_thread(script_revisions))
         watch_for_shutdown(services, delay_seconds=settings.ops.shutdown_delay)
         stop_metrics = (
             start_metrics_server(metrics, settings.ops.metrics_host, settings.ops.metrics_port)

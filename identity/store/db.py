@@ -7,7 +7,15 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-__all__ = ["create_engine", "create_sessionmaker", "current_revisions", "migrate", "pending_migrations", "script_heads"]
+__all__ = [
+    "create_engine",
+    "create_sessionmaker",
+    "current_revisions",
+    "migrate",
+    "pending_migrations",
+    "script_heads",
+    "script_revisions",
+]
 
 _SQLITE_BUSY_TIMEOUT_MS = 10_000
 
@@ -88,6 +96,13 @@ def script_heads() -> set[str]:
     from alembic.script import ScriptDirectory
 
     return set(ScriptDirectory.from_config(_alembic_config("sqlite://")).get_heads())
+
+
+def script_revisions() -> set[str]:
+    """Every revision this release ships (blocking)."""
+    from alembic.script import ScriptDirectory
+
+    return {rev.revision for rev in ScriptDirectory.from_config(_alembic_config("sqlite://")).walk_revisions()}
 
 
 async def current_revisions(engine: AsyncEngine) -> set[str]:

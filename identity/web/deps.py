@@ -60,6 +60,8 @@ class Services:
     keys: KeyRing | None = None
     rules: RulesEngine | None = None
     migration_heads: frozenset[str] = frozenset()
+    known_revisions: frozenset[str] = frozenset()
+    """Every migration this release ships: a database at a revision outside it was migrated by a newer release."""
     """The migration heads this release ships (read at startup), compared by ``/readyz`` with the database's."""
     draining: bool = False
     """Set when a shutdown begins: ``/readyz`` answers 503 while in-flight requests finish."""

@@ -1,9 +1,10 @@
 """``/readyz``: whether this instance should get traffic (a load balancer's readiness probe).
 
 ``/healthz`` answers liveness (the process serves, the database answers). ``/readyz`` answers 200 only when the
-database answers, its schema is at this release's migration head and the signing keys are loaded, and 503 with the
-failing checks otherwise, and from the moment a shutdown begins (``Services.draining``), so a balancer stops sending
-new requests while in-flight ones finish.
+database answers, its schema is at this release's migration head (or at a revision this release does not know: a
+newer release migrated it, and the old instances serve on until they are replaced) and the signing keys are loaded,
+and 503 with the failing checks otherwise, and from the moment a shutdown begins (``Services.draining``), so a
+balancer stops sending new requests while in-flight ones finish.
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ async def _database(services: Services) -> str | None:
 
 async def _migrations(services: Services) -> str | None:
     current = await current_revisions(services.engine)
+    if current and not current & services.known_revisions:
+        # Migrated by a newer release during a rolling upgrade: this instance keeps serving until it is replaced
+        # (an upgrade's migrations keep the previous release working).
+        return None
     if current != services.migration_heads:
         return f"the database schema is at {sorted(current) or 'no revision'}, this release needs " + str(
             sorted(services.migration_heads)

@@ -56,13 +56,18 @@ def test_not_ready_on_a_schema_behind_this_release(
         finally:
             await engine.dispose()
 
-    asyncio.run(set_revision("0000older0000"))
+    services = _services(app)
+    older = sorted(services.known_revisions - {head})[0]  # a revision of this release before its head
+    asyncio.run(set_revision(older))
     try:
-        response = client.get("/readyz")
+        behind = client.get("/readyz")
+        asyncio.run(set_revision("0000newer0000"))  # migrated by a newer release: keep serving meanwhile
+        ahead = client.get("/readyz")
     finally:
         asyncio.run(set_revision(head))
-    assert response.status_code == 503
-    assert "0000older0000" in response.json()["checks"]["migrations"]
+    assert behind.status_code == 503
+    assert older in behind.json()["checks"]["migrations"]
+    assert ahead.status_code == 200
     assert client.get("/readyz").status_code == 200
 
 
