@@ -18,6 +18,7 @@ from litestar.template.config import TemplateConfig
 
 from identity import __version__
 from identity.accounts.passwords import PasswordHasher
+from identity.audit import AuditLog
 from identity.clock import Clock, SystemClock
 from identity.crypto import SecretBox
 from identity.management import management_router
@@ -88,13 +89,17 @@ async def _every(seconds: float, work: Callable[[], Awaitable[object]], name: st
 def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
     """Build the ASGI application for ``settings``. The database must be migrated (``identity db upgrade``)."""
     engine = create_engine(settings.database_url)
+    sessions = create_sessionmaker(engine)
     services = Services(
         settings=settings,
         engine=engine,
-        sessions=create_sessionmaker(engine),
-        hasher=PasswordHasher(settings.argon2, workers=settings.hash_workers),
+        sessions=sessions,
+        hasher=PasswordHasher(
+            settings.argon2, workers=settings.hash_workers, queue=settings.hash_queue, wait_ms=settings.hash_wait_ms
+        ),
         box=SecretBox(settings.encryption_keys),
         clock=clock or SystemClock(),
+        audit=AuditLog(sessions),
     )
     metrics = Metrics() if settings.ops.metrics else None
     if metrics is not None:
@@ -118,6 +123,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         background = [asyncio.create_task(_every(settings.ops.keys_refresh, services.refresh_keys, "key refresh"))]
         if settings.ops.purge_interval > 0:
             background.append(asyncio.create_task(_every(settings.ops.purge_interval, purge_now, "purge")))
+        await services.audit.start()
         try:
             yield
         finally:
@@ -126,6 +132,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
             stop_metrics()
+            await services.audit.close()
             services.hasher.close()
             await engine.dispose()
 

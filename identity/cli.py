@@ -6,6 +6,7 @@ Settings come from the environment (`identity.settings`), read once per invocati
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -427,7 +428,19 @@ def users_mfa_reset(user_id: str) -> None:
     """Remove every second factor of USER_ID (lost device); the user enrolls again at the next login."""
     settings = _settings()
     removed = _factors(settings, lambda factors: factors.reset(user_id))
+    _record_event(settings, "gd_unenroll", user_id=user_id, description="Every second factor removed by an operator")
     click.echo(json.dumps({"user_id": user_id, "removed": removed}))
+
+
+def _record_event(settings: Settings, event_type: str, **fields: Any) -> None:
+    """Write one audit event from the CLI (to the table and, as JSON, to the ``identity.audit`` logger)."""
+    from identity.audit import AuditLog
+    from identity.store import audit
+    from identity.store.audit import LogEvent
+
+    event = LogEvent(type=event_type, details={"source": "cli"}, **fields)
+    AuditLog(None).emit(event)  # the JSON line only; the row is written here, synchronously
+    _with_session(settings, lambda session, _: audit.record(session, [event]))
 
 
 @users.command("recovery-code-regenerate")
@@ -627,3 +640,109 @@ def purge() -> None:
     retention = getattr(settings, "log_retention_days", 30)
     counts = _with_session(settings, lambda session, _: purge_once(session, now=utcnow(), log_retention_days=retention))
     click.echo(json.dumps({"purged": counts, "skipped": counts is None}, indent=2))
+
+
+@users.command("blocks")
+@click.argument("identifier")
+@click.option("--connection", default=None, help="Only this directory (default: every directory).")
+def users_blocks(identifier: str, connection: str | None) -> None:
+    """List the brute-force blocks in force on IDENTIFIER (an email or username), as JSON."""
+    import time
+
+    from identity.accounts.attack import user_blocks
+
+    settings = _settings()
+    blocks = _with_session(
+        settings, lambda session, _: user_blocks(session, identifier, now=time.time(), connection=connection)
+    )
+    click.echo(json.dumps({"blocked_for": blocks}, indent=2))
+
+
+@users.command("unblock")
+@click.argument("identifier")
+@click.option("--connection", default=None, help="Only this directory (default: every directory).")
+def users_unblock(identifier: str, connection: str | None) -> None:
+    """Lift the brute-force blocks of IDENTIFIER (an email or username) from every address, and log it."""
+    from identity.accounts.attack import unblock_identifier
+
+    settings = _settings()
+
+    removed = _with_session(settings, lambda session, _: unblock_identifier(session, identifier, connection=connection))
+    _record_event(
+        settings,
+        "ublkdu",
+        description=f"Brute-force block released by an operator ({removed} counter(s))",
+        user_name=identifier[:320],
+        connection=connection,
+    )
+    click.echo(json.dumps({"identifier": identifier, "connection": connection, "removed": removed}))
+
+
+def _when(text: str | None) -> Any:
+    """``2026-12-01T17:00:00Z``, a date, or a duration ago (``30s``, ``15m``, ``2h``, ``7d``)."""
+    from datetime import UTC, datetime, timedelta
+
+    if text is None:
+        return None
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+    if text[-1:] in units and text[:-1].isdigit():
+        return datetime.now(UTC) - timedelta(seconds=int(text[:-1]) * units[text[-1]])
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: use an ISO 8601 time or a duration like 15m, 2h, 7d") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@main.command()
+@click.option("--user", "user_id", default=None, help="Only events of this user_id.")
+@click.option("--type", "types", multiple=True, help="Only events of this type code (repeatable): f, fp, limit_wc...")
+@click.option("--ip", default=None, help="Only events from this address.")
+@click.option("--client", "client_id", default=None, help="Only events of this client_id.")
+@click.option("--since", default=None, help="From this time (ISO 8601) or this long ago (15m, 2h, 7d).")
+@click.option("--until", default=None, help="Before this time (ISO 8601) or this long ago.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000), help="Newest events shown.")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new events as they are stored (Ctrl-C stops).")
+@click.option("--interval", default=1.0, show_default=True, type=float, help="Seconds between polls with --follow.")
+def logs(
+    user_id: str | None,
+    types: tuple[str, ...],
+    ip: str | None,
+    client_id: str | None,
+    since: str | None,
+    until: str | None,
+    limit: int,
+    follow: bool,
+    interval: float,
+) -> None:
+    """Print audit-log events as JSON lines, oldest first (Auth0's log-event fields and type codes)."""
+    from identity.store import audit
+
+    settings = _settings()
+    criteria = audit.LogFilter(
+        user_id=user_id, types=types, ip=ip, client_id=client_id, since=_when(since), until=_when(until)
+    )
+
+    async def run() -> None:
+        engine = create_engine(settings.database_url)
+        sessions = create_sessionmaker(engine)
+        try:
+            async with sessions() as session:
+                events = list(reversed(await audit.search(session, criteria, per_page=limit)))
+            last = events[-1].log_id if events else None
+            for event in events:
+                click.echo(json.dumps(event.to_dict(), ensure_ascii=False))
+            while follow:
+                await asyncio.sleep(interval)
+                async with sessions() as session:
+                    fresh = await audit.after(session, last, criteria, take=1000)
+                for event in fresh:
+                    click.echo(json.dumps(event.to_dict(), ensure_ascii=False))
+                if fresh:
+                    last = fresh[-1].log_id
+                sys.stdout.flush()
+        finally:
+            await engine.dispose()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run())

@@ -15,32 +15,29 @@ What goes (each rule keeps what can still be used or is still needed to refuse s
   detects the replay of a rotated token.
 - ``userinfo_claims``: past the access token's expiry.
 - ``webauthn_challenge``: WebAuthn ceremonies past their expiry (five minutes), answered or not.
-- ``login_failure``: counts and blocks older than the tenant's brute-force block period.
-- expired attack-protection counters and audit events past ``IDENTITY_LOG_RETENTION_DAYS``
-  (`identity.audit.purge`, when that module is installed).
+- ``attack_counter``: brute-force counts and blocks past their wait, suspicious-IP buckets that refilled, and
+  ``log_event``: audit events past ``IDENTITY_LOG_RETENTION_DAYS`` (`identity.audit.purge`).
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import time
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, and_, delete, exists, or_, select, text
+from sqlalchemy import CursorResult, delete, exists, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from identity.accounts.factors import PENDING_ENROLLMENT_SECONDS
+from identity.audit import purge as purge_audit
 from identity.store.mfa import purge_webauthn_challenges
 from identity.store.models import (
     AuthenticatorRow,
-    LoginFailureRow,
     MfaTransactionRow,
     RecoveryCodeRow,
     RefreshTokenRow,
-    TenantRow,
     UserinfoClaimsRow,
     WebSessionRow,
 )
@@ -51,7 +48,6 @@ logger = logging.getLogger("identity.housekeeping")
 DEAD_FAMILY_RETENTION = timedelta(minutes=10)
 """A dead family stays this long after its newest row (to be seen by identity users sessions and the like)."""
 _LOCK_KEY = 0x1D3_7E57  # pg_advisory lock id of the purge: any constant shared by every instance
-_DEFAULT_BLOCK_SECONDS = 900
 
 
 def _count(result: Any) -> int:
@@ -71,19 +67,6 @@ async def _dead_families(session: AsyncSession, now: datetime) -> int:
         delete(token).where(col(token.family_id).not_in(live), col(token.family_id).not_in(recent))
     )
     return _count(result)
-
-
-async def _extra_purges(session: AsyncSession, now: datetime, retention_days: int) -> dict[str, int]:
-    """The attack-protection counters and the audit log, purged by their own module."""
-    try:
-        audit = importlib.import_module("identity.audit")
-    except ImportError:
-        return {}
-    purge_audit = getattr(audit, "purge", None)
-    if purge_audit is None:
-        return {}
-    counts = await purge_audit(session, now=now, retention_days=retention_days)
-    return {str(name): int(value) for name, value in dict(counts).items()}
 
 
 async def purge(session: AsyncSession, *, now: datetime, log_retention_days: int = 30) -> dict[str, int]:
@@ -118,18 +101,8 @@ async def purge(session: AsyncSession, *, now: datetime, log_retention_days: int
         await session.execute(delete(UserinfoClaimsRow).where(col(UserinfoClaimsRow.expires_at) < now))
     )
     counts["webauthn_challenges"] = await purge_webauthn_challenges(session, now)
-    block = (await session.execute(select(col(TenantRow.brute_force_block_seconds)))).scalar() or _DEFAULT_BLOCK_SECONDS
-    stale = now - timedelta(seconds=int(block))
-    counts["login_failures"] = _count(
-        await session.execute(
-            delete(LoginFailureRow).where(
-                col(LoginFailureRow.last_failure_at) < stale,
-                or_(col(LoginFailureRow.blocked_at).is_(None), and_(col(LoginFailureRow.blocked_at) < stale)),
-            )
-        )
-    )
     await session.commit()
-    counts.update(await _extra_purges(session, now, log_retention_days))
+    counts.update(await purge_audit(session, now=now, retention_days=log_retention_days))
     return counts
 
 

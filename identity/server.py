@@ -39,6 +39,8 @@ def serve(
 
     # log_config=None: uvicorn keeps identity's JSON logging (identity.observability.logging); its access log is
     # replaced by identity's request log.
+    # proxy_headers off: uvicorn would otherwise believe X-Forwarded-For from 127.0.0.1 and rewrite the peer.
+    # The client address is decided once, by identity.network with IDENTITY_TRUSTED_PROXIES.
     options = {
         "host": host,
         "port": port,
@@ -47,6 +49,7 @@ def serve(
         "http": http,
         "log_config": None,
         "access_log": False,
+        "proxy_headers": False,
     }
     if workers <= 1:
         from identity.app import create_app

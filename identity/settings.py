@@ -18,6 +18,12 @@ Environment variables:
 - ``IDENTITY_ARGON2_TIME_COST`` / ``IDENTITY_ARGON2_MEMORY_KIB`` / ``IDENTITY_ARGON2_PARALLELISM``: Argon2id parameters
   (default OWASP's minimum: t=2, m=19 MiB, p=1).
 - ``IDENTITY_HASH_WORKERS``: threads that hash passwords (default: the number of CPUs).
+- ``IDENTITY_HASH_QUEUE``: logins that may wait for a hash worker; past that a login is answered ``503
+  temporarily_unavailable`` at once (default: four per worker).
+- ``IDENTITY_HASH_WAIT_MS``: how long a login waits for a hash worker before it gives up the same way (default 2000).
+- ``IDENTITY_TRUSTED_PROXIES``: comma-separated addresses or CIDRs of the proxies in front of the service. Only a
+  request from one of them has its ``X-Forwarded-For`` read (right to left); default empty: the TCP peer is the client.
+- ``IDENTITY_LOG_RETENTION_DAYS``: audit-log events older than this are purged (default 30, Auth0's longest plan).
 
 Operations (`OpsSettings`):
 
@@ -54,8 +60,11 @@ import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from identity.network import Networks, parse_networks
 
 __all__ = ["DEFAULT_KEY_FILE", "Argon2Params", "EncryptionKeys", "OpsSettings", "Settings", "normalize_database_url"]
 
@@ -195,6 +204,12 @@ class Settings:
     """Empty: derived from the issuer (`origins`)."""
     webauthn_attestation_roots: tuple[bytes, ...] = field(default=(), repr=False)
     """PEM certificates that make an attested key count as hardware-bound."""
+    # Attack protection and audit log (issue 11).
+    hash_queue: int | None = None
+    """Logins that may wait for a hash worker (``None``: four per worker)."""
+    hash_wait_ms: int = 2000
+    trusted_proxies: tuple[str, ...] = ()
+    log_retention_days: int = 30
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "database_url", normalize_database_url(self.database_url))
@@ -213,6 +228,13 @@ class Settings:
                     "IDENTITY_WEBAUTHN_ORIGINS must list origins such as https://login.example.com "
                     "(or android:apk-key-hash:... for an Android app)"
                 )
+        if self.hash_queue is not None and self.hash_queue < 0:
+            raise ValueError("IDENTITY_HASH_QUEUE must be 0 or more")
+        if self.hash_wait_ms < 1:
+            raise ValueError("IDENTITY_HASH_WAIT_MS must be at least 1")
+        if self.log_retention_days < 1:
+            raise ValueError("IDENTITY_LOG_RETENTION_DAYS must be at least 1")
+        parse_networks(self.trusted_proxies, what="IDENTITY_TRUSTED_PROXIES entry")
 
     @property
     def rp_id(self) -> str:
@@ -229,6 +251,11 @@ class Settings:
         parts = urlsplit(self.issuer)
         host = _webauthn_host(parts.hostname or "localhost")
         return (f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else ""),)
+
+    @cached_property
+    def proxies(self) -> Networks:
+        """The trusted proxies, parsed."""
+        return Networks.parse(self.trusted_proxies)
 
     @property
     def is_sqlite(self) -> bool:
@@ -256,6 +283,12 @@ class Settings:
                 o.strip() for o in environ.get("IDENTITY_WEBAUTHN_ORIGINS", "").split(",") if o.strip()
             ),
             webauthn_attestation_roots=_pem_certificates(environ.get("IDENTITY_WEBAUTHN_ATTESTATION_ROOTS")),
+            hash_queue=int(environ["IDENTITY_HASH_QUEUE"]) if environ.get("IDENTITY_HASH_QUEUE") else None,
+            hash_wait_ms=int(environ.get("IDENTITY_HASH_WAIT_MS") or 2000),
+            trusted_proxies=tuple(
+                item.strip() for item in environ.get("IDENTITY_TRUSTED_PROXIES", "").split(",") if item.strip()
+            ),
+            log_retention_days=int(environ.get("IDENTITY_LOG_RETENTION_DAYS") or 30),
         )
 
 

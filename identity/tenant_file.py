@@ -20,11 +20,14 @@ from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
+from identity.accounts.attack import BRUTE_FORCE_MODES, PER_IDENTIFIER_AND_IP
 from identity.accounts.factors import MFA_POLICIES
+from identity.accounts.password_policy import MIN_LENGTH_WITH_MFA
 from identity.accounts.passwords import PasswordHasher
 from identity.accounts.users import UserService
 from identity.accounts.webauthn import ATTESTATION_PREFERENCES, USER_VERIFICATION
 from identity.crypto import sha256_hex
+from identity.network import parse_networks
 from identity.oauth2.client_auth import AUTH_METHODS
 from identity.rules.pipeline import RuleLoadError, load_handler
 from identity.store.models import (
@@ -72,7 +75,14 @@ _TENANT_KEYS = {
     "brute_force_block_seconds",
     "webauthn_user_verification",
     "webauthn_attestation",
+    "brute_force_enabled",
+    "brute_force_mode",
+    "brute_force_allowlist",
+    "suspicious_ip_throttling",
+    "password_min_length",
 }
+_SUSPICIOUS_IP_KEYS = {"enabled", "shields", "allowlist", "stage"}
+_STAGE_KEYS = {"max_attempts", "rate"}
 _CONNECTION_KEYS = {"name", "strategy"}
 _API_KEYS = {"identifier", "name", "scopes", "signing_alg", "token_lifetime", "allow_offline_access"}
 _CLIENT_KEYS = {
@@ -84,6 +94,7 @@ _CLIENT_KEYS = {
     "connections",
     "metadata",
     "refresh_token",
+    "is_token_endpoint_ip_header_trusted",
 }
 _REFRESH_TOKEN_KEYS = {
     "rotation_type",
@@ -172,6 +183,46 @@ def _validate_refresh_token(where: str, policy: Mapping[str, Any]) -> None:
         raise TenantFileError(f"{where}: leeway must be between 0 and 60 seconds")
 
 
+def _validate_attack_protection(tenant: Mapping[str, Any]) -> None:
+    """The brute-force and suspicious-IP settings, named after Auth0's attack-protection objects (API.md §4)."""
+    _type("[tenant] brute_force_enabled", tenant.get("brute_force_enabled", True), bool)
+    if tenant.get("brute_force_mode", PER_IDENTIFIER_AND_IP) not in BRUTE_FORCE_MODES:
+        raise TenantFileError(f"[tenant] brute_force_mode must be one of {', '.join(BRUTE_FORCE_MODES)}")
+    _networks("[tenant] brute_force_allowlist", tenant.get("brute_force_allowlist", []))
+    minimum = tenant.get("password_min_length")
+    if minimum is not None:
+        _type("[tenant] password_min_length", minimum, int)
+        if not MIN_LENGTH_WITH_MFA <= minimum <= 128:
+            raise TenantFileError(f"[tenant] password_min_length must be between {MIN_LENGTH_WITH_MFA} and 128")
+    where = "[tenant.suspicious_ip_throttling]"
+    throttling = tenant.get("suspicious_ip_throttling", {})
+    _type(where, throttling, dict)
+    _keys(where, throttling, _SUSPICIOUS_IP_KEYS)
+    _type(f"{where} enabled", throttling.get("enabled", True), bool)
+    _string_list(f"{where} shields", throttling.get("shields", []))
+    _networks(f"{where} allowlist", throttling.get("allowlist", []))
+    stage = throttling.get("stage", {})
+    _type(f"{where} stage", stage, dict)
+    for name, limits in stage.items():
+        if name not in {"pre-login", "pre-user-registration"}:
+            raise TenantFileError(f"{where} stage: unknown stage {name!r}")
+        _type(f"{where} stage.{name}", limits, dict)
+        _keys(f"{where} stage.{name}", limits, _STAGE_KEYS)
+        attempts, rate = limits.get("max_attempts", 100), limits.get("rate", 864_000)
+        _type(f"{where} stage.{name}.max_attempts", attempts, int)
+        _type(f"{where} stage.{name}.rate", rate, int)
+        if not 1 <= attempts <= 10_000 or not 1 <= rate <= 86_400_000:
+            raise TenantFileError(f"{where} stage.{name}: max_attempts 1-10000, rate 1-86400000 (milliseconds)")
+
+
+def _networks(where: str, value: Any) -> None:
+    _string_list(where, value)
+    try:
+        parse_networks(value, what=f"{where} entry")
+    except ValueError as exc:
+        raise TenantFileError(str(exc)) from None
+
+
 def validate(data: Mapping[str, Any]) -> None:
     """Check every key and value of a parsed tenant file."""
     if unknown := set(data) - _SECTIONS:
@@ -225,6 +276,7 @@ def validate_settings(where: str, tenant: Mapping[str, Any]) -> None:
         raise TenantFileError(f"{where} webauthn_user_verification must be one of {', '.join(USER_VERIFICATION)}")
     if tenant.get("webauthn_attestation", "none") not in ATTESTATION_PREFERENCES:
         raise TenantFileError(f"{where} webauthn_attestation must be one of {', '.join(ATTESTATION_PREFERENCES)}")
+    _validate_attack_protection(tenant)
 
 
 def validate_connection(where: str, conn: Mapping[str, Any]) -> None:
@@ -268,6 +320,12 @@ def validate_client(where: str, client: Mapping[str, Any]) -> None:
     _validate_refresh_token(f"{where} refresh_token", client.get("refresh_token", {}))
     if "client_credentials" in client.get("grant_types", []) and method == "none":
         raise TenantFileError(f"{where}: a public client cannot use the client_credentials grant")
+    trusted_header = client.get("is_token_endpoint_ip_header_trusted", False)
+    _type(f"{where} is_token_endpoint_ip_header_trusted", trusted_header, bool)
+    if trusted_header and method == "none":
+        raise TenantFileError(
+            f"{where}: is_token_endpoint_ip_header_trusted needs an authenticated client (not 'none')"
+        )
 
 
 def validate_client_grant(where: str, grant: Mapping[str, Any]) -> None:
@@ -382,6 +440,9 @@ async def apply_client(session: AsyncSession, client: Mapping[str, Any], report:
     row.grant_types = list(dict.fromkeys(client.get("grant_types", row.grant_types)))
     row.client_metadata = dict(client.get("metadata", row.client_metadata))
     row.refresh_token = _refresh_policy(client.get("refresh_token", {}))
+    row.is_token_endpoint_ip_header_trusted = client.get(
+        "is_token_endpoint_ip_header_trusted", row.is_token_endpoint_ip_header_trusted
+    )
     if row.token_endpoint_auth_method == "none":
         row.secret_hash = None
     elif "client_secret" in client:

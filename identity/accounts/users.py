@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,19 +12,21 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
+from identity.accounts.attack import ProtectionPolicy, reserve_attempt
 from identity.accounts.errors import InvalidUserData, UnknownConnection, UnknownUser, UserExists
-from identity.accounts.passwords import PasswordHasher
+from identity.accounts.password_policy import check_identifier, check_password, min_length_for, normalize
+from identity.accounts.passwords import HashingUnavailable, PasswordHasher
 from identity.accounts.sessions import end_user_sessions
-from identity.oauth2.interfaces import Connection, LoginBlocked, User
-from identity.store import login_failures
+from identity.audit import AuditTrail
+from identity.clock import Clock, SystemClock
+from identity.oauth2.interfaces import Connection, LoginBlocked, Overloaded, User
+from identity.store import attack as counters
 from identity.store import users as user_queries
 from identity.store.models import ConnectionRow, UserRow, row_id, utcnow
 from identity.store.tenant import tenant_row
 
-__all__ = ["MIN_PASSWORD_LENGTH", "DirectoryAuthenticator", "UserService", "new_user_id"]
+__all__ = ["DirectoryAuthenticator", "UserService", "new_user_id", "user_identifier_hashes"]
 
-MIN_PASSWORD_LENGTH = 8
-MAX_PASSWORD_LENGTH = 1024
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _USERNAME = re.compile(r"^[A-Za-z0-9_.+\-]{1,128}$")
 _USER_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,50}$")
@@ -36,11 +39,20 @@ def new_user_id() -> str:
 
 
 class DirectoryAuthenticator:
-    """`identity.oauth2.interfaces.UserAuthenticator` over the database and Argon2id."""
+    """`identity.oauth2.interfaces.UserAuthenticator` over the database and Argon2id, with attack protection."""
 
-    def __init__(self, session: AsyncSession, hasher: PasswordHasher) -> None:
+    def __init__(
+        self,
+        session: AsyncSession,
+        hasher: PasswordHasher,
+        *,
+        clock: Clock | None = None,
+        trail: AuditTrail | None = None,
+    ) -> None:
         self.session = session
         self.hasher = hasher
+        self.clock = clock or SystemClock()
+        self.trail = trail
 
     async def by_id(self, user_id: str) -> User | None:
         """The user as stored now (refresh grants reflect the user's current state)."""
@@ -53,35 +65,71 @@ class DirectoryAuthenticator:
     ) -> User | None:
         """The user if the password is right. Unknown users cost one dummy hash, like a wrong password.
 
-        Consecutive failures are counted per (directory, identifier, IP), for unknown identifiers too, so the
-        answer never tells whether an account exists; at the tenant's threshold the pair is blocked for a while.
+        Order: admission to the hash queue (shed at once when full), then the attempt reserved in the database
+        (`identity.accounts.attack`), then the hash. Unknown identifiers are counted like known ones, so neither
+        the answer nor a block tells whether an account exists.
         """
         tenant = await tenant_row(self.session)
-        key = login_failures.failure_key(connection.id, user_queries.login_key(username), ip)
-        failures = await login_failures.state(self.session, key)
-        now = utcnow()
-        blocked_for = (now - failures.blocked_at).total_seconds() if failures and failures.blocked_at else None
-        if blocked_for is not None and blocked_for < tenant.brute_force_block_seconds:
-            await self.session.commit()
-            raise LoginBlocked()
-        row = await user_queries.by_login(self.session, connection.id, username)
-        # End the read transaction before the slow hash, so no connection or lock is held during it.
-        await self.session.commit()
-        result = await self.hasher.verify(row.password_hash if row is not None else None, password)
+        policy = ProtectionPolicy.from_tenant(tenant)
+        login = user_queries.login_key(username)
+        if self.trail is not None:
+            self.trail.user_name = username[:320]
+            self.trail.connection, self.trail.connection_id = connection.name, str(connection.id)
+        try:
+            async with self.hasher.admission() as slot:
+                reservation = await reserve_attempt(
+                    self.session,
+                    policy,
+                    connection_id=connection.id,
+                    connection=connection.name,
+                    login_key=login,
+                    ip=ip,
+                    now=self.clock.now(),
+                )
+                row = await user_queries.by_login(self.session, connection.id, username)
+                # End the read transaction before the slow hash, so no connection or lock is held during it.
+                await self.session.commit()
+                try:
+                    result = await slot.verify(row.password_hash if row is not None else None, normalize(password))
+                except HashingUnavailable:
+                    await reservation.cancel(self.session)
+                    raise
+        except LoginBlocked as blocked:
+            self._note_blocked(blocked)
+            raise
+        except HashingUnavailable as busy:
+            self._note("api_limit")
+            raise Overloaded(busy.retry_after) from None
         if row is None or not result.ok:
-            if failures is not None and failures.blocked_at is not None:
-                await login_failures.reset(self.session, key)  # the block expired: start counting again
-            await login_failures.record_failure(self.session, key, now, max_attempts=tenant.brute_force_max_attempts)
+            self._note("fu" if row is None else "fp", user=row)
             return None
         if result.needs_rehash:
-            new_hash = await self.hasher.hash(password)
+            new_hash = await self.hasher.hash(normalize(password))
             await user_queries.replace_password_hash(self.session, row_id(row), row.password_hash, new_hash)
-        if failures is not None:
-            await login_failures.reset(self.session, key)
+        await reservation.succeeded(self.session)
         if not row.blocked:
             await user_queries.record_login(self.session, row_id(row))
         await self.session.commit()
+        if self.trail is not None:
+            self.trail.user_id = row.user_id
+            if row.blocked:
+                self.trail.note("f", "user is blocked")
         return user_queries.user_from_row(row, connection.name)
+
+    def _note(self, event_type: str, *, user: UserRow | None = None) -> None:
+        if self.trail is None:
+            return
+        if user is not None:
+            self.trail.user_id = user.user_id
+        self.trail.note(event_type)
+
+    def _note_blocked(self, blocked: LoginBlocked) -> None:
+        codes = {
+            LoginBlocked.SUSPICIOUS_IP: "limit_mu",
+            LoginBlocked.ACCOUNT_LOCKOUT: "limit_sul",
+            LoginBlocked.BRUTE_FORCE: "limit_wc",
+        }
+        self._note(codes.get(blocked.reason, "limit_wc"))
 
 
 class UserService:
@@ -113,7 +161,7 @@ class UserService:
         """
         connection_row = await self._connection(connection)
         email, username = _check_identifiers(email, username)
-        check_password(password)
+        password = await self._check_password(password, email=email, username=username, name=name)
         if user_id is not None and not _USER_ID.match(user_id):
             raise InvalidUserData("a user_id has 1 to 50 letters, digits or _ . - (no prefix)")
         row = UserRow(
@@ -150,12 +198,8 @@ class UserService:
         if existing is None:
             row, name = await self.create(connection, password=password, **fields)
             return row, name, True
-        check_password(password)
-        if not (await self.hasher.verify(existing.password_hash, password)).ok:
-            # A new password ends every session: refresh tokens issued under the old one stop working, and so do
-            # the enrollment pages signed in with it.
-            await end_user_sessions(self.session, row_id(existing), existing.user_id, "password_change", utcnow())
-        existing.password_hash = await self.hasher.hash(password)
+        if not (await self.hasher.verify(existing.password_hash, normalize(password))).ok:
+            await self.set_password(existing, password, name=fields.get("name"))
         for key in ("email_verified", "blocked", "name", "app_metadata", "user_metadata"):
             if fields.get(key) is not None:
                 setattr(existing, key, fields[key])
@@ -188,8 +232,9 @@ class UserService:
             row.username, row.username_key = username, user_queries.login_key(username) if username else None
         new_hash = None
         if (password := changes.get("password")) is not None:
-            check_password(password)
-            new_hash = await self.hasher.hash(password)
+            name = changes.get("name", row.name)
+            normal = await self._check_password(password, email=row.email, username=row.username, name=name)
+            new_hash = await self.hasher.hash(normal)
         for key in _PROFILE_FIELDS:
             if key in changes:
                 setattr(row, key, changes[key])
@@ -204,6 +249,7 @@ class UserService:
                 setattr(row, key, merged)
         if new_hash is not None:
             row.password_hash, end_sessions = new_hash, "password_change"
+            await counters.unblock(self.session, user_identifier_hashes(row))  # a new password lifts blocks
         if changes.get("blocked") is not None:
             if changes["blocked"] and not row.blocked:
                 end_sessions = end_sessions or "blocked"
@@ -226,6 +272,26 @@ class UserService:
         await self.session.delete(row)
         await self.session.commit()
 
+    async def set_password(self, user: UserRow, password: str, *, name: str | None = None) -> None:
+        """Give ``user`` a new password (checked against the policy). Does not commit.
+
+        A new password ends every session (refresh tokens issued under the old one stop working, and so do the
+        enrollment pages signed in with it) and lifts every brute-force block of the user's identifiers, as Auth0
+        does.
+        """
+        normal = await self._check_password(password, email=user.email, username=user.username, name=name or user.name)
+        user.password_hash = await self.hasher.hash(normal)
+        user.updated_at = utcnow()
+        self.session.add(user)
+        await end_user_sessions(self.session, row_id(user), user.user_id, "password_change", utcnow())
+        await counters.unblock(self.session, user_identifier_hashes(user))
+
+    async def _check_password(self, password: str, *, email: str | None, username: str | None, name: str | None) -> str:
+        tenant = await tenant_row(self.session)
+        minimum = min_length_for(mfa_policy=tenant.mfa_policy, configured=tenant.password_min_length)
+        personal_name = name if name not in {email, username} else None
+        return check_password(password, min_length=minimum, email=email, username=username, name=personal_name)
+
     async def _connection(self, name: str) -> ConnectionRow:
         row = (await self.session.execute(select(ConnectionRow).where(col(ConnectionRow.name) == name))).scalar()
         if row is None:
@@ -233,17 +299,18 @@ class UserService:
         return row
 
 
-def check_password(password: str) -> None:
-    """The password policy: at least 8 characters (Auth0's "low" policy), at most 1024."""
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise InvalidUserData(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
-    if len(password) > MAX_PASSWORD_LENGTH:
-        raise InvalidUserData(f"the password must have at most {MAX_PASSWORD_LENGTH} characters")
+def user_identifier_hashes(user: UserRow) -> list[str]:
+    """The hashes attack-protection counters of ``user``'s identifiers are stored under."""
+    return [counters.identifier_hash(user.connection_id, key) for key in (user.email_key, user.username_key) if key]
 
 
 def _check_identifiers(email: str | None, username: str | None) -> tuple[str | None, str | None]:
-    email = email.strip() if email else None
-    username = username.strip() if username else None
+    email = unicodedata.normalize("NFKC", email.strip()) if email else None
+    username = unicodedata.normalize("NFKC", username.strip()) if username else None
+    if email:
+        check_identifier(email, what="email address")
+    if username:
+        check_identifier(username, what="username")
     if not email and not username:
         raise InvalidUserData("a user needs an email or a username")
     if email and not _EMAIL.match(email):

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from identity.oauth2.client_auth import authenticate_client
 from identity.oauth2.errors import UnauthorizedClient, UnsupportedGrantType
 from identity.oauth2.grants.base import Grant
-from identity.oauth2.interfaces import TenantStore, TokenResponse
+from identity.oauth2.interfaces import TenantStore, TokenObserver, TokenResponse
 from identity.oauth2.requests import TokenRequest
 
 __all__ = ["TokenEndpoint"]
@@ -16,10 +16,13 @@ __all__ = ["TokenEndpoint"]
 class TokenEndpoint:
     """Dispatches a token request to its grant after authenticating the client."""
 
-    def __init__(self, grants: Mapping[str, Grant], tenant: TenantStore, *, realm: str) -> None:
+    def __init__(
+        self, grants: Mapping[str, Grant], tenant: TenantStore, *, realm: str, observer: TokenObserver | None = None
+    ) -> None:
         self.grants = grants
         self.tenant = tenant
         self.realm = realm
+        self.observer = observer
 
     async def handle(self, request: TokenRequest) -> TokenResponse:
         """Answer one token request, or raise the `OAuthError` to render."""
@@ -28,6 +31,9 @@ class TokenEndpoint:
         if grant is None:
             raise UnsupportedGrantType()
         client = await authenticate_client(request, self.tenant, realm=self.realm)
+        request = request.for_client(client)
+        if self.observer is not None:
+            self.observer.client_authenticated(client, request)
         if grant_type not in client.grant_types:
             raise UnauthorizedClient(f"Grant type '{grant_type}' not allowed for the client.")
         return await grant.handle(request, client)

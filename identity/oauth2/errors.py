@@ -11,10 +11,11 @@
     ├── Unauthorized                401 unauthorized    (admin-blocked user, Auth0's wording)
     ├── MfaRequired                 403 mfa_required    (+ mfa_token)
     ├── ExpiredToken                403 expired_token
-    ├── TooManyAttempts             429 too_many_attempts
+    ├── TooManyAttempts             429 too_many_attempts (+ Retry-After when the wait is known)
     ├── InvalidToken                401 invalid_token   (RFC 6750 bearer token errors, + WWW-Authenticate)
     ├── UnsupportedChallengeType    400 unsupported_challenge_type
-    └── ServerError                 500 server_error    (configuration problems the client can report)
+    ├── ServerError                 500 server_error    (configuration problems the client can report)
+    └── TemporarilyUnavailable      503 temporarily_unavailable (+ Retry-After; load shedding, RFC 6749 §4.1.2.1)
 
 Descriptions are fixed ASCII strings from ``shared/API.md`` §1.9; none of them says which credential was wrong.
 """
@@ -34,6 +35,7 @@ __all__ = [
     "MfaRequired",
     "OAuthError",
     "ServerError",
+    "TemporarilyUnavailable",
     "TooManyAttempts",
     "Unauthorized",
     "UnauthorizedClient",
@@ -163,6 +165,30 @@ class TooManyAttempts(OAuthError):
 
     error = "too_many_attempts"
     status_code = 429
+
+    def __init__(self, description: str | None = None, *, retry_after: int | None = None) -> None:
+        super().__init__(description)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        """``Retry-After`` (RFC 9110 §10.2.3) when the wait is known."""
+        return {"Retry-After": str(self.retry_after)} if self.retry_after is not None else {}
+
+
+class TemporarilyUnavailable(OAuthError):
+    """The server is overloaded (password hashing saturated): nothing was checked; retry later."""
+
+    error = "temporarily_unavailable"
+    status_code = 503
+    default_description = "The service is busy. Please retry after some time."
+
+    def __init__(self, description: str | None = None, *, retry_after: int = 1) -> None:
+        super().__init__(description)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        """``Retry-After`` in seconds."""
+        return {"Retry-After": str(self.retry_after)}
 
 
 class InvalidToken(OAuthError):

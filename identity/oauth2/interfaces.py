@@ -9,7 +9,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from identity.oauth2.requests import TokenRequest
 
 __all__ = [
     "Api",
@@ -24,6 +27,7 @@ __all__ = [
     "LoginBlocked",
     "MfaService",
     "MfaTransaction",
+    "Overloaded",
     "RefreshTokenPolicy",
     "RefreshTokenStore",
     "RuleOutcome",
@@ -32,6 +36,7 @@ __all__ = [
     "TenantSettings",
     "TenantStore",
     "TokenIssuer",
+    "TokenObserver",
     "TokenResponse",
     "User",
     "UserAuthenticator",
@@ -79,6 +84,8 @@ class Client:
     """Names of the connections (user directories) enabled for this client."""
     metadata: Mapping[str, str] = field(default_factory=dict)
     refresh_token: RefreshTokenPolicy = field(default_factory=RefreshTokenPolicy)
+    ip_header_trusted: bool = False
+    """Auth0's ``is_token_endpoint_ip_header_trusted``: a confidential client's ``auth0-forwarded-for`` is believed."""
 
 
 @dataclass(frozen=True)
@@ -257,7 +264,27 @@ class UserLookup(Protocol):
 
 
 class LoginBlocked(Exception):
-    """Brute-force protection: this identifier is blocked from this IP (no password is checked)."""
+    """Attack protection refused the login before its password was checked (API.md §4)."""
+
+    BRUTE_FORCE = "brute_force"
+    """Too many failures for this identifier from this address (Auth0 ``limit_wc``)."""
+    ACCOUNT_LOCKOUT = "account_lockout"
+    """Too many failures for this identifier from any address (Auth0 ``limit_sul``; off by default)."""
+    SUSPICIOUS_IP = "suspicious_ip"
+    """Too many failures from this address across accounts (Auth0 ``limit_mu``)."""
+
+    def __init__(self, reason: str = BRUTE_FORCE, *, retry_after: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+class Overloaded(Exception):
+    """Password hashing is saturated: the login was not checked; the client may retry after ``retry_after`` s."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"retry after {retry_after} s")
+        self.retry_after = retry_after
 
 
 class UserAuthenticator(Protocol):
@@ -272,8 +299,17 @@ class UserAuthenticator(Protocol):
         right password is returned (with ``blocked=True``): the grant decides what to answer.
 
         Raises:
-            LoginBlocked: too many consecutive failures for this identifier from ``ip``.
+            LoginBlocked: attack protection refused the attempt before checking it.
+            Overloaded: password hashing is saturated (load shedding); nothing was counted.
         """
+        ...
+
+
+class TokenObserver(Protocol):
+    """Told what the endpoint learnt about a request (for the audit log)."""
+
+    def client_authenticated(self, client: Client, request: TokenRequest) -> None:
+        """The client is authenticated and the end user's address decided."""
         ...
 
 

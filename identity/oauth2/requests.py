@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from identity.oauth2.errors import InvalidClient, InvalidRequest, InvalidScope
+
+if TYPE_CHECKING:
+    from identity.oauth2.interfaces import Client
 
 __all__ = ["BasicCredentials", "TokenRequest", "parse_basic_authorization"]
 
@@ -79,7 +83,12 @@ class TokenRequest:
     params: Mapping[str, str]
     basic: BasicCredentials | None = None
     client_ip: str | None = None
+    """The end user's address, as far as is known: the transport's decision, then a trusted client's header."""
     user_agent: str | None = None
+    forwarded_for: str | None = None
+    """The ``auth0-forwarded-for`` header as sent; believed only for a client trusted with it (`for_client`)."""
+    proxy_ip: str | None = None
+    """The transport's address when ``client_ip`` came from ``auth0-forwarded-for`` (Auth0's ``client_ip``)."""
 
     @classmethod
     def from_form(cls, pairs: Iterable[tuple[str, str]], **transport: Any) -> TokenRequest:
@@ -119,6 +128,21 @@ class TokenRequest:
             if value:
                 params[name] = _checked(name, value)
         return cls(params, **transport)
+
+    def for_client(self, client: Client) -> TokenRequest:
+        """The request with the end user's address from ``auth0-forwarded-for``, when ``client`` may send it.
+
+        API.md §4.4: only an authenticated (confidential) client flagged ``is_token_endpoint_ip_header_trusted``;
+        for every other client, and for a value that is not one address, the header is ignored.
+        """
+        if not client.ip_header_trusted or client.token_endpoint_auth_method == "none" or not self.forwarded_for:
+            return self
+        candidate = self.forwarded_for.split(",")[0].strip()
+        try:
+            address = ipaddress.ip_address(candidate)
+        except ValueError:
+            return self
+        return replace(self, client_ip=str(address), proxy_ip=self.client_ip)
 
     def get(self, name: str) -> str | None:
         """The parameter's value, or ``None`` when it was omitted."""

@@ -15,12 +15,13 @@ from sqlmodel import Field, SQLModel
 
 __all__ = [
     "ApiRow",
+    "AttackCounterRow",
     "AuthenticatorRow",
     "ClientConnectionRow",
     "ClientGrantRow",
     "ClientRow",
     "ConnectionRow",
-    "LoginFailureRow",
+    "LogEventRow",
     "MfaAttemptRow",
     "MfaTransactionRow",
     "RecoveryCodeRow",
@@ -92,6 +93,17 @@ class TenantRow(SQLModel, table=True):
     """WebAuthn user verification: ``required`` (refuse assertions without UV), ``preferred`` or ``discouraged``."""
     webauthn_attestation: str = Field(default="none", max_length=16)
     """The attestation asked at registration: ``none`` (default), ``indirect`` or ``direct``."""
+    """How long a count (and a block) lasts after the last failure."""
+    brute_force_enabled: bool = Field(default=True)
+    brute_force_mode: str = Field(default="count_per_identifier_and_ip", max_length=32)
+    """Auth0's modes: ``count_per_identifier_and_ip``, or ``count_per_identifier`` (account lockout, growing waits)."""
+    brute_force_allowlist: list[str] = _json(list)
+    """Addresses and CIDRs never counted or blocked by brute-force protection."""
+    suspicious_ip_throttling: dict[str, Any] = _json(dict)
+    """Auth0's ``suspicious_ip_throttling`` object (``enabled``, ``allowlist``, ``stage.pre-login``); missing keys
+    take Auth0's defaults (100 attempts, one back every 864000 ms)."""
+    password_min_length: int | None = Field(default=None)
+    """NIST SP 800-63B: 15 when the password is the only factor, 8 with MFA; ``None`` picks by ``mfa_policy``."""
     updated_at: datetime = _created()
 
 
@@ -135,6 +147,8 @@ class ClientRow(SQLModel, table=True):
     client_metadata: dict[str, str] = _json(dict)
     refresh_token: dict[str, Any] = _json(dict)
     """Auth0's ``refresh_token`` settings object; missing keys take the defaults."""
+    is_token_endpoint_ip_header_trusted: bool = Field(default=False)
+    """A confidential client whose ``auth0-forwarded-for`` header names the end user's address (API.md §4.4)."""
     created_at: datetime = _created()
 
 
@@ -366,18 +380,61 @@ class UserinfoClaimsRow(SQLModel, table=True):
     expires_at: datetime = Field(sa_type=UTCDateTime, nullable=False, index=True)
 
 
-class LoginFailureRow(SQLModel, table=True):
-    """Consecutive failed logins of one identifier from one IP (brute-force protection, API.md §4.1).
+# --- Attack protection and the audit log (issue 11) -------------------------------------------------------------
 
-    Keyed by the SHA-256 of (connection, identifier, IP): neither the identifier nor the address is stored in clear.
+
+class AttackCounterRow(SQLModel, table=True):
+    """One attack-protection counter (API.md §4): failed logins reserved before the password hash is computed.
+
+    ``kind`` is ``identifier_ip`` (brute-force protection: one identifier from one IP), ``identifier`` (account
+    lockout mode: one identifier from every IP) or ``ip`` (suspicious-IP throttling: one address, every account).
+    The identifier is kept only as ``identifier_hash`` (SHA-256 of directory and normalised identifier), so a block is
+    found by identifier without storing it; the address is the grouped one (IPv6 by /64), as Auth0's user blocks show.
+    Times are epoch seconds so that "expired" is plain arithmetic in one conditional UPDATE on every database.
     """
 
-    __tablename__ = "login_failure"
+    __tablename__ = "attack_counter"
 
     key_hash: str = Field(primary_key=True, max_length=64)
-    failures: int = Field(default=0)
-    last_failure_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
-    blocked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    """SHA-256 of (kind, identifier hash, address): the row a reservation updates."""
+    kind: str = Field(max_length=16)
+    identifier_hash: str | None = Field(default=None, max_length=64, index=True)
+    connection: str | None = Field(default=None, max_length=128)
+    ip: str | None = Field(default=None, max_length=64)
+    count: float = Field(default=0.0)
+    """Failures counted (brute force), or tokens spent (the IP bucket)."""
+    updated_at: float = Field(default=0.0, index=True)
+    """When the count last grew (epoch seconds)."""
+    wait: float = Field(default=900.0)
+    """Brute force: seconds a count (and a block) lasts after ``updated_at``. IP bucket: seconds per token."""
+
+
+class LogEventRow(SQLModel, table=True):
+    """An audit-log event, with the fields of Auth0's log events (API.md §6). Never a password, code or token."""
+
+    __tablename__ = "log_event"
+    __table_args__ = (sa.Index("ix_log_event_user_date", "user_id", "date"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    log_id: str = Field(max_length=64, unique=True)
+    date: datetime = Field(sa_type=UTCDateTime, nullable=False, index=True)
+    type: str = Field(max_length=40, index=True)
+    description: str | None = Field(default=None, max_length=255)
+    client_id: str | None = Field(default=None, max_length=128)
+    client_name: str | None = Field(default=None, max_length=255)
+    ip: str | None = Field(default=None, max_length=64, index=True)
+    client_ip: str | None = Field(default=None, max_length=64)
+    user_agent: str | None = Field(default=None, max_length=512)
+    user_id: str | None = Field(default=None, max_length=64)
+    user_name: str | None = Field(default=None, max_length=320)
+    connection: str | None = Field(default=None, max_length=128)
+    connection_id: str | None = Field(default=None, max_length=64)
+    strategy: str | None = Field(default=None, max_length=32)
+    strategy_type: str | None = Field(default=None, max_length=32)
+    audience: str | None = Field(default=None, max_length=600)
+    scope: str | None = Field(default=None, sa_type=sa.Text)
+    hostname: str | None = Field(default=None, max_length=255)
+    details: dict[str, Any] = _json(dict)
 
 
 # --- hardening (issue 12) ------------------------------------------------------------------------------------------

@@ -152,6 +152,7 @@ class SqlTenantStore:
             connections=frozenset(names.scalars()),
             metadata=dict(row.client_metadata),
             refresh_token=RefreshTokenPolicy(**row.refresh_token),
+            ip_header_trusted=row.is_token_endpoint_ip_header_trusted,
         )
 
     async def connection(self, name: str) -> Connection | None:

@@ -10,6 +10,7 @@ from sqlalchemy import ColumnElement, func, or_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
+from identity.accounts.password_policy import normalize_identifier
 from identity.oauth2.interfaces import User
 from identity.store.models import ConnectionRow, UserRow, utcnow
 
@@ -33,8 +34,8 @@ SEARCH_FIELDS = ("email", "user_id", "username", "name", "nickname", "blocked", 
 
 
 def login_key(login: str) -> str:
-    """The normalised form of an email or username used for lookup (case-insensitive)."""
-    return login.strip().lower()
+    """The normalised form of an email or username used for lookup and uniqueness (NFKC, casefolded)."""
+    return normalize_identifier(login)
 
 
 def user_from_row(row: UserRow, connection: str) -> User:

@@ -15,6 +15,7 @@ from identity.accounts.factors import FactorService
 from identity.accounts.passwords import PasswordHasher
 from identity.accounts.users import DirectoryAuthenticator
 from identity.accounts.webauthn import WebAuthnFactors, WebAuthnService
+from identity.audit import AuditLog, AuditTrail
 from identity.clock import Clock
 from identity.crypto import SecretBox
 from identity.oauth2 import TokenEndpoint
@@ -29,6 +30,15 @@ from identity.oauth2.grants import (
 )
 from identity.oauth2.grants.client_credentials import CredentialsExchangeHook
 from identity.oauth2.grants.webauthn import MfaWebAuthnGrant, WebAuthnGrant
+from identity.oauth2.interfaces import (
+    Client,
+    FactorCheck,
+    GrantResult,
+    MfaTransaction,
+    StoredRefreshToken,
+    TokenResponse,
+)
+from identity.oauth2.requests import TokenRequest
 from identity.rules import RulesEngine
 from identity.rules.loader import rules_fingerprint, rules_from_rows
 from identity.rules.pipeline import RuleLoadError
@@ -44,7 +54,15 @@ from identity.tokens.refresh import SqlRefreshTokens
 _ALGS_TTL_SECONDS = 10.0
 logger = logging.getLogger("identity.rules")
 
-__all__ = ["Services", "build_factors", "build_token_endpoint", "build_webauthn", "provide_session"]
+__all__ = [
+    "Services",
+    "TrailObserver",
+    "build_authenticator",
+    "build_factors",
+    "build_token_endpoint",
+    "build_webauthn",
+    "provide_session",
+]
 
 
 @dataclass
@@ -57,6 +75,7 @@ class Services:
     hasher: PasswordHasher
     box: SecretBox
     clock: Clock
+    audit: AuditLog
     keys: KeyRing | None = None
     rules: RulesEngine | None = None
     migration_heads: frozenset[str] = frozenset()
@@ -140,13 +159,102 @@ def build_webauthn(services: Services, session: AsyncSession) -> WebAuthnService
     return WebAuthnService(session, services.settings, services.clock)
 
 
-def build_token_endpoint(services: Services, session: AsyncSession) -> TokenEndpoint:
+def build_authenticator(services: Services, session: AsyncSession, trail: AuditTrail | None) -> DirectoryAuthenticator:
+    """Password checks with attack protection, bound to this request's session."""
+    return DirectoryAuthenticator(session, services.hasher, clock=services.clock, trail=trail)
+
+
+class _TrailedFactors(FactorService):
+    """Second factors that tell the audit trail whose login an ``mfa_token`` continues."""
+
+    def __init__(self, session: AsyncSession, box: SecretBox, clock: Clock, trail: AuditTrail) -> None:
+        super().__init__(session, box, clock)
+        self.trail = trail
+
+    async def find(self, mfa_token: str) -> MfaTransaction | None:
+        found = await super().find(mfa_token)
+        if found is not None:
+            self.trail.user_id, self.trail.connection = found.user_id, found.connection
+            self.trail.audience, self.trail.scope = found.audience, " ".join(found.scopes)
+        return found
+
+    async def start(self, result: GrantResult) -> str:
+        _describe(self.trail, result)
+        return await super().start(result)
+
+    async def check_otp(self, transaction: MfaTransaction, otp: str) -> FactorCheck:
+        enrolled_before = await self.has_active_factor(transaction.user_id)
+        check = await super().check_otp(transaction, otp)
+        if check is FactorCheck.ACCEPTED and not enrolled_before:
+            self.trail.also.append("gd_enrollment_complete")  # the code confirmed a pending enrollment
+        return check
+
+
+class _TrailedRefreshTokens(SqlRefreshTokens):
+    """Refresh tokens that tell the audit trail whose token it is, and when a reuse revoked a family."""
+
+    def __init__(self, session: AsyncSession, box: SecretBox, clock: Clock, trail: AuditTrail) -> None:
+        super().__init__(session, box, clock)
+        self.trail = trail
+
+    async def find(self, token: str) -> StoredRefreshToken | None:
+        found = await super().find(token)
+        if found is not None and self.trail.user_id is None:
+            self.trail.user_id, self.trail.connection = found.user_id, found.connection
+        return found
+
+    async def revoke_family(self, family_id: str, reason: str) -> None:
+        if reason == "reuse":
+            self.trail.note("ferrt")
+        await super().revoke_family(family_id, reason)
+
+
+class _TrailedIssuer(JwtIssuer):
+    """The issuer, telling the audit trail what was issued (never the tokens)."""
+
+    trail: AuditTrail | None = None
+
+    async def issue(self, result: GrantResult) -> TokenResponse:
+        if self.trail is not None:
+            _describe(self.trail, result)
+        return await super().issue(result)
+
+
+def _describe(trail: AuditTrail, result: GrantResult) -> None:
+    trail.user_id = result.user.user_id
+    trail.user_name = result.user.email or result.user.username or trail.user_name
+    trail.connection = result.connection.name
+    trail.connection_id = str(result.connection.id)
+    trail.audience = result.audience
+    trail.scope = " ".join(result.scopes)
+
+
+class TrailObserver:
+    """`identity.oauth2.interfaces.TokenObserver` that fills the audit trail."""
+
+    def __init__(self, trail: AuditTrail) -> None:
+        self.trail = trail
+
+    def client_authenticated(self, client: Client, request: TokenRequest) -> None:
+        """Record the client and the end user's address (``client_ip``: the proxy, when a header named the user)."""
+        self.trail.client_id, self.trail.client_name = client.client_id, client.name
+        self.trail.ip = request.client_ip
+        self.trail.client_ip = request.proxy_ip
+
+
+def build_token_endpoint(services: Services, session: AsyncSession, trail: AuditTrail | None = None) -> TokenEndpoint:
     """The token endpoint with every enabled grant, bound to this request's session."""
     tenant = SqlTenantStore(session, issuer=services.settings.issuer)
-    users = DirectoryAuthenticator(session, services.hasher)
-    mfa = build_factors(services, session)
-    refresh_tokens = SqlRefreshTokens(session, services.box, services.clock)
-    issuer = JwtIssuer(
+    users = build_authenticator(services, session, trail)
+    mfa: FactorService
+    refresh_tokens: SqlRefreshTokens
+    if trail is not None:
+        mfa = _TrailedFactors(session, services.box, services.clock, trail)
+        refresh_tokens = _TrailedRefreshTokens(session, services.box, services.clock, trail)
+    else:
+        mfa = build_factors(services, session)
+        refresh_tokens = SqlRefreshTokens(session, services.box, services.clock)
+    issuer = _TrailedIssuer(
         services.key_ring,
         issuer=services.settings.issuer,
         clock=services.clock,
@@ -155,6 +263,7 @@ def build_token_endpoint(services: Services, session: AsyncSession) -> TokenEndp
         userinfo_claims=SqlUserinfoClaims(session),
         app_metadata=SqlAppMetadata(session),
     )
+    issuer.trail = trail
     rules = services.rules if services.rules is not None and services.rules.rules else None
     grants: dict[str, Grant] = {
         PasswordGrant.GRANT_TYPE: PasswordGrant(tenant, users, issuer, mfa, rules),
@@ -167,4 +276,5 @@ def build_token_endpoint(services: Services, session: AsyncSession) -> TokenEndp
     webauthn = WebAuthnFactors(build_webauthn(services, session), mfa)
     grants[MfaWebAuthnGrant.GRANT_TYPE] = MfaWebAuthnGrant(tenant, mfa, issuer, services.clock, webauthn)
     grants[WebAuthnGrant.GRANT_TYPE] = WebAuthnGrant(tenant, users, issuer, webauthn, mfa, rules)
-    return TokenEndpoint(grants, tenant, realm=services.settings.issuer)
+    observer = TrailObserver(trail) if trail is not None else None
+    return TokenEndpoint(grants, tenant, realm=services.settings.issuer, observer=observer)

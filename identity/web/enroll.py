@@ -34,15 +34,15 @@ from markupsafe import Markup
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.accounts.factors import AlreadyEnrolled, Enrollment, FactorService
-from identity.accounts.users import DirectoryAuthenticator
 from identity.mfa import qr, recovery, totp
 from identity.oauth2.errors import OAuthError
 from identity.oauth2.grants.password import WRONG_CREDENTIALS
-from identity.oauth2.interfaces import Client, Connection, FactorCheck, GrantResult, LoginBlocked, User
+from identity.oauth2.interfaces import Client, Connection, FactorCheck, GrantResult, LoginBlocked, Overloaded, User
 from identity.settings import Settings
 from identity.store import users as user_queries
 from identity.store.tenant import SqlTenantStore, tenant_row
-from identity.web.deps import Services, build_factors
+from identity.web.addresses import request_trail
+from identity.web.deps import Services, build_authenticator, build_factors
 from identity.web.enroll_keys import KEY_ROUTES, key_context
 from identity.web.errors import SECURITY_HEADERS
 from identity.web.sessions import (
@@ -226,23 +226,30 @@ async def sign_in(
     if connection is None or connection.name not in directories:
         error = "Choose a directory from the list."
         return await _sign_in_page(services, db, status=400, error=error, username=username)
-    client_ip = request.client.host if request.client else None
+    trail = request_trail(request, services.settings)
+    trail.connection = connection.name
     try:
-        user = await DirectoryAuthenticator(db, services.hasher).authenticate(
-            connection, username, password, ip=client_ip
-        )
+        user = await build_authenticator(services, db, trail).authenticate(connection, username, password, ip=trail.ip)
     except LoginBlocked:
+        services.audit.emit(trail.event("limit_wc"))
         logger.info("enroll sign-in refused connection=%s brute-force block", connection.name)
         error = "Too many failed sign-ins. Wait a few minutes and try again."
         return await _sign_in_page(services, db, status=429, error=error, username=username, selected=name)
+    except Overloaded:
+        services.audit.emit(trail.event("api_limit"))
+        error = "The service is busy. Please try again in a moment."
+        return await _sign_in_page(services, db, status=503, error=error, username=username, selected=name)
     if user is None or user.blocked:
+        services.audit.emit(trail.event("f"))
         logger.info("enroll sign-in refused connection=%s blocked=%s", connection.name, user is not None)
         error = WRONG_CREDENTIALS if user is None else "This account is blocked. Contact your administrator."
         status = 401 if user is None else 403
         return await _sign_in_page(services, db, status=status, error=error, username=username, selected=name)
     if (denial := await _rules_denial(request, services, connection, user)) is not None:
         logger.info("enroll sign-in refused connection=%s by a rule", connection.name)
+        services.audit.emit(trail.event("f", denial))
         return await _sign_in_page(services, db, status=403, error=denial, username=username, selected=name)
+    services.audit.emit(trail.event("s"))
     logger.info("enroll sign-in user=%s connection=%s", user.user_id, connection.name)
     _start_session(request, services, user.user_id, connection.name, mfa=False)
     store = request.app.stores.get(STORE_NAME)
@@ -290,6 +297,17 @@ async def sign_out(request: AnyRequest) -> Response[Any]:
     return _redirect(START + "?notice=signed-out")
 
 
+def _audit(request: AnyRequest, services: Services, visitor: Visitor, event_type: str) -> None:
+    """One audit event of the signed-in visitor (never a code)."""
+    trail = request_trail(request, services.settings)
+    trail.user_id, trail.connection = visitor.user_id, visitor.connection
+    services.audit.emit(trail.event(event_type))
+
+
+def _failed(check: FactorCheck, invalid: str, rate_limited: str) -> str:
+    return rate_limited if check is FactorCheck.RATE_LIMITED else invalid
+
+
 # --- the second factor, for users who have one --------------------------------------------------------------------
 
 
@@ -328,18 +346,22 @@ async def verify(
         check, new_code = await factors.redeem_user_recovery_code(visitor.user_id, recovery_code)
         if check is FactorCheck.ACCEPTED and new_code is not None:
             logger.info("enroll second factor passed user=%s factor=recovery-code", visitor.user_id)
+            _audit(request, services, visitor, "gd_recovery_succeed")
             _start_session(request, services, visitor.user_id, visitor.connection, mfa=True)
             return _page("recovery", visitor=visitor, tenant=tenant, code=recovery.display(new_code), first=False)
         status, error = _RECOVERY_ERRORS.get(check, _RECOVERY_ERRORS[FactorCheck.INVALID])
+        _audit(request, services, visitor, _failed(check, "gd_recovery_failed", "gd_recovery_rate_limit_exceed"))
         return await verify_page(services, db, visitor, status=status, recovery_error=error)
     if not _code_shape_ok(otp):
         return await verify_page(services, db, visitor, status=400, error="Enter the 6-digit code.")
     check = await factors.verify_user_otp(visitor.user_id, otp)
     if check is FactorCheck.ACCEPTED:
         logger.info("enroll second factor passed user=%s factor=otp", visitor.user_id)
+        _audit(request, services, visitor, "gd_auth_succeed")
         _start_session(request, services, visitor.user_id, visitor.connection, mfa=True)
         return _redirect(MANAGE)
     status, error = _CODE_ERRORS.get(check, _CODE_ERRORS[FactorCheck.INVALID])
+    _audit(request, services, visitor, _failed(check, "gd_auth_failed", "gd_otp_rate_limit_exceed"))
     return await verify_page(services, db, visitor, status=status, error=error)
 
 
@@ -430,6 +452,7 @@ async def setup(
         status, error = _CODE_ERRORS.get(check, _CODE_ERRORS[FactorCheck.INVALID])
         return _setup_page(enrollment, visitor, status=status, error=error)
     logger.info("enroll authenticator activated user=%s authenticator=%s", visitor.user_id, enrollment.authenticator_id)
+    _audit(request, services, visitor, "gd_enrollment_complete")
     _start_session(request, services, visitor.user_id, visitor.connection, mfa=True)
     code = await factors.regenerate_recovery_code(visitor.user_id)
     return _page("recovery", visitor=visitor, tenant=tenant, code=recovery.display(code), first=True)
@@ -503,6 +526,7 @@ async def remove(
     if not await factors.remove(visitor.user_id, authenticator_id):
         return await _manage_page(services, db, visitor, status=404, error="That authenticator no longer exists.")
     logger.info("enroll authenticator removed user=%s authenticator=%s", visitor.user_id, authenticator_id)
+    _audit(request, services, visitor, "gd_unenroll")
     if new_code is not None and await factors.has_active_factor(visitor.user_id):
         tenant = await _tenant_name(db)
         return _page(

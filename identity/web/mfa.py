@@ -32,6 +32,7 @@ from identity.store.tenant import SqlTenantStore, tenant_row
 from identity.tokens.rotation import is_revoked
 from identity.tokens.verify import InvalidAccessToken, verify_access_token
 from identity.web import openapi
+from identity.web.addresses import request_trail
 from identity.web.deps import Services, build_factors
 from identity.web.errors import NO_STORE
 from identity.web.oauth import parse_token_request, refuse_repeated_members
@@ -152,7 +153,16 @@ async def associate(
     }
     if enrollment.recovery_code is not None:
         answer["recovery_codes"] = [enrollment.recovery_code]
+    _audit(request, services, "gd_start_enroll", transaction.user_id, transaction.client_id)
     return Response(answer, media_type=MediaType.JSON, headers=NO_STORE)
+
+
+def _audit(
+    request: Request[Any, Any, State], services: Services, event_type: str, user_id: str, client_id: str | None
+) -> None:
+    trail = request_trail(request, services.settings)
+    trail.user_id, trail.client_id = user_id, client_id
+    services.audit.emit(trail.event(event_type))
 
 
 @post(
@@ -222,6 +232,7 @@ async def remove_authenticator(
             media_type=MediaType.JSON,
             headers=NO_STORE,
         )
+    _audit(request, services, "gd_unenroll", user_id, None)
     return Response(None, status_code=204, headers=NO_STORE)
 
 

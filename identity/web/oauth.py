@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -11,14 +12,24 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from identity.accounts.passwords import HashingUnavailable
+from identity.audit import AuditTrail, LogEvent
 from identity.oauth2 import TokenRequest
 from identity.oauth2.client_auth import authenticate_client
-from identity.oauth2.errors import InvalidRequest
+from identity.oauth2.errors import (
+    InvalidRequest,
+    MfaRequired,
+    OAuthError,
+    TemporarilyUnavailable,
+    TooManyAttempts,
+)
+from identity.oauth2.grants import MFA_OTP, MFA_RECOVERY_CODE, PASSWORD, PASSWORD_REALM, REFRESH_TOKEN
 from identity.oauth2.requests import parse_basic_authorization
 from identity.observability.requests import note
 from identity.store.tenant import SqlTenantStore
 from identity.tokens.refresh import SqlRefreshTokens
 from identity.web import openapi
+from identity.web.addresses import request_trail
 from identity.web.deps import Services, build_token_endpoint
 from identity.web.errors import NO_STORE
 
@@ -37,8 +48,10 @@ def refuse_repeated_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return body
 
 
-async def parse_token_request(request: Request[object, object, State], *, realm: str) -> TokenRequest:
-    """Read a form or JSON body into a `TokenRequest`."""
+async def parse_token_request(
+    request: Request[object, object, State], *, realm: str, client_ip: str | None = None
+) -> TokenRequest:
+    """Read a form or JSON body into a `TokenRequest` (``client_ip``: the address decided at the edge)."""
     media_type = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
     raw = await request.body()
     basic = parse_basic_authorization(request.headers.get("authorization"), realm=realm)
@@ -46,8 +59,9 @@ async def parse_token_request(request: Request[object, object, State], *, realm:
         note(request.scope, client_id=basic.client_id[:128])
     transport = {
         "basic": basic,
-        "client_ip": request.client.host if request.client else None,
+        "client_ip": client_ip if client_ip is not None else (request.client.host if request.client else None),
         "user_agent": request.headers.get("user-agent"),
+        "forwarded_for": request.headers.get("auth0-forwarded-for"),
     }
     try:
         text = raw.decode("utf-8")
@@ -83,12 +97,64 @@ async def token(
     services: NamedDependency[Services],
     db: NamedDependency[AsyncSession],
 ) -> Response[object]:
-    """The token endpoint (RFC 6749 §3.2, Auth0 Authentication API)."""
-    token_request = await parse_token_request(request, realm=services.settings.issuer)
-    if token_request.grant_type != "client_credentials":
-        await services.refresh_rules()  # rules never run for client credentials
-    response = await build_token_endpoint(services, db).handle(token_request)
+    """The token endpoint (RFC 6749 §3.2, Auth0 Authentication API); one audit event per request."""
+    trail = request_trail(request, services.settings)
+    token_request: TokenRequest | None = None
+    try:
+        token_request = await parse_token_request(request, realm=services.settings.issuer, client_ip=trail.ip)
+        if token_request.grant_type != "client_credentials":
+            await services.refresh_rules()  # rules never run for client credentials
+        endpoint = build_token_endpoint(services, db, trail)
+        if token_request.params.get("grant_type") in _HASHING:
+            # Load shedding first: a password request past the hash queue is refused before any database work.
+            try:
+                async with services.hasher.admission():
+                    response = await endpoint.handle(token_request)
+            except HashingUnavailable as busy:
+                trail.note("api_limit")
+                raise TemporarilyUnavailable(retry_after=busy.retry_after) from None
+        else:
+            response = await endpoint.handle(token_request)
+    except OAuthError as error:
+        services.audit.emit(_failure_event(trail, token_request, error))
+        raise
+    services.audit.emit(trail.event(_SUCCESS.get(token_request.params.get("grant_type", ""), "s")))
+    for extra in trail.also:
+        services.audit.emit(replace(trail, type=None, description=None).event(extra))
     return Response(response.to_body(), media_type=MediaType.JSON, headers=NO_STORE)
+
+
+_HASHING = frozenset({PASSWORD, PASSWORD_REALM})
+_SUCCESS = {
+    PASSWORD: "sepft",
+    PASSWORD_REALM: "sepft",
+    MFA_OTP: "seotpft",
+    MFA_RECOVERY_CODE: "sercft",
+    REFRESH_TOKEN: "sertft",
+    "client_credentials": "seccft",
+}
+_FAILURE = {
+    PASSWORD: "fepft",
+    PASSWORD_REALM: "fepft",
+    MFA_OTP: "feotpft",
+    MFA_RECOVERY_CODE: "fercft",
+    REFRESH_TOKEN: "fertft",
+    "client_credentials": "feccft",
+}
+_RATE_LIMITED = {MFA_OTP: "gd_otp_rate_limit_exceed", MFA_RECOVERY_CODE: "gd_recovery_rate_limit_exceed"}
+
+
+def _failure_event(trail: AuditTrail, token_request: TokenRequest | None, error: OAuthError) -> LogEvent:
+    """The event of a refused token request: what the services noted, else the grant's failure code."""
+    grant_type = token_request.params.get("grant_type", "") if token_request is not None else ""
+    if trail.client_id is None and token_request is not None:
+        basic = token_request.basic
+        trail.client_id = (basic.client_id if basic is not None else token_request.get("client_id") or "")[:128] or None
+    if isinstance(error, MfaRequired):
+        return trail.event("mfar")
+    if isinstance(error, TooManyAttempts) and grant_type in _RATE_LIMITED:
+        return trail.event(_RATE_LIMITED[grant_type], error.description)
+    return trail.event(_FAILURE.get(grant_type, "f"), error.description)
 
 
 @post("/oauth/revoke", status_code=200, request_max_body_size=_MAX_BODY, operation_class=openapi.REVOKE, tags=["oauth"])

@@ -243,10 +243,10 @@ def create_user(runner, env, *args: str, password: str = LONG_ENOUGH) -> Result:
 
 def test_users_create_reads_the_password_from_stdin_and_prints_json(runner, env, client, settings):
     result = create_user(
-        runner, env, "--connection", "customers", "--email", "carol@example.test", password="carol pw 1234"
+        runner, env, "--connection", "customers", "--email", "carol@example.test", password="carol pw 1234 5678"
     )
     assert result.exit_code == 0, result.output
-    assert "carol pw 1234" not in result.output
+    assert "carol pw 1234 5678" not in result.output
     user = json.loads(result.stdout)
     assert user["user_id"].startswith("auth0|")
     assert user["connection"] == "customers"
@@ -254,21 +254,23 @@ def test_users_create_reads_the_password_from_stdin_and_prints_json(runner, env,
     assert user["blocked"] is False
 
     params = {"grant_type": "password", "client_id": "public-app", "username": "carol@example.test"}
-    response = client.post("/oauth/token", data={**params, "password": "carol pw 1234"})
+    response = client.post("/oauth/token", data={**params, "password": "carol pw 1234 5678"})
     assert response.status_code == 200, response.text
     import jwt
 
     assert jwt.decode(response.json()["access_token"], options={"verify_signature": False})["sub"] == user["user_id"]
-    assert client.post("/oauth/token", data={**params, "password": "carol pw 12345"}).status_code == 403
+    assert client.post("/oauth/token", data={**params, "password": "carol pw 1234 56789"}).status_code == 403
 
 
 def test_users_create_with_username_only(runner, env, client):
-    result = create_user(runner, env, "--connection", "employees", "--username", "erin", password="erin's password")
+    result = create_user(
+        runner, env, "--connection", "employees", "--username", "erin", password="the password of e. 2026"
+    )
     assert result.exit_code == 0, result.output
     user = json.loads(result.stdout)
     assert (user["username"], user["email"]) == ("erin", None)
     params = {"grant_type": PASSWORD_REALM, "client_id": "public-app", "realm": "employees", "username": "erin"}
-    assert client.post("/oauth/token", data={**params, "password": "erin's password"}).status_code == 200
+    assert client.post("/oauth/token", data={**params, "password": "the password of e. 2026"}).status_code == 200
 
 
 def test_users_create_same_email_in_another_directory_is_another_user(runner, env, directories):
@@ -300,8 +302,8 @@ def test_users_create_duplicate_username_is_a_clear_error(runner, env, directori
     [
         (["--connection", "nowhere", "--email", "g@example.test"], "long enough pw", "no connection named 'nowhere'"),
         (["--connection", "Customers", "--email", "g@example.test"], "long enough pw", "no connection named"),
-        (["--connection", "customers", "--email", "g@example.test"], "short", "at least 8 characters"),
-        (["--connection", "customers", "--email", "g@example.test"], "", "at least 8 characters"),
+        (["--connection", "customers", "--email", "g@example.test"], "short", "at least 15 characters"),
+        (["--connection", "customers", "--email", "g@example.test"], "", "at least 15 characters"),
         (["--connection", "customers", "--email", "not-an-email"], "long enough pw", "email address is not valid"),
         (["--connection", "customers"], "long enough pw", "email or a username"),
         (["--connection", "customers", "--username", "has@sign"], "long enough pw", "username"),

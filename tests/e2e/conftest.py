@@ -51,18 +51,22 @@ REALM_ONLY_CLIENT = "e2e-realm-only"
 
 ALICE_EMAIL = "alice@e2e.test"
 ALICE_CUSTOMER_PASSWORD = "alice customer password"
-ALICE_EMPLOYEE_PASSWORD = "alice employee password"
+ALICE_EMPLOYEE_PASSWORD = "employee password of A. in staff"
 BOB_EMAIL = "bob@e2e.test"
 BOB_PASSWORD = "bob password 1234"
 DAVE_EMAIL = "dave@e2e.test"
 DAVE_USERNAME = "dave"
-DAVE_PASSWORD = "dave's password, from stdin"
+DAVE_PASSWORD = "the password D. typed on stdin"
 
 TENANT_TOML = f"""\
 [tenant]
 friendly_name = "E2E"
 default_directory = "customers"
 default_audience = "{API}"
+
+# Every e2e request comes from 127.0.0.1: suspicious-IP throttling would end up refusing unrelated tests.
+[tenant.suspicious_ip_throttling]
+enabled = false
 
 [[connections]]
 name = "customers"

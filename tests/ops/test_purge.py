@@ -17,8 +17,8 @@ from identity.housekeeping import purge, purge_once
 from identity.settings import OpsSettings, Settings
 from identity.store.db import create_engine, create_sessionmaker
 from identity.store.models import (
+    AttackCounterRow,
     AuthenticatorRow,
-    LoginFailureRow,
     MfaTransactionRow,
     RecoveryCodeRow,
     RefreshTokenRow,
@@ -77,10 +77,12 @@ def seed(settings: Settings) -> None:
         session.add(_refresh("revoked", alice, 1, revoked=True, created_at=OLD))
         session.add(_refresh("idle", alice, 1, created_at=OLD, idle_expires_at=OLD))
         session.add(_refresh("just-revoked", alice, 1, revoked=True, created_at=NOW))
-        session.add(LoginFailureRow(key_hash="old".ljust(64, "f"), failures=9, last_failure_at=OLD))
-        session.add(
-            LoginFailureRow(key_hash="blocked".ljust(64, "f"), failures=10, last_failure_at=NOW, blocked_at=NOW)
-        )
+        # Attack-protection counters: an old count (expired), a block in force, an IP bucket that refilled.
+        for key, kind, count, at in (("old", "identifier_ip", 9, OLD), ("blocked", "identifier_ip", 10, NOW)):
+            row = AttackCounterRow(key_hash=key.ljust(64, "f"), kind=kind, count=count, updated_at=at.timestamp())
+            session.add(row)
+        bucket = AttackCounterRow(key_hash="bucket".ljust(64, "f"), kind="ip", count=3, updated_at=OLD.timestamp())
+        session.add(bucket)
         await session.commit()
 
     run_db(settings, work)
@@ -96,7 +98,7 @@ def remaining(settings: Settings) -> dict[str, Any]:
             "recovery": set((await session.execute(select(RecoveryCodeRow.public_id))).scalars()),
             "families": set((await session.execute(select(RefreshTokenRow.family_id))).scalars()),
             "refresh_rows": (await session.execute(select(func.count()).select_from(RefreshTokenRow))).scalar(),
-            "failures": set((await session.execute(select(LoginFailureRow.key_hash))).scalars()),
+            "failures": set((await session.execute(select(AttackCounterRow.key_hash))).scalars()),
             "ceremonies": set((await session.execute(select(WebAuthnChallengeRow.challenge_hash))).scalars()),
         }
 
@@ -110,7 +112,7 @@ def test_purge_removes_what_expired_and_keeps_what_still_counts(settings: Settin
     assert counts["mfa_transactions"] == counts["web_sessions"] == counts["userinfo_claims"] == 1
     assert counts["pending_authenticators"] == counts["pending_recovery_codes"] == 1
     assert counts["refresh_tokens"] == 4  # dead (2 rows), revoked, idle
-    assert counts["login_failures"] == 1
+    assert counts["attack_counters"] == 2
     assert counts["webauthn_challenges"] == 1
     left = remaining(settings)
     assert left["mfa"] == {"fresh".ljust(64, "m")}
@@ -194,7 +196,7 @@ def test_one_instance_purges_at_a_time(settings: Settings, tenant: Any) -> None:
 def test_every_table_is_covered_or_deliberately_kept() -> None:
     """A new table that grows with logins needs a purge rule (or a reason here why it needs none)."""
     purged = {"mfa_transaction", "web_session", "authenticator", "recovery_code", "refresh_token", "userinfo_claims"}
-    purged |= {"login_failure"}
+    purged |= {"attack_counter", "log_event"}
     kept = {
         # Configuration and accounts: deleted by the operator, never by age.
         "tenant", "connection", "api", "client", "client_connection", "users", "rule", "client_grant",

@@ -19,6 +19,7 @@ from identity.oauth2.errors import (
     InvalidRequest,
     MfaRequired,
     ServerError,
+    TemporarilyUnavailable,
     TooManyAttempts,
     Unauthorized,
 )
@@ -29,6 +30,7 @@ from identity.oauth2.interfaces import (
     GrantResult,
     LoginBlocked,
     MfaService,
+    Overloaded,
     RulesPipeline,
     TenantStore,
     TokenIssuer,
@@ -39,14 +41,25 @@ from identity.oauth2.policy import offline_access_allowed
 from identity.oauth2.requests import TokenRequest
 from identity.oauth2.scopes import resolve_scopes
 
-__all__ = ["BLOCKED", "WRONG_CREDENTIALS", "PasswordGrant", "PasswordRealmGrant"]
+__all__ = ["BLOCKED", "SUSPICIOUS", "WRONG_CREDENTIALS", "PasswordGrant", "PasswordRealmGrant", "blocked_error"]
 
 WRONG_CREDENTIALS = "Wrong email or password."
 BLOCKED = (
     "Your account has been blocked after multiple consecutive login attempts. "
     "We've sent you an email with instructions on how to unblock it."
 )  # Auth0's exact text (API.md §1.9); clients match on it. No email is sent here: the block lifts with time.
+SUSPICIOUS = (
+    "We have detected suspicious login behavior and further attempts will be blocked. "
+    "Please contact the administrator."
+)  # Auth0's text for suspicious-IP throttling.
 _PASSWORD_STRATEGIES = frozenset({"auth0"})
+
+
+def blocked_error(blocked: LoginBlocked) -> TooManyAttempts:
+    """The 429 of a login attack protection refused (the same for known and unknown identifiers)."""
+    if blocked.reason == LoginBlocked.SUSPICIOUS_IP:
+        return TooManyAttempts(SUSPICIOUS, retry_after=blocked.retry_after)
+    return TooManyAttempts(BLOCKED, retry_after=blocked.retry_after)
 
 
 class PasswordGrant:
@@ -83,8 +96,10 @@ class PasswordGrant:
 
         try:
             user = await self.users.authenticate(connection, username, password, ip=request.client_ip)
-        except LoginBlocked:
-            raise TooManyAttempts(BLOCKED) from None
+        except LoginBlocked as blocked:
+            raise blocked_error(blocked) from None
+        except Overloaded as overloaded:
+            raise TemporarilyUnavailable(retry_after=overloaded.retry_after) from None
         if user is None:
             raise InvalidGrant(WRONG_CREDENTIALS)
         if user.blocked:

@@ -1,0 +1,209 @@
+"""Attack protection for password logins (API.md §4): the tenant's policy and the reservation made before a hash.
+
+A login reserves, before its password is hashed, one token of its address's bucket (suspicious-IP throttling) and
+one failure of its identifier's count (brute-force protection), each with one atomic statement. Whatever fails to
+reserve refuses the login without hashing; so a burst of N concurrent guesses gets at most ``max_attempts`` hashes,
+and the rest are refused, the right password included. After the hash a success resets the count and returns the
+token; a failure keeps both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from identity.network import Networks, counting_key
+from identity.oauth2.interfaces import LoginBlocked
+from identity.store import attack as counters
+from identity.store.models import TenantRow
+
+__all__ = [
+    "ACCOUNT_LOCKOUT",
+    "PER_IDENTIFIER_AND_IP",
+    "SUSPICIOUS_IP_DEFAULTS",
+    "AttemptReservation",
+    "ProtectionPolicy",
+    "reserve_attempt",
+    "suspicious_ip_settings",
+    "unblock_identifier",
+    "user_blocks",
+]
+
+PER_IDENTIFIER_AND_IP = "count_per_identifier_and_ip"
+ACCOUNT_LOCKOUT = "count_per_identifier"
+BRUTE_FORCE_MODES = (PER_IDENTIFIER_AND_IP, ACCOUNT_LOCKOUT)
+SUSPICIOUS_IP_DEFAULTS: dict[str, Any] = {
+    "enabled": True,
+    "shields": ["block"],
+    "allowlist": [],
+    "stage": {"pre-login": {"max_attempts": 100, "rate": 864_000}},
+}
+"""Auth0's defaults: 100 failed logins per address, one more allowed every 864000 ms (14.4 minutes)."""
+
+
+def suspicious_ip_settings(stored: Mapping[str, Any]) -> dict[str, Any]:
+    """The tenant's ``suspicious_ip_throttling`` object with Auth0's defaults for what it leaves out."""
+    stage = {**SUSPICIOUS_IP_DEFAULTS["stage"]["pre-login"], **stored.get("stage", {}).get("pre-login", {})}
+    merged = {**SUSPICIOUS_IP_DEFAULTS, **{key: value for key, value in stored.items() if key != "stage"}}
+    merged["stage"] = {**stored.get("stage", {}), "pre-login": stage}
+    return merged
+
+
+@dataclass(frozen=True)
+class ProtectionPolicy:
+    """What the tenant asks of attack protection, read once per login."""
+
+    brute_force: bool = True
+    mode: str = PER_IDENTIFIER_AND_IP
+    max_attempts: int = 10
+    block_seconds: int = 900
+    allowlist: Networks = field(default_factory=Networks)
+    ip_throttling: bool = True
+    ip_allowlist: Networks = field(default_factory=Networks)
+    ip_max_attempts: int = 100
+    ip_seconds_per_token: float = 864.0
+
+    @classmethod
+    def from_tenant(cls, row: TenantRow) -> ProtectionPolicy:
+        """The policy of the tenant row."""
+        throttling = suspicious_ip_settings(row.suspicious_ip_throttling or {})
+        stage = throttling["stage"]["pre-login"]
+        return cls(
+            brute_force=row.brute_force_enabled,
+            mode=row.brute_force_mode,
+            max_attempts=row.brute_force_max_attempts,
+            block_seconds=row.brute_force_block_seconds,
+            allowlist=Networks.parse(row.brute_force_allowlist or []),
+            ip_throttling=bool(throttling["enabled"]) and "block" in throttling.get("shields", ["block"]),
+            ip_allowlist=Networks.parse(throttling.get("allowlist") or []),
+            ip_max_attempts=int(stage["max_attempts"]),
+            ip_seconds_per_token=float(stage["rate"]) / 1000,
+        )
+
+
+@dataclass
+class AttemptReservation:
+    """What one login reserved; settle it after the hash with `succeeded`, `failed` or `cancel`."""
+
+    identifier: str
+    ip: str | None
+    kind: str | None = None
+    """The counter of the identifier that was reserved (``None``: not counted, e.g. an allow-listed address)."""
+    bucket: bool = False
+
+    async def succeeded(self, session: AsyncSession) -> None:
+        """The password was right: forget the count and give the address its token back. Does not commit."""
+        if self.kind is not None:
+            await counters.reset(session, kind=self.kind, identifier=self.identifier, ip=self._counter_ip)
+        if self.bucket and self.ip is not None:
+            await counters.bucket_refund(session, ip=self.ip)
+
+    async def cancel(self, session: AsyncSession) -> None:
+        """The password was never checked (the login was shed): give back what was reserved. Commits."""
+        if self.kind is not None:
+            await counters.refund(session, kind=self.kind, identifier=self.identifier, ip=self._counter_ip)
+        if self.bucket and self.ip is not None:
+            await counters.bucket_refund(session, ip=self.ip)
+        await session.commit()
+
+    @property
+    def _counter_ip(self) -> str | None:
+        return None if self.kind == counters.IDENTIFIER else self.ip
+
+
+async def reserve_attempt(
+    session: AsyncSession,
+    policy: ProtectionPolicy,
+    *,
+    connection_id: int,
+    connection: str,
+    login_key: str,
+    ip: str | None,
+    now: float,
+) -> AttemptReservation:
+    """Reserve a failed attempt for this login before its hash; `LoginBlocked` when a limit is reached.
+
+    The address's bucket is reserved first: a throttled address costs nothing further. A refused identifier gives
+    the bucket token back (a blocked request is not a failed login: it was never checked).
+    """
+    group = counting_key(ip)
+    reservation = AttemptReservation(identifier=counters.identifier_hash(connection_id, login_key), ip=group)
+    if policy.ip_throttling and group is not None and ip not in policy.ip_allowlist:
+        reserved = await counters.bucket_reserve(
+            session, ip=group, capacity=policy.ip_max_attempts, seconds_per_token=policy.ip_seconds_per_token, now=now
+        )
+        if not reserved:
+            retry = await counters.bucket_retry_after(session, ip=group, capacity=policy.ip_max_attempts, now=now)
+            raise LoginBlocked(LoginBlocked.SUSPICIOUS_IP, retry_after=retry)
+        reservation.bucket = True
+    if policy.brute_force and ip not in policy.allowlist:
+        lockout = policy.mode == ACCOUNT_LOCKOUT
+        kind = counters.IDENTIFIER if lockout else counters.IDENTIFIER_IP
+        reserved = await counters.reserve(
+            session,
+            kind=kind,
+            identifier=reservation.identifier,
+            connection=connection,
+            ip=None if lockout else group,
+            max_count=policy.max_attempts,
+            wait=policy.block_seconds,
+            now=now,
+            grow=lockout,
+        )
+        if not reserved:
+            if reservation.bucket and group is not None:
+                await counters.bucket_refund(session, ip=group)
+                await session.commit()
+            raise LoginBlocked(LoginBlocked.ACCOUNT_LOCKOUT if lockout else LoginBlocked.BRUTE_FORCE)
+        reservation.kind = kind
+    return reservation
+
+
+async def _identifier_hashes(session: AsyncSession, identifier: str, connection: str | None) -> dict[str, str]:
+    """``identifier``'s counter hash in each directory (or in the one named), with that directory's name."""
+    from sqlmodel import col, select
+
+    from identity.store.models import ConnectionRow
+    from identity.store.users import login_key
+
+    query = select(ConnectionRow)
+    if connection is not None:
+        query = query.where(col(ConnectionRow.name) == connection)
+    rows = (await session.execute(query)).scalars().all()
+    key = login_key(identifier)
+    return {counters.identifier_hash(row.id, key): row.name for row in rows if row.id is not None}
+
+
+async def user_blocks(
+    session: AsyncSession, identifier: str, *, now: float, connection: str | None = None
+) -> list[dict[str, Any]]:
+    """The brute-force blocks in force on ``identifier`` (Auth0's ``blocked_for`` items, plus when each ends).
+
+    Blocks are kept for unknown identifiers too, so this answers the same whether or not the account exists.
+    """
+    hashes = await _identifier_hashes(session, identifier, connection)
+    tenant = await session.get(TenantRow, 1) or TenantRow(id=1)
+    found = await counters.blocks(session, hashes, max_count=tenant.brute_force_max_attempts, now=now)
+    await session.commit()
+    return [
+        {
+            "identifier": identifier,
+            "ip": block.ip,
+            "connection": block.connection,
+            "mode": ACCOUNT_LOCKOUT if block.kind == counters.IDENTIFIER else PER_IDENTIFIER_AND_IP,
+            "failures": block.failures,
+            "expires_at": block.expires_at,
+        }
+        for block in found
+    ]
+
+
+async def unblock_identifier(session: AsyncSession, identifier: str, *, connection: str | None = None) -> int:
+    """Lift every block (and forget every count) of ``identifier``, in every directory or the one named. Commits."""
+    hashes = await _identifier_hashes(session, identifier, connection)
+    removed = await counters.unblock(session, list(hashes))
+    await session.commit()
+    return removed

@@ -1,0 +1,232 @@
+"""Queries for attack protection (API.md §4): counters reserved atomically before a password is hashed.
+
+Every reservation is one conditional statement that cannot take a count past its limit, however many requests run
+at once and on however many instances: ``UPDATE … SET count = count + 1 WHERE count < max`` (or an ``INSERT`` of a
+first count when there is no row yet). A request whose reservation fails is refused without any hashing. A success
+resets the brute-force count (as Auth0 does) and gives the IP bucket its token back; a request that is shed before
+its hash gives back what it reserved.
+
+Counts and blocks expire on their own: an identifier's count lasts ``wait`` seconds after its last failure (the
+tenant's block time), and the IP bucket refills one token every ``wait`` seconds. Expired rows are removed by
+`purge_expired`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, and_, case, delete, literal, or_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
+
+from identity.store.models import AttackCounterRow
+
+__all__ = [
+    "IDENTIFIER",
+    "IDENTIFIER_IP",
+    "IP",
+    "Block",
+    "blocks",
+    "bucket_refund",
+    "bucket_reserve",
+    "bucket_retry_after",
+    "counter_key",
+    "identifier_hash",
+    "purge_expired",
+    "refund",
+    "reserve",
+    "reset",
+    "unblock",
+]
+
+IDENTIFIER_IP = "identifier_ip"
+IDENTIFIER = "identifier"
+IP = "ip"
+MAX_LOCKOUT_SECONDS = 30 * 86_400
+"""Account-lockout waits double after each lockout up to Auth0's 30 days."""
+
+_T = AttackCounterRow
+
+
+def identifier_hash(connection_id: int, login_key: str) -> str:
+    """The stored form of (directory, normalised identifier): enough to find its blocks, not to read it back."""
+    return hashlib.sha256(f"{connection_id}\x00{login_key}".encode()).hexdigest()
+
+
+def counter_key(kind: str, identifier: str | None, ip: str | None) -> str:
+    """The row key of one counter."""
+    return hashlib.sha256(f"{kind}\x00{identifier or '-'}\x00{ip or '-'}".encode()).hexdigest()
+
+
+def _rowcount(result: Any) -> int:
+    return cast(CursorResult[Any], result).rowcount
+
+
+async def _insert_ignore(session: AsyncSession, values: dict[str, Any]) -> bool:
+    """Insert the row unless its key exists; whether it was inserted (one statement, no exception to catch)."""
+    bind = session.get_bind()
+    dialect = postgresql if bind.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(_T).values(**values).on_conflict_do_nothing(index_elements=["key_hash"])
+    return _rowcount(await session.execute(statement)) == 1
+
+
+async def reserve(
+    session: AsyncSession,
+    *,
+    kind: str,
+    identifier: str | None,
+    connection: str | None,
+    ip: str | None,
+    max_count: int,
+    wait: float,
+    now: float,
+    grow: bool = False,
+) -> bool:
+    """Reserve one failure before a password check; ``False`` when the limit is reached (blocked). Commits.
+
+    The count restarts at 1 once the previous one has expired (``wait`` seconds after its last failure). With
+    ``grow`` (account lockout) a count that had reached the limit doubles the next wait, up to 30 days.
+    """
+    key = counter_key(kind, identifier, ip)
+    expired = (col(_T.updated_at) + col(_T.wait)) <= now
+    if grow:
+        next_wait: Any = case(
+            (and_(expired, col(_T.count) >= max_count), _capped_double()),
+            (expired, literal(wait)),
+            else_=col(_T.wait),
+        )
+    else:
+        next_wait = case((expired, literal(wait)), else_=col(_T.wait))
+    statement = (
+        update(_T)
+        .where(col(_T.key_hash) == key, or_(col(_T.count) < max_count, expired))
+        .values(count=case((expired, 1.0), else_=col(_T.count) + 1), updated_at=now, wait=next_wait)
+    )
+    reserved = _rowcount(await session.execute(statement)) == 1
+    if not reserved:
+        row = dict(key_hash=key, kind=kind, identifier_hash=identifier, connection=connection, ip=ip)
+        reserved = await _insert_ignore(session, {**row, "count": 1.0, "updated_at": now, "wait": float(wait)})
+        if not reserved:  # another request inserted it meanwhile: its row decides
+            reserved = _rowcount(await session.execute(statement)) == 1
+    await session.commit()
+    return reserved
+
+
+def _capped_double() -> Any:
+    doubled = col(_T.wait) * 2
+    return case((doubled > MAX_LOCKOUT_SECONDS, literal(float(MAX_LOCKOUT_SECONDS))), else_=doubled)
+
+
+async def refund(session: AsyncSession, *, kind: str, identifier: str | None, ip: str | None) -> None:
+    """Give back a reservation whose password was never checked (the request was shed). Commits."""
+    key = counter_key(kind, identifier, ip)
+    await session.execute(update(_T).where(col(_T.key_hash) == key, col(_T.count) >= 1).values(count=col(_T.count) - 1))
+    await session.commit()
+
+
+async def reset(session: AsyncSession, *, kind: str, identifier: str | None, ip: str | None) -> None:
+    """A successful login clears its count (Auth0: the count is of consecutive failures). Does not commit."""
+    await session.execute(delete(_T).where(col(_T.key_hash) == counter_key(kind, identifier, ip)))
+
+
+def _bucket_level(now: float) -> Any:
+    """Tokens spent as of ``now``: the stored count minus what refilled since (one per ``wait`` seconds), ≥ 0."""
+    level = col(_T.count) - (literal(now) - col(_T.updated_at)) / col(_T.wait)
+    return case((level > 0, level), else_=literal(0.0))
+
+
+async def bucket_reserve(
+    session: AsyncSession, *, ip: str, capacity: int, seconds_per_token: float, now: float
+) -> bool:
+    """Take a token from the address's bucket of failed logins; ``False`` when it is empty. Commits."""
+    key = counter_key(IP, None, ip)
+    statement = (
+        update(_T)
+        .where(col(_T.key_hash) == key, _bucket_level(now) + 1 <= capacity)
+        .values(count=_bucket_level(now) + 1, updated_at=now, wait=seconds_per_token)
+    )
+    reserved = _rowcount(await session.execute(statement)) == 1
+    if not reserved:
+        values = dict(key_hash=key, kind=IP, ip=ip, count=1.0, updated_at=now, wait=float(seconds_per_token))
+        reserved = await _insert_ignore(session, values)
+        if not reserved:
+            reserved = _rowcount(await session.execute(statement)) == 1
+    await session.commit()
+    return reserved
+
+
+async def bucket_retry_after(session: AsyncSession, *, ip: str, capacity: int, now: float) -> int:
+    """Seconds until the address's bucket has a token again (for ``Retry-After``)."""
+    row = await session.get(_T, counter_key(IP, None, ip), populate_existing=True)
+    await session.commit()
+    if row is None:
+        return 1
+    level = max(0.0, row.count - (now - row.updated_at) / row.wait)
+    return max(1, math.ceil((level + 1 - capacity) * row.wait))
+
+
+async def bucket_refund(session: AsyncSession, *, ip: str) -> None:
+    """Give the token back (a success, or a request shed before its hash). Does not commit."""
+    await session.execute(
+        update(_T)
+        .where(col(_T.key_hash) == counter_key(IP, None, ip), col(_T.count) >= 1)
+        .values(count=col(_T.count) - 1)
+    )
+
+
+@dataclass(frozen=True)
+class Block:
+    """A brute-force block in force: Auth0's ``blocked_for`` item (identifier given by the caller)."""
+
+    kind: str
+    connection: str | None
+    ip: str | None
+    failures: int
+    expires_at: float
+
+
+async def blocks(session: AsyncSession, identifiers: Iterable[str], *, max_count: int, now: float) -> list[Block]:
+    """The blocks in force on these identifier hashes (every kind that counts identifiers)."""
+    hashes = list(identifiers)
+    if not hashes:
+        return []
+    query = select(_T).where(
+        col(_T.identifier_hash).in_(hashes),
+        col(_T.count) >= max_count,
+        (col(_T.updated_at) + col(_T.wait)) > now,
+    )
+    rows = (await session.execute(query)).scalars().all()
+    return [
+        Block(
+            kind=row.kind,
+            connection=row.connection,
+            ip=row.ip,
+            failures=int(row.count),
+            expires_at=row.updated_at + row.wait,
+        )
+        for row in rows
+    ]
+
+
+async def unblock(session: AsyncSession, identifiers: Sequence[str]) -> int:
+    """Forget every count and block of these identifier hashes (admin unblock, password change). Does not commit.
+
+    Returns how many blocks or counts were removed.
+    """
+    if not identifiers:
+        return 0
+    return _rowcount(await session.execute(delete(_T).where(col(_T.identifier_hash).in_(list(identifiers)))))
+
+
+async def purge_expired(session: AsyncSession, *, now: float) -> int:
+    """Delete counters that no longer count anything: expired identifier counts, refilled IP buckets. Commits."""
+    expired_count = and_(col(_T.kind) != IP, (col(_T.updated_at) + col(_T.wait)) <= now)
+    refilled_bucket = and_(col(_T.kind) == IP, col(_T.updated_at) + col(_T.count) * col(_T.wait) <= now)
+    removed = _rowcount(await session.execute(delete(_T).where(or_(expired_count, refilled_bucket))))
+    await session.commit()
+    return removed
