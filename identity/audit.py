@@ -18,6 +18,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -25,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from identity.store import audit as audit_queries
 from identity.store.audit import LogEvent
 
-__all__ = ["DESCRIPTIONS", "AuditLog", "AuditTrail", "LogEvent"]
+__all__ = ["DESCRIPTIONS", "AuditLog", "AuditTrail", "LogEvent", "purge"]
 
 logger = logging.getLogger("identity.audit")
 _internal = logging.getLogger("identity")
@@ -200,3 +201,15 @@ class AuditTrail:
     def copy(self) -> AuditTrail:
         """An independent copy (for a second event of the same request)."""
         return replace(self, details=dict(self.details))
+
+
+async def purge(session: AsyncSession, *, now: datetime, retention_days: int) -> dict[str, int]:
+    """Housekeeping for ``identity purge``: expired attack counters and audit events past retention. Commits.
+
+    Returns how many rows of each kind were removed.
+    """
+    from identity.store.attack import purge_expired
+
+    counters = await purge_expired(session, now=now.timestamp())
+    events = await audit_queries.purge_older_than(session, now - timedelta(days=retention_days))
+    return {"attack_counters": counters, "log_events": events}

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from identity.audit import purge as housekeeping
 from identity.cli import main
 from identity.settings import EncryptionKeys
 from identity.store import audit
@@ -282,3 +283,9 @@ def test_old_events_and_expired_counters_are_purged(mfa: Mfa) -> None:
     assert run_db(mfa.settings, lambda session, _: purge_expired(session, now=mfa.clock.now())) == 0
     later = mfa.clock.now() + 901  # the tenant's block time after the last failure: the count means nothing now
     assert run_db(mfa.settings, lambda session, _: purge_expired(session, now=later)) == 1
+    # The housekeeping entry point does both.
+    mfa.login(password="a wrong password")
+    stored(mfa, at_least=2)
+    late = datetime.fromtimestamp(later, UTC) + timedelta(days=40)
+    removed = run_db(mfa.settings, lambda session, _: housekeeping(session, now=late, retention_days=30))
+    assert removed["attack_counters"] == 1 and removed["log_events"] >= 2

@@ -195,7 +195,7 @@ def test_the_sdk_provisions_finds_resets_and_blocks_a_user(
 ) -> None:
     a, b = instances
     management = sdk(a)
-    email, password = "carol@mgmt.test", "carol's first password"
+    email, password = "carol@mgmt.test", "the first password of C. 2026"
 
     created = management.users.create(connection="customers", email=email, password=password, name="Carol")
     assert created.user_id is not None and created.user_id.startswith("auth0|")
@@ -222,9 +222,9 @@ def test_the_sdk_provisions_finds_resets_and_blocks_a_user(
     assert management.users.update(created.user_id, blocked=True).blocked is True
     error = login_error(b, email, password)
     assert (error.status_code, error.error_code, error.message) == (401, "unauthorized", "user is blocked")
-    management.users.update(created.user_id, blocked=False, password="carol's second password")
+    management.users.update(created.user_id, blocked=False, password="the second password of C. 2026")
     assert login_error(b, email, password).error_code == "invalid_grant"
-    assert "access_token" in login(b, email, "carol's second password")
+    assert "access_token" in login(b, email, "the second password of C. 2026")
 
     management.users.delete(created.user_id)
     with pytest.raises(ApiError) as caught:
@@ -402,14 +402,17 @@ def test_a_failed_request_changes_nothing(instances: tuple[IdentityServer, Ident
     a, _ = instances
     headers = {"Authorization": f"Bearer {token(a)}"}
     with httpx.Client(base_url=f"{a.base_url}/api/v2", timeout=10, headers=headers) as client:
-        user = client.post("/users", json={"connection": "customers", "email": "dan@mgmt.test", "password": "p" * 12})
+        user = client.post(
+            "/users",
+            json={"connection": "customers", "email": "dan@mgmt.test", "password": "a password long enough for D."},
+        )
         assert user.status_code == 201, user.text
         user_id = user.json()["user_id"]
         before = query(database_url, f"SELECT blocked, password_hash, name FROM users WHERE user_id = '{user_id}'")
 
         # A good change next to a bad one: nothing is written.
         bad = client.patch(f"/users/{user_id}", json={"blocked": True, "name": "Dan", "password": "short"})
-        assert bad.status_code == 400 and "at least 8 characters" in bad.json()["message"], bad.text
+        assert bad.status_code == 400 and "at least 15 characters" in bad.json()["message"], bad.text
         bad = client.patch(f"/users/{user_id}", json={"blocked": True, "email": "not an email"})
         assert bad.status_code == 400 and "email" in bad.json()["message"], bad.text
         bad = client.patch(f"/users/{user_id}", json={"blocked": "yes"})
@@ -418,7 +421,8 @@ def test_a_failed_request_changes_nothing(instances: tuple[IdentityServer, Ident
             before
         )
         duplicate = client.post(
-            "/users", json={"connection": "customers", "email": "DAN@mgmt.test", "password": "p" * 9}
+            "/users",
+            json={"connection": "customers", "email": "DAN@mgmt.test", "password": "another password for D. 2026"},
         )
         assert duplicate.status_code == 409 and duplicate.json()["errorCode"] == "auth0_idp_error"
         count = query(database_url, "SELECT count(*) FROM users WHERE email_key = 'dan@mgmt.test'")
