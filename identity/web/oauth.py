@@ -24,6 +24,7 @@ from identity.oauth2.errors import (
     TooManyAttempts,
 )
 from identity.oauth2.grants import MFA_OTP, MFA_RECOVERY_CODE, PASSWORD, PASSWORD_REALM, REFRESH_TOKEN
+from identity.oauth2.interfaces import TokenResponse
 from identity.oauth2.requests import parse_basic_authorization
 from identity.observability.requests import note
 from identity.store.tenant import SqlTenantStore
@@ -102,19 +103,16 @@ async def token(
     token_request: TokenRequest | None = None
     try:
         token_request = await parse_token_request(request, realm=services.settings.issuer, client_ip=trail.ip)
-        if token_request.grant_type != "client_credentials":
-            await services.refresh_rules()  # rules never run for client credentials
-        endpoint = build_token_endpoint(services, db, trail)
         if token_request.params.get("grant_type") in _HASHING:
             # Load shedding first: a password request past the hash queue is refused before any database work.
             try:
                 async with services.hasher.admission():
-                    response = await endpoint.handle(token_request)
+                    response = await _exchange(services, db, trail, token_request)
             except HashingUnavailable as busy:
                 trail.note("api_limit")
                 raise TemporarilyUnavailable(retry_after=busy.retry_after) from None
         else:
-            response = await endpoint.handle(token_request)
+            response = await _exchange(services, db, trail, token_request)
     except OAuthError as error:
         services.audit.emit(_failure_event(trail, token_request, error))
         raise
@@ -122,6 +120,14 @@ async def token(
     for extra in trail.also:
         services.audit.emit(replace(trail, type=None, description=None).event(extra))
     return Response(response.to_body(), media_type=MediaType.JSON, headers=NO_STORE)
+
+
+async def _exchange(
+    services: Services, db: AsyncSession, trail: AuditTrail, token_request: TokenRequest
+) -> TokenResponse:
+    if token_request.grant_type != "client_credentials":
+        await services.refresh_rules()  # rules never run for client credentials
+    return await build_token_endpoint(services, db, trail).handle(token_request)
 
 
 _HASHING = frozenset({PASSWORD, PASSWORD_REALM})
