@@ -44,7 +44,7 @@ def test_block_password_and_delete_from_the_command_line(settings: Settings, ten
     assert login(settings, ALICE_CUSTOMER_PASSWORD) == 200
 
     short = run(settings, "users", "set-password", alice, stdin="short\n")
-    assert short.exit_code == 1 and "at least 8 characters" in short.output
+    assert short.exit_code == 1 and "at least 15 characters" in short.output
     assert run(settings, "users", "set-password", alice, stdin="a brand new password\n").exit_code == 0
     assert login(settings, ALICE_CUSTOMER_PASSWORD) == 403
     assert login(settings, "a brand new password") == 200
