@@ -24,7 +24,7 @@ from identity.crypto import SecretBox
 from identity.management import management_router
 from identity.oauth2.errors import OAuthError
 from identity.observability.metrics import Metrics, metrics_handler, start_metrics_server
-from identity.observability.requests import RequestObserver
+from identity.observability.requests import RequestObserver, trusted_client_ip
 from identity.resources import resource
 from identity.rules.loader import load_rules
 from identity.settings import Settings
@@ -188,5 +188,5 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         logging_config=None,
     )
     # Outside the exception handlers, so that every answer (404s and 500s included) is logged and counted.
-    app.asgi_handler = RequestObserver(app.asgi_handler, metrics=metrics)
+    app.asgi_handler = RequestObserver(app.asgi_handler, metrics=metrics, client_ip=trusted_client_ip(settings.proxies))
     return app

@@ -1,9 +1,9 @@
 """The request log and the HTTP metrics: an ASGI wrapper around the whole app, outside its exception handling.
 
 One line per request on the ``identity.request`` logger: method, route template, path, status, duration, request
-id, client IP, and what the handler noted (`note`): client_id, grant_type, the error code. Never a body, a query
-string, a cookie or an Authorization header. Health probes and ``/metrics`` are logged at DEBUG, server errors at
-ERROR, everything else at INFO.
+id, client IP (by the trusted-proxy rule: `trusted_client_ip`), and what the handler noted (`note`): client_id,
+grant_type, the error code. Never a body, a query string, a cookie or an Authorization header. Health probes and
+``/metrics`` are logged at DEBUG, server errors at ERROR, everything else at INFO.
 
 The request id is the caller's ``X-Request-Id`` when it is a sane token (1-64 of ``[A-Za-z0-9._-]``), else a new
 one; it is sent back in ``X-Request-Id``.
@@ -20,9 +20,10 @@ from typing import Any, cast
 
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from identity.network import Networks, resolve_client_ip
 from identity.observability.metrics import Metrics
 
-__all__ = ["RequestObserver", "client_address", "note", "request_id"]
+__all__ = ["RequestObserver", "client_address", "note", "request_id", "trusted_client_ip"]
 
 logger = logging.getLogger("identity.request")
 _NOTES = "identity.notes"
@@ -49,6 +50,24 @@ def client_address(scope: Scope | dict[str, Any]) -> str | None:
     """The peer address of the connection."""
     client = cast(dict[str, Any], scope).get("client")
     return str(client[0]) if client else None
+
+
+def trusted_client_ip(proxies: Networks) -> Callable[[Scope], str | None]:
+    """The end user's address, decided as the rest of the service decides it (`identity.network`).
+
+    The peer, or, behind a trusted proxy (``IDENTITY_TRUSTED_PROXIES``), the right-most untrusted ``X-Forwarded-For``
+    hop.
+    """
+
+    def decide(scope: Scope) -> str | None:
+        forwarded = [
+            value.decode("latin-1")
+            for name, value in cast(dict[str, Any], scope).get("headers", ())
+            if name == b"x-forwarded-for"
+        ]
+        return resolve_client_ip(client_address(scope), forwarded, proxies)
+
+    return decide
 
 
 def _incoming_request_id(scope: Scope) -> str:

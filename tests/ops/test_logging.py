@@ -142,3 +142,15 @@ def test_configure_logging_sets_level_and_format() -> None:
         root.setLevel(level)
     assert "hidden" not in stream.getvalue()
     assert "WARNING identity.x shown" in stream.getvalue()
+
+
+def test_the_logged_client_ip_follows_the_trusted_proxy_rule() -> None:
+    from identity.network import Networks
+    from identity.observability.requests import trusted_client_ip
+
+    decide = trusted_client_ip(Networks.parse(["10.0.0.0/8"]))
+    forwarded = [(b"x-forwarded-for", b"198.51.100.1, 203.0.113.9, 10.0.0.7")]
+    behind_proxy: Any = {"type": "http", "client": ("10.0.0.5", 4711), "headers": forwarded}
+    direct: Any = {"type": "http", "client": ("192.0.2.44", 4711), "headers": forwarded}
+    assert decide(behind_proxy) == "203.0.113.9"  # the right-most hop no trusted proxy added
+    assert decide(direct) == "192.0.2.44"  # a client cannot claim another address
