@@ -134,6 +134,8 @@ class Assertion:
     hardware: bool = False
     user_verified: bool = False
     challenge: Pending | None = None
+    cloned: bool = False
+    """Refused: a right signature with a sign count that did not move forward (the key may be cloned)."""
 
 
 @dataclass(frozen=True)
@@ -530,7 +532,7 @@ class WebAuthnService:
                     "authenticator_pk=%s user_pk=%s",
                     verified.new_sign_count, row.sign_count, row.authenticator_pk, row.user_pk,
                 )  # fmt: skip
-                return Assertion(FactorCheck.INVALID)
+                return Assertion(FactorCheck.INVALID, user_pk=row.user_pk, cloned=True)
             return await self._accept(ceremony, row, verified.new_sign_count, verified.user_verified,
                                       refund_attempt, burn_transaction)  # fmt: skip
         return Assertion(FactorCheck.INVALID)
@@ -733,6 +735,7 @@ class WebAuthnFactors:
             authenticator_id=assertion.authenticator_id,
             hardware=assertion.hardware,
             user_verified=assertion.user_verified,
+            cloned=assertion.cloned,
         )
 
     async def passkey(self, client_id: str, auth_session: str | None, credential: Mapping[str, Any]) -> WebAuthnOutcome:
@@ -780,6 +783,7 @@ class WebAuthnFactors:
             hardware=assertion.hardware,
             user_verified=assertion.user_verified,
             connection=connection,
+            cloned=assertion.cloned,
         )
 
 

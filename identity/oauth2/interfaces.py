@@ -399,6 +399,8 @@ class WebAuthnOutcome:
     """For a passkey ceremony: the directory (``realm``) it was started for, if any."""
     session_unknown: bool = False
     """For a passkey ceremony: the ``auth_session`` (or the challenge) is unknown, used or expired."""
+    cloned: bool = False
+    """The signature was right but the sign count did not move forward: the key may have been cloned."""
 
 
 class WebAuthnFactor(Protocol):

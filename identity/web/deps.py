@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +37,7 @@ from identity.oauth2.interfaces import (
     MfaTransaction,
     StoredRefreshToken,
     TokenResponse,
+    WebAuthnOutcome,
 )
 from identity.oauth2.requests import TokenRequest
 from identity.rules import RulesEngine
@@ -190,6 +191,34 @@ class _TrailedFactors(FactorService):
         return check
 
 
+class _TrailedWebAuthn(WebAuthnFactors):
+    """WebAuthn for the grants, telling the audit trail about enrollments, passkey users and cloned keys."""
+
+    def __init__(self, webauthn: WebAuthnService, factors: FactorService, trail: AuditTrail) -> None:
+        super().__init__(webauthn, factors)
+        self.trail = trail
+
+    def _cloned(self, outcome: WebAuthnOutcome) -> WebAuthnOutcome:
+        if outcome.cloned:
+            self.trail.note("w", "WebAuthn sign count did not increase: the security key may have been cloned")
+        return outcome
+
+    async def confirm_enrollment(self, transaction: MfaTransaction, credential: Mapping[str, Any]) -> WebAuthnOutcome:
+        outcome = await super().confirm_enrollment(transaction, credential)
+        if outcome.check is FactorCheck.ACCEPTED:
+            self.trail.also.append("gd_enrollment_complete")
+        return outcome
+
+    async def check_assertion(self, transaction: MfaTransaction, credential: Mapping[str, Any]) -> WebAuthnOutcome:
+        return self._cloned(await super().check_assertion(transaction, credential))
+
+    async def passkey(self, client_id: str, auth_session: str | None, credential: Mapping[str, Any]) -> WebAuthnOutcome:
+        outcome = self._cloned(await super().passkey(client_id, auth_session, credential))
+        if outcome.user is not None:
+            self.trail.user_id, self.trail.connection = outcome.user.user_id, outcome.user.connection
+        return outcome
+
+
 class _TrailedRefreshTokens(SqlRefreshTokens):
     """Refresh tokens that tell the audit trail whose token it is, and when a reuse revoked a family."""
 
@@ -273,7 +302,11 @@ def build_token_endpoint(services: Services, session: AsyncSession, trail: Audit
         RefreshTokenGrant.GRANT_TYPE: RefreshTokenGrant(tenant, users, refresh_tokens, issuer, services.clock, rules),
         ClientCredentialsGrant.GRANT_TYPE: ClientCredentialsGrant(tenant, tenant, issuer, services.credentials_hooks),
     }
-    webauthn = WebAuthnFactors(build_webauthn(services, session), mfa)
+    webauthn: WebAuthnFactors
+    if trail is not None:
+        webauthn = _TrailedWebAuthn(build_webauthn(services, session), mfa, trail)
+    else:
+        webauthn = WebAuthnFactors(build_webauthn(services, session), mfa)
     grants[MfaWebAuthnGrant.GRANT_TYPE] = MfaWebAuthnGrant(tenant, mfa, issuer, services.clock, webauthn)
     grants[WebAuthnGrant.GRANT_TYPE] = WebAuthnGrant(tenant, users, issuer, webauthn, mfa, rules)
     observer = TrailObserver(trail) if trail is not None else None

@@ -23,7 +23,15 @@ from identity.oauth2.errors import (
     TemporarilyUnavailable,
     TooManyAttempts,
 )
-from identity.oauth2.grants import MFA_OTP, MFA_RECOVERY_CODE, PASSWORD, PASSWORD_REALM, REFRESH_TOKEN
+from identity.oauth2.grants import (
+    MFA_OTP,
+    MFA_RECOVERY_CODE,
+    MFA_WEBAUTHN,
+    PASSWORD,
+    PASSWORD_REALM,
+    REFRESH_TOKEN,
+    WEBAUTHN,
+)
 from identity.oauth2.interfaces import TokenResponse
 from identity.oauth2.requests import parse_basic_authorization
 from identity.observability.requests import note
@@ -136,6 +144,8 @@ _SUCCESS = {
     PASSWORD_REALM: "sepft",
     MFA_OTP: "seotpft",
     MFA_RECOVERY_CODE: "sercft",
+    MFA_WEBAUTHN: "gd_auth_succeed",
+    WEBAUTHN: "s",
     REFRESH_TOKEN: "sertft",
     "client_credentials": "seccft",
 }
@@ -144,10 +154,16 @@ _FAILURE = {
     PASSWORD_REALM: "fepft",
     MFA_OTP: "feotpft",
     MFA_RECOVERY_CODE: "fercft",
+    MFA_WEBAUTHN: "gd_auth_failed",
+    WEBAUTHN: "f",
     REFRESH_TOKEN: "fertft",
     "client_credentials": "feccft",
 }
-_RATE_LIMITED = {MFA_OTP: "gd_otp_rate_limit_exceed", MFA_RECOVERY_CODE: "gd_recovery_rate_limit_exceed"}
+_RATE_LIMITED = {
+    MFA_OTP: "gd_otp_rate_limit_exceed",
+    MFA_RECOVERY_CODE: "gd_recovery_rate_limit_exceed",
+    MFA_WEBAUTHN: "gd_otp_rate_limit_exceed",
+}
 
 
 def _failure_event(trail: AuditTrail, token_request: TokenRequest | None, error: OAuthError) -> LogEvent:

@@ -9,6 +9,7 @@ The tenant's policy is ``always`` for this module; the issuer is the server's 12
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from collections.abc import Iterator
 
@@ -52,6 +53,17 @@ def ada_key(wa: WebAuthnSetup) -> SoftKey:
     key = SoftKey()
     wa.enrolled_ada = wa.enroll("ada", key)  # type: ignore[attr-defined]
     return key
+
+
+def audit_events(wa: WebAuthnSetup, user_id: str, event_type: str, *, wait: float = 15.0) -> list[dict[str, object]]:
+    """``identity logs`` for the user and type, polled (the server stores audit events in the background)."""
+    deadline = time.monotonic() + wait
+    while True:
+        out = run_identity(["logs", "--user", user_id, "--type", event_type], wa.env).stdout
+        events = [json.loads(line) for line in out.splitlines() if line.strip()]
+        if events or time.monotonic() > deadline:
+            return events
+        time.sleep(0.5)
 
 
 def claims(wa: WebAuthnSetup, body: dict[str, str]) -> dict[str, object]:
@@ -157,6 +169,12 @@ def test_refusals(wa: WebAuthnSetup) -> None:
     cloned = wa.mfa_webauthn(token, clone.get(wa.challenge(token), wa.origin)["response"])
     assert (cloned.status_code, error_of(cloned)) == (403, INVALID)
     assert "possibly cloned" in wa.server.process.stderr() + wa.server.process.stdout()
+    # ... and in the audit log, a warning for the user (Auth0's "w"), beside the enrollment and the verifications.
+    warned = audit_events(wa, wa.user_ids["ben"], "w")
+    assert warned and "cloned" in str(warned[-1]["description"])
+    assert audit_events(wa, wa.user_ids["ben"], "gd_enrollment_complete")
+    assert audit_events(wa, wa.user_ids["ben"], "gd_auth_succeed")
+    assert audit_events(wa, wa.user_ids["ben"], "gd_auth_failed")
     # The client must be the one the mfa_token was issued to, and be allowed the grant.
     assertion = key.get(wa.challenge(token), wa.origin)
     refused = wa.mfa_webauthn(token, assertion["response"], client_id=OTHER_CLIENT)
@@ -268,6 +286,7 @@ def test_passkeys_as_the_first_factor(wa: WebAuthnSetup) -> None:
     assert token["sub"] == wa.user_ids["dora"]
     assert token["amr"] == ["swk", "mfa"]  # the passkey verified the user: two factors in one
     assert token[PROTOCOL_CLAIM] == "oauth2-webauthn"  # rules ran, and saw the protocol
+    assert audit_events(wa, wa.user_ids["dora"], "s")  # a passkey login is a login (Auth0's "s")
     id_token = jwt.decode(signed_in.json()["id_token"], options={"verify_signature": False})
     assert id_token["sub"] == wa.user_ids["dora"]
     # The auth_session is single use.
