@@ -289,3 +289,22 @@ def test_old_events_and_expired_counters_are_purged(mfa: Mfa) -> None:
     late = datetime.fromtimestamp(later, UTC) + timedelta(days=40)
     removed = run_db(mfa.settings, lambda session, _: housekeeping(session, now=late, retention_days=30))
     assert removed["attack_counters"] == 1 and removed["log_events"] >= 2
+
+
+def test_the_enrollment_pages_log_their_events(mfa: Mfa) -> None:
+    import re
+
+    client = mfa.client
+
+    def sign_in(password: str) -> int:
+        page = client.get("/enroll/")
+        token = re.search(r'name="_csrf_token" value="([^"]+)"', page.text)
+        assert token is not None, page.text
+        fields = {"_csrf_token": token.group(1), "username": ALICE_EMAIL, "password": password, "realm": "customers"}
+        return client.post("/enroll/sign-in", data=fields, follow_redirects=False).status_code
+
+    assert sign_in("a wrong password") == 401
+    assert sign_in(ALICE_CUSTOMER_PASSWORD) == 303
+    events = stored(mfa, at_least=2)
+    assert [event.type for event in events][:2] == ["fp", "s"]
+    assert events[1].user_id is not None and events[1].connection == "customers"
