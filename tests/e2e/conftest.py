@@ -177,10 +177,13 @@ def clean_environ(**overrides: str) -> dict[str, str]:
 
 def database_environ(database_url: str, encryption_keys: EncryptionKeys, **overrides: str) -> dict[str, str]:
     """The environment of every process that shares the test session's database."""
+    # Race tests fire dozens of password logins at once to get as many mfa_tokens: the hash queue takes them all
+    # (load shedding has its own test, tests/e2e/test_attack_e2e.py, with a short queue).
+    defaults = {"IDENTITY_HASH_QUEUE": "256", "IDENTITY_HASH_WAIT_MS": "120000"}
     return clean_environ(
         IDENTITY_DATABASE_URL=database_url,
         IDENTITY_ENCRYPTION_KEYS=encryption_keys.dump().strip().replace("\n", ","),
-        **overrides,
+        **{**defaults, **overrides},
     )
 
 
