@@ -33,6 +33,7 @@ from identity.store.rules import all_rules
 from identity.store.tenant import tenant_row
 from identity.tenant_file import (
     ISSUER_KEYWORD,
+    TENANT_KEYS,
     ApplyReport,
     TenantFileError,
     api_scopes,
@@ -61,7 +62,6 @@ __all__ = [
 ]
 
 SETTINGS_KEYS = ("friendly_name", "default_directory", "default_audience", "mfa_policy", "mfa_token_lifetime")
-BRUTE_FORCE_KEYS = ("brute_force_max_attempts", "brute_force_block_seconds")
 
 
 class ConfigNotFound(LookupError):
@@ -93,7 +93,7 @@ class TenantAdmin:
         """The tenant settings, by the tenant file's names."""
         row = await tenant_row(self.session)
         await self.session.commit()
-        return {key: getattr(row, key) for key in (*SETTINGS_KEYS, *BRUTE_FORCE_KEYS)}
+        return {key: getattr(row, key) for key in TENANT_KEYS}
 
     async def update_settings(self, changes: Mapping[str, Any]) -> dict[str, Any]:
         """Change some settings (``None`` or ``""`` clears default_directory/default_audience)."""
@@ -417,11 +417,7 @@ class TenantAdmin:
         """The whole configuration in the tenant file's shape, without secrets or users."""
         tenant = await tenant_row(self.session)
         data: dict[str, Any] = {
-            "tenant": {
-                key: getattr(tenant, key)
-                for key in ("friendly_name", *SETTINGS_KEYS[1:], *BRUTE_FORCE_KEYS)
-                if getattr(tenant, key) is not None
-            }
+            "tenant": {key: getattr(tenant, key) for key in TENANT_KEYS if getattr(tenant, key) is not None}
         }
         data["connections"] = [{"name": c["name"], "strategy": c["strategy"]} for c in await self.connections()]
         data["apis"] = [api_entry(row) for row in await self.apis()]
@@ -477,6 +473,7 @@ def client_entry(row: ClientRow, connections: list[str]) -> dict[str, Any]:
         "grant_types": list(row.grant_types),
         "connections": connections,
         "metadata": dict(row.client_metadata),
+        "is_token_endpoint_ip_header_trusted": row.is_token_endpoint_ip_header_trusted,
     }
     if row.refresh_token:
         entry["refresh_token"] = dict(row.refresh_token)

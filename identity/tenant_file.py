@@ -46,6 +46,7 @@ from identity.tokens.keys import SUPPORTED_ALGS
 
 __all__ = [
     "ISSUER_KEYWORD",
+    "TENANT_KEYS",
     "ApplyReport",
     "TenantFileError",
     "api_scopes",
@@ -81,6 +82,8 @@ _TENANT_KEYS = {
     "suspicious_ip_throttling",
     "password_min_length",
 }
+TENANT_KEYS = tuple(sorted(_TENANT_KEYS))
+"""Every ``[tenant]`` key (the tenant export writes them all)."""
 _SUSPICIOUS_IP_KEYS = {"enabled", "shields", "allowlist", "stage"}
 _STAGE_KEYS = {"max_attempts", "rate"}
 _CONNECTION_KEYS = {"name", "strategy"}

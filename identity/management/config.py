@@ -16,6 +16,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from msgspec import UNSET, Struct, UnsetType
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from identity.accounts.attack import suspicious_ip_settings
 from identity.management.errors import ERROR_RESPONSES, ManagementError, bad_request
 from identity.oauth2.interfaces import RefreshTokenPolicy
 from identity.store.models import ApiRow, RuleRow
@@ -161,6 +162,7 @@ class ClientOut(Struct, omit_defaults=True):
     grant_types: list[str]
     client_metadata: dict[str, str]
     refresh_token: dict[str, Any]
+    is_token_endpoint_ip_header_trusted: bool = False
     is_first_party: bool = True
     oidc_conformant: bool = True
     client_secret: str | None = None
@@ -174,6 +176,7 @@ class ClientCreate(Struct, forbid_unknown_fields=True):
     grant_types: list[str] = []
     client_metadata: dict[str, str] = {}
     refresh_token: dict[str, Any] = {}
+    is_token_endpoint_ip_header_trusted: bool = False
 
 
 class ClientPatch(Struct, forbid_unknown_fields=True):
@@ -184,6 +187,7 @@ class ClientPatch(Struct, forbid_unknown_fields=True):
     grant_types: list[str] | UnsetType = UNSET
     client_metadata: dict[str, str] | UnsetType = UNSET
     refresh_token: dict[str, Any] | UnsetType = UNSET
+    is_token_endpoint_ip_header_trusted: bool | UnsetType = UNSET
 
 
 def _client_out(entry: dict[str, Any], secret: str | None = None) -> ClientOut:
@@ -195,6 +199,7 @@ def _client_out(entry: dict[str, Any], secret: str | None = None) -> ClientOut:
         client_metadata=entry["metadata"],
         # The effective policy, defaults filled in (as Auth0 shows it).
         refresh_token=asdict(RefreshTokenPolicy(**entry.get("refresh_token", {}))),
+        is_token_endpoint_ip_header_trusted=bool(entry.get("is_token_endpoint_ip_header_trusted", False)),
         client_secret=secret,
     )
 
@@ -609,7 +614,7 @@ async def update_tenant_settings(
 
 
 class BruteForceProtection(Struct):
-    """Brute-force protection (API.md §4.1): always on, blocking per identifier and IP."""
+    """Brute-force protection (API.md §4.1), by Auth0's names."""
 
     enabled: bool
     shields: list[str]
@@ -619,28 +624,31 @@ class BruteForceProtection(Struct):
 
 
 class BruteForcePatch(Struct, forbid_unknown_fields=True):
-    """``PATCH /attack-protection/brute-force-protection``: only ``max_attempts`` can change here."""
+    """``PATCH /attack-protection/brute-force-protection``."""
 
-    max_attempts: int | UnsetType = UNSET
     enabled: bool | UnsetType = UNSET
     shields: list[str] | UnsetType = UNSET
+    """Only ``["block"]``: identity sends no email."""
     mode: str | UnsetType = UNSET
+    """``count_per_identifier_and_ip`` or ``count_per_identifier`` (account lockout)."""
+    allowlist: list[str] | UnsetType = UNSET
+    max_attempts: int | UnsetType = UNSET
 
 
 def _brute_force(settings: dict[str, Any]) -> BruteForceProtection:
     return BruteForceProtection(
-        enabled=True,
+        enabled=settings["brute_force_enabled"],
         shields=["block"],
-        mode="count_per_identifier_and_ip",
-        allowlist=[],
+        mode=settings["brute_force_mode"],
+        allowlist=list(settings["brute_force_allowlist"]),
         max_attempts=settings["brute_force_max_attempts"],
     )
 
 
 @get(
     "/attack-protection/brute-force-protection",
-    responses=ERROR_RESPONSES,
     opt={"scope": "read:attack_protection"},
+    responses=ERROR_RESPONSES,
     summary="Brute-force protection settings",
 )
 async def get_brute_force_protection(
@@ -652,21 +660,72 @@ async def get_brute_force_protection(
 
 @patch(
     "/attack-protection/brute-force-protection",
-    responses=ERROR_RESPONSES,
     opt={"scope": "update:attack_protection"},
+    responses=ERROR_RESPONSES,
     summary="Change brute-force protection",
 )
 async def update_brute_force_protection(
     services: NamedDependency[Services], db: NamedDependency[AsyncSession], data: JSONBody[BruteForcePatch]
 ) -> BruteForceProtection:
-    """Change the number of failures that block an identifier from an IP."""
-    fixed = {"enabled": True, "shields": ["block"], "mode": "count_per_identifier_and_ip"}
-    for field, value in fixed.items():
-        sent = getattr(data, field)
-        if sent is not UNSET and sent != value:
-            raise bad_request(f"Payload validation error: '{field} must be {value!r} here' on property {field}.")
-    changes = {} if data.max_attempts is UNSET else {"brute_force_max_attempts": data.max_attempts}
+    """Turn it on or off, choose the mode, the allow-list and the number of failures that block."""
+    if data.shields is not UNSET and data.shields != ["block"]:
+        raise bad_request("Payload validation error: 'shields must be [\"block\"] here' on property shields.")
+    names = {"enabled": "brute_force_enabled", "mode": "brute_force_mode", "allowlist": "brute_force_allowlist"}
+    changes = {names.get(field, "brute_force_" + field): value for field, value in _changes(data).items()}
+    changes.pop("brute_force_shields", None)
     return _brute_force(await _admin(services, db).update_settings(changes))
+
+
+class SuspiciousIpThrottling(Struct):
+    """Suspicious-IP throttling (API.md §4.2), Auth0's object with its defaults filled in."""
+
+    enabled: bool
+    shields: list[str]
+    allowlist: list[str]
+    stage: dict[str, Any]
+
+
+class SuspiciousIpPatch(Struct, forbid_unknown_fields=True):
+    """``PATCH /attack-protection/suspicious-ip-throttling`` (``stage`` as Auth0's: ``pre-login`` limits)."""
+
+    enabled: bool | UnsetType = UNSET
+    shields: list[str] | UnsetType = UNSET
+    allowlist: list[str] | UnsetType = UNSET
+    stage: dict[str, Any] | UnsetType = UNSET
+
+
+def _throttling(settings: dict[str, Any]) -> SuspiciousIpThrottling:
+    effective = suspicious_ip_settings(settings["suspicious_ip_throttling"] or {})
+    return SuspiciousIpThrottling(**{field: effective[field] for field in SuspiciousIpThrottling.__struct_fields__})
+
+
+@get(
+    "/attack-protection/suspicious-ip-throttling",
+    opt={"scope": "read:attack_protection"},
+    responses=ERROR_RESPONSES,
+    summary="Suspicious-IP throttling settings",
+)
+async def get_suspicious_ip_throttling(
+    services: NamedDependency[Services], db: NamedDependency[AsyncSession]
+) -> SuspiciousIpThrottling:
+    """The suspicious-IP throttling settings."""
+    return _throttling(await _admin(services, db).settings())
+
+
+@patch(
+    "/attack-protection/suspicious-ip-throttling",
+    opt={"scope": "update:attack_protection"},
+    responses=ERROR_RESPONSES,
+    summary="Change suspicious-IP throttling",
+)
+async def update_suspicious_ip_throttling(
+    services: NamedDependency[Services], db: NamedDependency[AsyncSession], data: JSONBody[SuspiciousIpPatch]
+) -> SuspiciousIpThrottling:
+    """Change the members sent (checked as the tenant file's ``[tenant.suspicious_ip_throttling]``)."""
+    admin = _admin(services, db)
+    stored = dict((await admin.settings())["suspicious_ip_throttling"] or {})
+    stored.update(_changes(data))
+    return _throttling(await admin.update_settings({"suspicious_ip_throttling": stored}))
 
 
 # --- rules ------------------------------------------------------------------------------------------------------
@@ -742,6 +801,8 @@ CONFIG_HANDLERS = [
     update_tenant_settings,
     get_brute_force_protection,
     update_brute_force_protection,
+    get_suspicious_ip_throttling,
+    update_suspicious_ip_throttling,
     list_rules,
     update_rule,
 ]

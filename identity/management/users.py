@@ -6,7 +6,7 @@ import re
 from datetime import datetime
 from typing import Annotated, Any
 
-from litestar import delete, get, patch, post
+from litestar import Request, delete, get, patch, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from msgspec import UNSET, Struct, UnsetType
@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.accounts.factors import NotEnrolled
 from identity.accounts.users import UserService
+from identity.management.audit import user_deleted
 from identity.management.errors import ERROR_RESPONSES, ManagementError, bad_request, not_found
 from identity.store import users as user_queries
 from identity.store.models import UserRow
@@ -331,10 +332,16 @@ async def update_user(
     summary="Delete a user",
 )
 async def delete_user(
-    services: NamedDependency[Services], db: NamedDependency[AsyncSession], user_id: FromPath[str]
+    request: Request[Any, Any, Any],
+    services: NamedDependency[Services],
+    db: NamedDependency[AsyncSession],
+    user_id: FromPath[str],
 ) -> None:
-    """Delete the user with its factors and sessions."""
-    await UserService(db, services.hasher).delete(user_id)
+    """Delete the user with its factors and sessions (logged as ``sdu``)."""
+    service = UserService(db, services.hasher)
+    _, connection = await service.get(user_id)
+    await service.delete(user_id)
+    user_deleted(services, request, user_id, connection)
 
 
 def _methods(listed: list[dict[str, Any]]) -> list[AuthenticationMethod]:

@@ -120,8 +120,28 @@ def test_tenant_and_brute_force_settings(api: TestClient[Litestar]) -> None:
     assert login(api).json()["error"] == "invalid_grant"  # Alice's customer password, now checked as an employee
     assert api.patch("/api/v2/attack-protection/brute-force-protection", json={"max_attempts": 3}).status_code == 200
     assert api.get("/api/v2/attack-protection/brute-force-protection").json()["max_attempts"] == 3
-    off = api.patch("/api/v2/attack-protection/brute-force-protection", json={"enabled": False})
-    assert off.status_code == 400 and "enabled" in off.json()["message"]
+    bad = api.patch("/api/v2/attack-protection/brute-force-protection", json={"mode": "sometimes"})
+    assert bad.status_code == 400 and "brute_force_mode" in bad.json()["message"]
+    bad = api.patch("/api/v2/attack-protection/brute-force-protection", json={"shields": ["user_notification"]})
+    assert bad.status_code == 400 and "shields" in bad.json()["message"]
+    lockout = {"mode": "count_per_identifier", "allowlist": ["10.0.0.0/8"], "enabled": False}
+    changed = api.patch("/api/v2/attack-protection/brute-force-protection", json=lockout).json()
+    assert (changed["mode"], changed["allowlist"], changed["enabled"]) == (
+        "count_per_identifier",
+        ["10.0.0.0/8"],
+        False,
+    )
+    throttling = api.get("/api/v2/attack-protection/suspicious-ip-throttling").json()
+    assert set(throttling) == {"enabled", "shields", "allowlist", "stage"} and "pre-login" in throttling["stage"]
+    stage = {"pre-login": {"max_attempts": 50, "rate": 1_728_000}}
+    changed = api.patch("/api/v2/attack-protection/suspicious-ip-throttling", json={"stage": stage}).json()
+    assert changed["stage"]["pre-login"] == {"max_attempts": 50, "rate": 1_728_000}
+    bad = api.patch("/api/v2/attack-protection/suspicious-ip-throttling", json={"allowlist": ["not a network"]})
+    assert bad.status_code == 400 and "allowlist" in bad.json()["message"]
+    assert api.get("/api/v2/attack-protection/suspicious-ip-throttling").json()["stage"]["pre-login"] == {
+        "max_attempts": 50,
+        "rate": 1_728_000,
+    }
 
 
 def test_clients_update_and_delete(api: TestClient[Litestar]) -> None:

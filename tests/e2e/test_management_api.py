@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -293,6 +294,90 @@ def test_a_change_holds_at_once_on_the_other_instance(instances: tuple[IdentityS
     assert response.json()["statusCode"] == 401
 
 
+def eventually(check: Any, timeout: float = 10.0) -> Any:
+    """``check()``'s first truthy answer: audit events are stored by a background writer, a moment after the answer."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if result := check():
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s")
+        time.sleep(0.1)
+
+
+def test_the_sdk_reads_the_logs_of_a_failed_login_and_of_its_own_calls(
+    instances: tuple[IdentityServer, IdentityServer],
+) -> None:
+    a, b = instances
+    management = sdk(a)
+    email, password = "erin@mgmt.test", "erin's long password 2026"
+    user = management.users.create(connection="customers", email=email, password=password)
+    assert user.user_id is not None
+    assert login_error(b, email, "not erin's password at all").error_code == "invalid_grant"
+
+    def failed() -> list[Any]:
+        return [log for log in management.users.logs.list(user.user_id) if log.type in ("f", "fp")]
+
+    (event,) = eventually(failed)
+    assert event.user_id == user.user_id and event.connection == "customers" and event.client_id == PUBLIC_CLIENT
+    assert event.ip == "127.0.0.1" and event.date is not None
+    assert "not erin's password" not in json.dumps(event.model_dump(mode="json"))
+    assert management.logs.get(event.log_id).log_id == event.log_id
+    searched = management.logs.list(search=f'type:(f OR fp) AND user_id:"{user.user_id}"', per_page=10)
+    assert [log.log_id for log in searched] == [event.log_id]
+
+    # The management calls are in the log too, with the client that made them.
+    created = eventually(
+        lambda: [
+            log
+            for log in management.logs.list(search=f"type:sapi AND client_id:{OPS}", per_page=100)
+            if log.description == "Create a user"
+        ]
+    )
+    assert created[0].details["request"]["method"] == "POST"
+    assert "password" not in json.dumps(created[0].details)
+    management.users.delete(user.user_id)
+    deleted = eventually(lambda: list(management.logs.list(search=f'type:sdu AND user_id:"{user.user_id}"')))
+    assert deleted[0].client_id == OPS
+
+    # Checkpoint paging: the events after a log_id, oldest first, without repeats.
+    headers = {"Authorization": f"Bearer {token(a)}"}
+    first = httpx.get(f"{a.base_url}/api/v2/logs", params={"take": 5}, headers=headers).json()
+    after = httpx.get(f"{a.base_url}/api/v2/logs", params={"from": first[-1]["log_id"], "take": 5}, headers=headers)
+    assert after.status_code == 200 and after.json()
+    assert first[-1]["log_id"] < after.json()[0]["log_id"]
+    assert {log["log_id"] for log in first}.isdisjoint(log["log_id"] for log in after.json())
+    bad = httpx.get(f"{a.base_url}/api/v2/logs", params={"q": "date:yesterday"}, headers=headers)
+    assert bad.status_code == 400 and "date" in bad.json()["message"]
+
+
+def test_brute_force_blocks_are_listed_and_lifted(instances: tuple[IdentityServer, IdentityServer]) -> None:
+    a, b = instances
+    management = sdk(a)
+    email, password = "frank@mgmt.test", "frank's long password 2026"
+    user = management.users.create(connection="customers", email=email, password=password)
+    assert user.user_id is not None
+    management.attack_protection.brute_force_protection.update(max_attempts=3)
+    try:
+        for _ in range(3):
+            login_error(b, email, "wrong password for frank")
+        assert login_error(b, email, password).error_code == "too_many_attempts"
+        blocks = management.user_blocks.list_by_identifier(identifier=email.upper())
+        assert [(x.identifier, x.ip, x.connection) for x in blocks.blocked_for or []] == [
+            (email.upper(), "127.0.0.1", "customers")
+        ]
+        assert [x.ip for x in management.user_blocks.list(user.user_id).blocked_for or []] == ["127.0.0.1"]
+        management.user_blocks.delete(user.user_id)
+        assert management.user_blocks.list_by_identifier(identifier=email).blocked_for == []
+        assert "access_token" in login(b, email, password)
+        for _ in range(3):
+            login_error(b, email, "wrong password for frank")
+        management.user_blocks.delete_by_identifier(identifier=email)
+        assert "access_token" in login(b, email, password)
+    finally:
+        management.attack_protection.brute_force_protection.update(max_attempts=10)
+
+
 # --- Every endpoint checks its scope and audience ---------------------------------------------------------------
 
 ENDPOINTS = [
@@ -332,8 +417,17 @@ ENDPOINTS = [
     ("PATCH", "/tenants/settings", "update:tenant_settings"),
     ("GET", "/attack-protection/brute-force-protection", "read:attack_protection"),
     ("PATCH", "/attack-protection/brute-force-protection", "update:attack_protection"),
+    ("GET", "/attack-protection/suspicious-ip-throttling", "read:attack_protection"),
+    ("PATCH", "/attack-protection/suspicious-ip-throttling", "update:attack_protection"),
     ("GET", "/rules", "read:rules"),
     ("PATCH", "/rules/x", "update:rules"),
+    ("GET", "/logs", "read:logs"),
+    ("GET", "/logs/x", "read:logs"),
+    ("GET", "/users/auth0|x/logs", ("read:logs", "read:logs_users")),
+    ("GET", "/user-blocks?identifier=x@y.test", "read:users"),
+    ("DELETE", "/user-blocks?identifier=x@y.test", "update:users"),
+    ("GET", "/user-blocks/auth0|x", "read:users"),
+    ("DELETE", "/user-blocks/auth0|x", "update:users"),
 ]
 
 
