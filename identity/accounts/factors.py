@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
 
 from identity.accounts.errors import AccountError, UnknownUser
 from identity.accounts.sessions import end_user_sessions
@@ -380,6 +381,17 @@ class FactorService:
             await queries.delete_all_factors(self.session, user_pk)
         await self.session.commit()
         return removed
+
+    async def owner(self, authenticator_id: str) -> str | None:
+        """The ``user_id`` whose authenticator this is (Guardian's enrollment endpoints name only the enrollment)."""
+        query = (
+            select(UserRow.user_id)
+            .join(AuthenticatorRow, col(AuthenticatorRow.user_pk) == UserRow.id)
+            .where(col(AuthenticatorRow.public_id) == authenticator_id)
+        )
+        found = (await self.session.execute(query)).scalar()
+        await self.session.commit()
+        return found
 
     async def reset(self, user_id: str) -> int:
         """Remove every factor of the user (lost device, admin reset)."""

@@ -136,6 +136,63 @@ async def update_connection(
     return ConnectionOut(**await _admin(services, db).update_connection(connection_id, enabled))
 
 
+class EnabledClient(Struct):
+    """A client a connection is enabled for (Auth0's newer ``/connections/{id}/clients``)."""
+
+    client_id: str
+
+
+class EnabledClients(Struct):
+    """The clients a connection is enabled for."""
+
+    clients: list[EnabledClient]
+
+
+class EnabledClientChange(Struct, forbid_unknown_fields=True):
+    """Enable (``status: true``) or disable a client for the connection."""
+
+    client_id: str
+    status: bool
+
+
+@get(
+    "/connections/{connection_id:str}/clients",
+    opt={"scope": "read:connections"},
+    responses=ERROR_RESPONSES,
+    summary="Clients a connection is enabled for",
+)
+async def get_connection_clients(
+    services: NamedDependency[Services], db: NamedDependency[AsyncSession], connection_id: FromPath[str]
+) -> EnabledClients:
+    """The clients that may log users in with this connection."""
+    entry = await _admin(services, db).connection(connection_id)
+    return EnabledClients(clients=[EnabledClient(client_id=client) for client in entry["enabled_clients"]])
+
+
+@patch(
+    "/connections/{connection_id:str}/clients",
+    opt={"scope": "update:connections"},
+    responses=ERROR_RESPONSES,
+    status_code=204,
+    summary="Enable or disable clients for a connection",
+)
+async def update_connection_clients(
+    services: NamedDependency[Services],
+    db: NamedDependency[AsyncSession],
+    connection_id: FromPath[str],
+    data: JSONBody[list[EnabledClientChange]],
+) -> None:
+    """Apply each change (``[{"client_id": "...", "status": false}]``) to the connection's enabled clients."""
+    admin = _admin(services, db)
+    enabled = list((await admin.connection(connection_id))["enabled_clients"])
+    for change in data:
+        if change.status and change.client_id not in enabled:
+            enabled.append(change.client_id)
+        elif not change.status and change.client_id in enabled:
+            enabled.remove(change.client_id)
+    await admin.update_connection(connection_id, enabled)
+
+
 @delete(
     "/connections/{connection_id:str}",
     responses=ERROR_RESPONSES,
@@ -782,6 +839,8 @@ CONFIG_HANDLERS = [
     get_connection,
     update_connection,
     delete_connection,
+    get_connection_clients,
+    update_connection_clients,
     list_clients,
     create_client,
     get_client,

@@ -435,6 +435,23 @@ async def delete_authentication_method(
         raise not_found("The authentication method does not exist.", "inexistent_authentication_method")
 
 
+@delete(
+    "/guardian/enrollments/{enrollment_id:str}",
+    opt={"scope": "delete:guardian_enrollments"},
+    responses=ERROR_RESPONSES,
+    status_code=204,
+    summary="Delete one Guardian enrollment",
+)
+async def delete_enrollment(
+    services: NamedDependency[Services], db: NamedDependency[AsyncSession], enrollment_id: FromPath[str]
+) -> None:
+    """Remove one authenticator by its enrollment id (as listed by ``/users/{id}/enrollments``)."""
+    factors = build_factors(services, db)
+    user_id = await factors.owner(enrollment_id)
+    if user_id is None or not await factors.remove(user_id, enrollment_id):
+        raise not_found("The enrollment does not exist.", "inexistent_enrollment")
+
+
 @post(
     "/users/{user_id:str}/recovery-code-regeneration",
     responses=ERROR_RESPONSES,
@@ -465,5 +482,6 @@ USER_HANDLERS = [
     delete_authentication_methods,
     delete_authenticators,
     delete_authentication_method,
+    delete_enrollment,
     regenerate_recovery_code,
 ]

@@ -103,6 +103,13 @@ def test_connections_decide_where_clients_may_log_in(api: TestClient[Litestar]) 
     bad = api.patch(f"/api/v2/connections/{customers['id']}", json={"enabled_clients": ["ghost"]})
     assert bad.status_code == 400 and "ghost" in bad.json()["message"]
     assert api.delete(f"/api/v2/connections/{customers['id']}").status_code == 409  # it has users
+    # Auth0's newer form: PATCH /connections/{id}/clients with status per client.
+    path = f"/api/v2/connections/{customers['id']}/clients"
+    assert api.patch(path, json=[{"client_id": "public-app", "status": True}]).status_code == 204
+    assert login(api).status_code == 200
+    assert api.patch(path, json=[{"client_id": "public-app", "status": False}]).status_code == 204
+    assert api.get(path).json() == {"clients": [{"client_id": "confidential-app"}]}
+    assert api.patch(path, json={"client_id": "public-app"}).status_code == 400
     created = api.post("/api/v2/connections", json={"name": "contractors", "enabled_clients": ["public-app"]})
     assert created.status_code == 201 and created.json()["strategy"] == "auth0"
     assert api.post("/api/v2/connections", json={"name": "contractors"}).status_code == 409

@@ -214,7 +214,16 @@ def test_the_sdk_provisions_finds_resets_and_blocks_a_user(
     recovery = management.users.regenerate_recovery_code(created.user_id)
     assert recovery.recovery_code and len(recovery.recovery_code) >= 20
 
+    # One enrollment removed by its Guardian id: the last authenticator takes the recovery code with it.
+    (enrollment,) = management.users.enrollments.get(created.user_id)
+    assert enrollment.status == "confirmed"
+    management.guardian.enrollments.delete(enrollment.id)
+    assert list(management.users.authentication_methods.list(created.user_id)) == []
+    assert "access_token" in login(b, email, password)
+
     # MFA reset (lost phone): the factors are gone and the next login needs only the password.
+    enroll_totp(database_url, encryption_keys, created.user_id)
+    assert login_error(b, email, password).error_code == "mfa_required"
     management.users.authentication_methods.delete_all(created.user_id)
     assert list(management.users.authentication_methods.list(created.user_id)) == []
     assert "access_token" in login(b, email, password)
@@ -391,11 +400,14 @@ ENDPOINTS = [
     ("DELETE", "/users/auth0|x/authentication-methods", "delete:authentication_methods"),
     ("DELETE", "/users/auth0|x/authentication-methods/totp|dev_x", "delete:authentication_methods"),
     ("DELETE", "/users/auth0|x/authenticators", "delete:guardian_enrollments"),
+    ("DELETE", "/guardian/enrollments/totp|dev_x", "delete:guardian_enrollments"),
     ("GET", "/users/auth0|x/enrollments", "read:users"),
     ("POST", "/users/auth0|x/recovery-code-regeneration", "update:users"),
     ("GET", "/connections", "read:connections"),
     ("POST", "/connections", "create:connections"),
     ("GET", "/connections/con_1", "read:connections"),
+    ("GET", "/connections/con_1/clients", "read:connections"),
+    ("PATCH", "/connections/con_1/clients", "update:connections"),
     ("PATCH", "/connections/con_1", "update:connections"),
     ("DELETE", "/connections/con_1", "delete:connections"),
     ("GET", "/clients", "read:clients"),
