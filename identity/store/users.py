@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, or_, update
+from sqlalchemy import select as sa_select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -104,6 +105,13 @@ class SearchTerm:
     value: str
 
 
+_LISTED = [
+    col(getattr(UserRow, name))
+    for name in UserRow.model_fields
+    if name not in ("password_hash", "email_key", "username_key", "connection_id")
+]
+
+
 def _like(value: str) -> str:
     escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return escaped.replace("*", "%")
@@ -135,17 +143,23 @@ async def search(
     offset: int,
     limit: int,
     with_total: bool,
-) -> tuple[list[tuple[UserRow, str]], int | None]:
-    """Users matching every term, in ``sort`` order (field, descending), and the total when asked."""
+) -> tuple[list[tuple[Any, str]], int | None]:
+    """Users matching every term, in ``sort`` order (field, descending), and the total when asked.
+
+    The users are rows with `UserRow`'s attributes but the password hash.
+    """
     conditions = [_condition(term) for term in terms]
-    base = select(UserRow, ConnectionRow.name).join(ConnectionRow, col(ConnectionRow.id) == UserRow.connection_id)
+    # Plain columns, not ORM objects: a listing needs no identity map, and never the password hash.
+    base = sa_select(*_LISTED, col(ConnectionRow.name).label("connection_name")).join(
+        ConnectionRow, col(ConnectionRow.id) == UserRow.connection_id
+    )
     for condition in conditions:
         base = base.where(condition)
     field, descending = sort or ("created_at", False)
     column = col(getattr(UserRow, field))
     order = [column.desc() if descending else column.asc(), col(UserRow.id).desc() if descending else col(UserRow.id)]
     rows = await session.execute(base.order_by(*order).offset(offset).limit(limit))
-    found = [(row[0], row[1]) for row in rows.all()]
+    found = [(row, row.connection_name) for row in rows.all()]
     total = None
     if with_total:
         counted = (
