@@ -35,7 +35,8 @@ def test_every_management_route_is_described_with_bodies_errors_and_security(cli
             error = operation["responses"][status]["content"]["application/json"]["schema"]
             assert error == {"$ref": "#/components/schemas/ManagementErrorBody"}, (path, method)
         if method in ("post", "patch") and "rotate-secret" not in path and "regeneration" not in path:
-            ref = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+            schema = operation["requestBody"]["content"]["application/json"]["schema"]
+            ref = schema.get("$ref") or schema["items"]["$ref"]  # a list body: PATCH /connections/{id}/clients
             assert ref.removeprefix("#/components/schemas/") in schemas, (path, method)
     assert set(schemas["ManagementErrorBody"]["required"]) == {"statusCode", "error", "message", "errorCode"}
     assert {"connection", "password", "email", "app_metadata"} <= set(schemas["UserCreate"]["properties"])
