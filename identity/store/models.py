@@ -172,6 +172,8 @@ class UserRow(SQLModel, table=True):
     __table_args__ = (
         sa.UniqueConstraint("connection_id", "email_key", name="uq_users_connection_email"),
         sa.UniqueConstraint("connection_id", "username_key", name="uq_users_connection_username"),
+        # The Management API lists users by creation (its default order): pages without sorting the table.
+        sa.Index("ix_users_created_at_id", "created_at", "id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
