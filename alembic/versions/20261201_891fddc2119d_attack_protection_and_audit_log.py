@@ -114,8 +114,8 @@ def downgrade() -> None:
     op.create_table('login_failure',
     sa.Column('key_hash', sa.VARCHAR(length=64), nullable=False),
     sa.Column('failures', sa.INTEGER(), nullable=False),
-    sa.Column('last_failure_at', sa.DATETIME(), nullable=False),
-    sa.Column('blocked_at', sa.DATETIME(), nullable=True),
+    sa.Column('last_failure_at', identity.store.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('blocked_at', identity.store.models.UTCDateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('key_hash')
     )
     with op.batch_alter_table('log_event', schema=None) as batch_op:
