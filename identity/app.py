@@ -28,7 +28,7 @@ from identity.observability.requests import RequestObserver, trusted_client_ip
 from identity.resources import resource
 from identity.rules.loader import load_rules
 from identity.settings import Settings
-from identity.store.db import create_engine, create_sessionmaker, script_heads, script_revisions
+from identity.store.db import create_engine, create_sessionmaker, script_heads, script_revisions, write_gate
 from identity.tokens.keys import ensure_signing_keys
 from identity.web import openapi
 from identity.web.deps import Services, provide_session
@@ -88,7 +88,7 @@ async def _every(seconds: float, work: Callable[[], Awaitable[object]], name: st
 
 def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
     """Build the ASGI application for ``settings``. The database must be migrated (``identity db upgrade``)."""
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
     sessions = create_sessionmaker(engine)
     services = Services(
         settings=settings,
@@ -100,6 +100,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         box=SecretBox(settings.encryption_keys),
         clock=clock or SystemClock(),
         audit=AuditLog(sessions),
+        gate=write_gate(engine),
     )
     metrics = Metrics() if settings.ops.metrics else None
     if metrics is not None:

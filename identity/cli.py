@@ -38,7 +38,7 @@ def _settings(**overrides: str) -> Settings:
 
 def _with_session(settings: Settings, work: Callable[[AsyncSession, PasswordHasher], Awaitable[T]]) -> T:
     async def run() -> T:
-        engine = create_engine(settings.database_url)
+        engine = create_engine(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
         hasher = PasswordHasher(settings.argon2, workers=settings.hash_workers)
         try:
             async with create_sessionmaker(engine)() as session:

@@ -24,6 +24,9 @@ Environment variables:
 - ``IDENTITY_TRUSTED_PROXIES``: comma-separated addresses or CIDRs of the proxies in front of the service. Only a
   request from one of them has its ``X-Forwarded-For`` read (right to left); default empty: the TCP peer is the client.
 - ``IDENTITY_LOG_RETENTION_DAYS``: audit-log events older than this are purged (default 30, Auth0's longest plan).
+- ``IDENTITY_SQLITE_SYNCHRONOUS``: ``NORMAL`` (default: in WAL mode a crash of the process or of the service loses
+  nothing, a power cut or a kernel crash may lose the last commits) or ``FULL`` (every commit is fsynced before the
+  response: durable against power loss, slower writes; docs/benchmarks.md measures both).
 
 Operations (`OpsSettings`):
 
@@ -210,6 +213,7 @@ class Settings:
     hash_wait_ms: int = 2000
     trusted_proxies: tuple[str, ...] = ()
     log_retention_days: int = 30
+    sqlite_synchronous: str = "NORMAL"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "database_url", normalize_database_url(self.database_url))
@@ -235,6 +239,8 @@ class Settings:
         if self.log_retention_days < 1:
             raise ValueError("IDENTITY_LOG_RETENTION_DAYS must be at least 1")
         parse_networks(self.trusted_proxies, what="IDENTITY_TRUSTED_PROXIES entry")
+        if self.sqlite_synchronous not in ("NORMAL", "FULL"):
+            raise ValueError("IDENTITY_SQLITE_SYNCHRONOUS must be NORMAL or FULL")
 
     @property
     def rp_id(self) -> str:
@@ -289,6 +295,7 @@ class Settings:
                 item.strip() for item in environ.get("IDENTITY_TRUSTED_PROXIES", "").split(",") if item.strip()
             ),
             log_retention_days=int(environ.get("IDENTITY_LOG_RETENTION_DAYS") or 30),
+            sqlite_synchronous=environ.get("IDENTITY_SQLITE_SYNCHRONOUS", cls.sqlite_synchronous).upper(),
         )
 
 

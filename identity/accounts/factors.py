@@ -30,6 +30,7 @@ from identity.mfa import recovery, totp
 from identity.oauth2.interfaces import FactorCheck, GrantResult, MfaTransaction, User
 from identity.store import mfa as queries
 from identity.store import users as user_queries
+from identity.store.db import UnitOfWork
 from identity.store.models import AuthenticatorRow, MfaTransactionRow, UserRow
 from identity.store.tenant import tenant_row
 
@@ -77,10 +78,13 @@ def _public_id(kind: str) -> str:
 class FactorService:
     """Second factors over the database."""
 
-    def __init__(self, session: AsyncSession, box: SecretBox, clock: Clock) -> None:
+    def __init__(self, session: AsyncSession, box: SecretBox, clock: Clock, unit: UnitOfWork | None = None) -> None:
         self.session = session
         self.box = box
         self.clock = clock
+        self.unit = unit
+        """The token request's unit of work: with it, the grants' checks write in its one transaction."""
+        self._user_pks: dict[str, int] = {}
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.clock.now(), UTC)
@@ -132,9 +136,9 @@ class FactorService:
         if row is None or row.id is None:
             return None
         user = await self.session.get(UserRow, row.user_pk)
-        await self.session.commit()
         if user is None:
             return None
+        self._user_pks[user.user_id] = row.user_pk
         return MfaTransaction(
             id=row.id,
             client_id=row.client_id,
@@ -155,12 +159,53 @@ class FactorService:
     async def user(self, transaction: MfaTransaction) -> User | None:
         """The user as stored now."""
         found = await user_queries.by_user_id(self.session, transaction.user_id)
-        await self.session.commit()
         return user_queries.user_from_row(*found) if found is not None else None
 
     async def check_otp(self, transaction: MfaTransaction, otp: str) -> FactorCheck:
         """Check a TOTP code and, in the same transaction, burn the mfa_token."""
-        return await self.verify_otp(await self._user_pk(transaction.user_id), otp, burn=transaction.id)
+        user_pk = self._user_pks.get(transaction.user_id) or await self._user_pk(transaction.user_id)
+        if self.unit is None:
+            return await self.verify_otp(user_pk, otp, burn=transaction.id)
+        return await self._check_otp_in_unit(self.unit, user_pk, otp, transaction.id)
+
+    async def _check_otp_in_unit(self, unit: UnitOfWork, user_pk: int, otp: str, burn: int) -> FactorCheck:
+        """`verify_otp` as one part of the request's single transaction (the token endpoint's mfa-otp grant).
+
+        The user's attempt bucket is held (locked on PostgreSQL) for the whole transaction, so concurrent codes of
+        one user are checked one after the other and each failure costs one attempt; a right code costs nothing.
+        When the mfa_token was burned by another request, the whole unit is rolled back: no step is spent.
+        """
+        now = self.clock.now()
+        left = await queries.hold_attempts(
+            self.session, user_pk, now=now, capacity=ATTEMPT_CAPACITY, refill_seconds=ATTEMPT_REFILL_SECONDS
+        )
+        if left < 1:
+            return FactorCheck.RATE_LIMITED
+        check = await self._match_otp(user_pk, otp, burn, now)
+        if check is FactorCheck.INVALID:
+            await queries.set_attempts(self.session, user_pk, left - 1, now=now)
+        elif check is FactorCheck.TOKEN_USED:
+            await unit.rollback()
+        return check
+
+    async def _match_otp(self, user_pk: int, otp: str, burn: int, now: float) -> FactorCheck:
+        candidates = [a for a in await queries.authenticators(self.session, user_pk) if a.kind == "totp"]
+        if any(a.active for a in candidates):
+            candidates = [a for a in candidates if a.active]
+        else:
+            candidates = [a for a in candidates if now - a.created_at.timestamp() < PENDING_ENROLLMENT_SECONDS]
+        for authenticator in candidates:
+            step = totp.verify(self._secret(authenticator), otp, at=now)
+            if step is None or authenticator.id is None:
+                continue
+            if not await queries.accept_step(self.session, authenticator.id, step):
+                return FactorCheck.INVALID  # this step was accepted before: a replay
+            if not await queries.burn_transaction(self.session, burn, self._now()):
+                return FactorCheck.TOKEN_USED
+            if not authenticator.active:
+                await queries.activate(self.session, authenticator.id, user_pk)
+            return FactorCheck.ACCEPTED
+        return FactorCheck.INVALID
 
     async def redeem_recovery_code(self, transaction: MfaTransaction, code: str) -> tuple[FactorCheck, str | None]:
         """Swap the recovery code for a new one and burn the mfa_token, together or not at all."""

@@ -12,6 +12,8 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, delete, or_, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
@@ -36,10 +38,12 @@ __all__ = [
     "delete_all_factors",
     "delete_authenticator",
     "delete_pending",
+    "hold_attempts",
     "purge_webauthn_challenges",
     "put_recovery_code",
     "recovery_code",
     "rotate_recovery_code",
+    "set_attempts",
     "transaction_by_hash",
     "webauthn_keys",
     "webauthn_names",
@@ -48,6 +52,46 @@ __all__ = [
 
 def _count(result: Any) -> int:
     return cast(CursorResult[Any], result).rowcount
+
+
+# Conditional updates whose row count is all the caller needs: no ORM pre-select of the rows they touch.
+_NO_SYNC = {"synchronize_session": False}
+_ATTEMPT = cast(Any, MfaAttemptRow).__table__
+
+
+async def hold_attempts(
+    session: AsyncSession, user_pk: int, *, now: float, capacity: float, refill_seconds: float
+) -> float:
+    """The attempts left in the user's bucket (refilled up to ``now``), held until the transaction ends.
+
+    For the grants' single transaction: on PostgreSQL the bucket row is created if missing and locked (``FOR
+    UPDATE``), so concurrent requests of one user queue here and each sees what the one before it spent; on SQLite
+    the transaction's ``BEGIN IMMEDIATE`` already serialises every writer, and a missing row is a full bucket.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(
+            pg_insert(_ATTEMPT)
+            .values(user_pk=user_pk, tokens=capacity, updated_at=now, version=1)
+            .on_conflict_do_nothing(index_elements=["user_pk"])
+        )
+    query = select(_ATTEMPT.c.tokens, _ATTEMPT.c.updated_at).where(_ATTEMPT.c.user_pk == user_pk).with_for_update()
+    row = (await session.execute(query)).first()
+    if row is None:
+        return capacity
+    tokens, updated_at = row
+    return float(min(capacity, tokens + max(0.0, now - updated_at) / refill_seconds))
+
+
+async def set_attempts(session: AsyncSession, user_pk: int, tokens: float, *, now: float) -> None:
+    """Store the bucket held by `hold_attempts` (in the same transaction)."""
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = insert(_ATTEMPT).values(user_pk=user_pk, tokens=tokens, updated_at=now, version=1)
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["user_pk"],
+            set_={"tokens": tokens, "updated_at": now, "version": _ATTEMPT.c.version + 1},
+        )
+    )
 
 
 async def transaction_by_hash(session: AsyncSession, token_hash: str) -> MfaTransactionRow | None:
@@ -61,7 +105,8 @@ async def burn_transaction(session: AsyncSession, transaction_id: int, now: date
     result = await session.execute(
         update(MfaTransactionRow)
         .where(col(MfaTransactionRow.id) == transaction_id, col(MfaTransactionRow.consumed_at).is_(None))
-        .values(consumed_at=now)
+        .values(consumed_at=now),
+        execution_options=_NO_SYNC,
     )
     return _count(result) == 1
 
@@ -85,7 +130,8 @@ async def accept_step(session: AsyncSession, authenticator_id: int, step: int) -
             col(AuthenticatorRow.id) == authenticator_id,
             or_(col(AuthenticatorRow.last_step).is_(None), col(AuthenticatorRow.last_step) < step),
         )
-        .values(last_step=step)
+        .values(last_step=step),
+        execution_options=_NO_SYNC,
     )
     return _count(result) == 1
 

@@ -43,7 +43,7 @@ async def merge_app_metadata(session: AsyncSession, user_id: str, updates: Mappi
     row.app_metadata = {**row.app_metadata, **updates}
     row.updated_at = utcnow()
     session.add(row)
-    await session.commit()
+    await session.flush()  # committed by the request's unit of work
 
 
 class SqlAppMetadata:
@@ -53,5 +53,5 @@ class SqlAppMetadata:
         self.session = session
 
     async def merge(self, user_id: str, updates: Mapping[str, Any]) -> None:
-        """Set keys of the user's ``app_metadata`` (committed)."""
+        """Set keys of the user's ``app_metadata`` (committed with the request)."""
         await merge_app_metadata(self.session, user_id, updates)

@@ -39,7 +39,7 @@ class SqlUserinfoClaims:
                 jti=jti, user_pk=user_pk, claims=dict(claims), expires_at=datetime.fromtimestamp(expires_at, UTC)
             )
         )
-        await self.session.commit()
+        await self.session.flush()  # committed by the request's unit of work
 
     async def recall(self, jti: str) -> dict[str, Any]:
         """The claims kept for ``jti`` (empty when none)."""

@@ -6,7 +6,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from identity.clock import Clock
 from identity.oauth2.interfaces import (
@@ -33,6 +33,18 @@ GTY = {
 }
 _DEFAULT_LIFETIME = 86_400
 _ID_TOKEN_ALG = "RS256"
+
+
+class Transaction(Protocol):
+    """The request's unit of work (`identity.store.db.UnitOfWork`), as the issuer uses it."""
+
+    async def write(self) -> None:
+        """From here on the request writes."""
+        ...
+
+    async def commit(self) -> None:
+        """Make everything written durable."""
+        ...
 
 
 def profile_claims(user: User, scopes: tuple[str, ...] | set[str]) -> dict[str, Any]:
@@ -70,6 +82,7 @@ class JwtIssuer:
         refresh_tokens: RefreshTokenStore | None = None,
         userinfo_claims: UserinfoClaimsStore | None = None,
         app_metadata: AppMetadataStore | None = None,
+        transaction: Transaction | None = None,
     ) -> None:
         self.keys = keys
         self.issuer = issuer
@@ -78,6 +91,7 @@ class JwtIssuer:
         self.refresh_tokens = refresh_tokens
         self.userinfo_claims = userinfo_claims
         self.app_metadata = app_metadata
+        self.transaction = transaction
 
     @property
     def userinfo_audience(self) -> str:
@@ -89,6 +103,9 @@ class JwtIssuer:
 
         Scopes are re-checked against the API and the client whatever the grant and the rules decided, and a refresh
         token is minted only when the offline-access policy allows one (`identity.oauth2.policy`).
+        What the response promises is written first and committed (with everything the grant wrote before, in one
+        transaction) before anything is signed: no token leaves before it is durable, and the signatures, the
+        costliest step, run after the commit, outside SQLite's write lock.
         """
         now = int(self.clock.now())
         scopes = permitted_scopes(result.scopes, result.client, result.api)
@@ -118,21 +135,30 @@ class JwtIssuer:
         if result.amr != ("pwd",):
             claims["amr"] = list(result.amr)  # RFC 8176; Auth0 leaves it out of MFA-API tokens (API.md §1.3)
         claims.update(_custom(result.access_claims, claims))
-        access_token = self.keys.sign(claims, alg)
-        id_token = self._id_token(result, now) if openid else None
-        if openid and result.id_claims and self.userinfo_claims is not None:
-            await self.userinfo_claims.remember(claims["jti"], result.user.user_id, result.id_claims, claims["exp"])
+        remember = openid and bool(result.id_claims) and self.userinfo_claims is not None
         refresh_token = result.refresh_token
-        if (
+        mint = (
             refresh_token is None
             and result.mint_refresh_token
             and "offline_access" in scopes
             and self.refresh_tokens is not None
-        ):
-            # The family is committed before the response is built: no token leaves before it is durable.
+        )
+        save_metadata = bool(result.app_metadata) and self.app_metadata is not None
+        if (remember or mint or save_metadata) and self.transaction is not None:
+            await self.transaction.write()
+        if remember:
+            assert self.userinfo_claims is not None  # noqa: S101
+            await self.userinfo_claims.remember(claims["jti"], result.user.user_id, result.id_claims, claims["exp"])
+        if mint:
+            assert self.refresh_tokens is not None  # noqa: S101
             refresh_token = await self.refresh_tokens.issue(result)
-        if result.app_metadata and self.app_metadata is not None:
+        if save_metadata:
+            assert self.app_metadata is not None  # noqa: S101
             await self.app_metadata.merge(result.user.user_id, result.app_metadata)
+        if self.transaction is not None:
+            await self.transaction.commit()
+        access_token = self.keys.sign(claims, alg)
+        id_token = self._id_token(result, now) if openid else None
         return TokenResponse(
             access_token=access_token,
             expires_in=lifetime,

@@ -4,6 +4,8 @@
 - Rotation: presenting the newest token of a family retires it and returns a successor, in one transaction: a
   conditional UPDATE (``used_at IS NULL``) decides the single winner among concurrent requests, and the successor row
   is inserted before the commit, so no token is handed out before it is durable.
+- Nothing here commits: the request's `identity.store.db.UnitOfWork` does, once, after the last write (on SQLite the
+  whole unit runs under ``BEGIN IMMEDIATE``, so it cannot interleave with another writer at all).
 - Revocation and rotation both lock the family's root row first, so a family revoked while one of its tokens is
   being rotated ends up dead, successor included, whatever the timing (and in a deadlock-free lock order).
 - Reuse: presenting a retired token revokes the whole family, unless it is the immediately previous token and the
@@ -33,6 +35,10 @@ __all__ = ["MAX_ACTIVE_FAMILIES", "SqlRefreshTokens", "active_families", "revoke
 
 MAX_ACTIVE_FAMILIES = 200
 _PREFIX = "v1."
+_TOKEN = cast(Any, RefreshTokenRow).__table__
+_UPDATE = update(_TOKEN)
+# Core statements on the hot path: no ORM session synchronisation (which pre-selects the rows it updates).
+_CORE = {"synchronize_session": False}
 _SUCCESSOR_PURPOSE = "refresh-successor:"
 
 
@@ -104,6 +110,8 @@ class SqlRefreshTokens:
         self.session = session
         self.box = box
         self.clock = clock
+        self._found: dict[int, RefreshTokenRow] = {}
+        self._family_lock = session.get_bind().dialect.name != "sqlite"
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.clock.now(), UTC)
@@ -143,7 +151,6 @@ class SqlRefreshTokens:
         )
         await self.session.flush()
         await self._enforce_family_limit(user_pk, result.client.client_id, now)
-        await self.session.commit()
         return token
 
     async def _enforce_family_limit(self, user_pk: int, client_id: str, now: datetime) -> None:
@@ -176,10 +183,10 @@ class SqlRefreshTokens:
                 .execution_options(populate_existing=True)
             )
         ).first()
-        await self.session.commit()
         if found is None:
             return None
         row, user_id = found
+        self._found[row_id(row)] = row
         return StoredRefreshToken(
             id=row_id(row),
             family_id=row.family_id,
@@ -203,38 +210,35 @@ class SqlRefreshTokens:
         now = self._now()
         successor = _PREFIX + secrets.token_urlsafe(32)
         sealed = self.box.seal(successor.encode(), purpose=_SUCCESSOR_PURPOSE + str(stored.id))
-        # Lock the family (its root row) first, as revocations do; a revoked family cannot rotate.
-        family_live = await self.session.execute(
-            update(RefreshTokenRow)
-            .where(
-                col(RefreshTokenRow.family_id) == stored.family_id,
-                col(RefreshTokenRow.parent_id).is_(None),
-                col(RefreshTokenRow.revoked_at).is_(None),
+        if self._family_lock:
+            # Lock the family (its root row) first, as revocations do; a revoked family cannot rotate. (On SQLite
+            # the unit's BEGIN IMMEDIATE already excludes every other writer.)
+            family_live = await self.session.execute(
+                _UPDATE.where(
+                    _TOKEN.c.family_id == stored.family_id,
+                    _TOKEN.c.parent_id.is_(None),
+                    _TOKEN.c.revoked_at.is_(None),
+                ).values(revoked_at=None),
+                execution_options=_CORE,
             )
-            .values(revoked_at=None)
-        )
-        if _count(family_live) != 1:
-            await self.session.rollback()
-            return None
+            if _count(family_live) != 1:
+                return None
         won = await self.session.execute(
-            update(RefreshTokenRow)
-            .where(
-                col(RefreshTokenRow.id) == stored.id,
-                col(RefreshTokenRow.used_at).is_(None),
-                col(RefreshTokenRow.revoked_at).is_(None),
-            )
-            .values(used_at=now, successor=sealed)
+            _UPDATE.where(
+                _TOKEN.c.id == stored.id,
+                _TOKEN.c.used_at.is_(None),
+                _TOKEN.c.revoked_at.is_(None),
+            ).values(used_at=now, successor=sealed),
+            execution_options=_CORE,
         )
         if _count(won) != 1:
-            await self.session.rollback()
             return None
-        parent = await self.session.get(RefreshTokenRow, stored.id, populate_existing=True)
+        parent = self._found.get(stored.id) or await self.session.get(RefreshTokenRow, stored.id)
         if parent is None:  # deleted since the UPDATE (the user was deleted): nothing to rotate into
-            await self.session.rollback()
             return None
         absolute = parent.expires_at
-        self.session.add(
-            RefreshTokenRow(
+        await self.session.execute(
+            _TOKEN.insert().values(
                 token_hash=sha256_hex(successor),
                 family_id=parent.family_id,
                 parent_id=parent.id,
@@ -249,9 +253,9 @@ class SqlRefreshTokens:
                 created_at=now,
                 expires_at=absolute,
                 idle_expires_at=self._idle_expiry(policy, now, absolute),
-            )
+            ),
+            execution_options=_CORE,
         )
-        await self.session.commit()
         return successor
 
     async def successor_within_leeway(self, stored: StoredRefreshToken, policy: RefreshTokenPolicy) -> str | None:
@@ -262,7 +266,6 @@ class SqlRefreshTokens:
             return None
         row = await self.session.get(RefreshTokenRow, stored.id, populate_existing=True)
         if row is None or row.successor is None:
-            await self.session.commit()
             return None
         child = (
             await self.session.execute(
@@ -271,7 +274,6 @@ class SqlRefreshTokens:
                 .execution_options(populate_existing=True)
             )
         ).scalar()
-        await self.session.commit()
         # Only the immediately previous token: its successor must still be the newest, live token.
         if child is None or child.used_at is not None or child.revoked_at is not None:
             return None
@@ -289,9 +291,7 @@ class SqlRefreshTokens:
             .where(col(RefreshTokenRow.id) == stored.id)
             .values(idle_expires_at=self._idle_expiry(policy, now, absolute))
         )
-        await self.session.commit()
 
     async def revoke_family(self, family_id: str, reason: str) -> None:
         """Revoke every token of the family (reuse detected, revocation endpoint)."""
         await _revoke(self.session, col(RefreshTokenRow.family_id) == family_id, self._now(), reason)
-        await self.session.commit()

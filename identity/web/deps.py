@@ -44,6 +44,7 @@ from identity.rules import RulesEngine
 from identity.rules.loader import rules_fingerprint, rules_from_rows
 from identity.rules.pipeline import RuleLoadError
 from identity.settings import Settings
+from identity.store.db import UnitOfWork, WriteGate
 from identity.store.models import utcnow
 from identity.store.rules import SqlAppMetadata, all_rules
 from identity.store.tenant import SqlTenantStore, api_signing_algs
@@ -63,6 +64,7 @@ __all__ = [
     "build_token_endpoint",
     "build_webauthn",
     "provide_session",
+    "unit_of_work",
 ]
 
 
@@ -77,6 +79,8 @@ class Services:
     box: SecretBox
     clock: Clock
     audit: AuditLog
+    gate: WriteGate | None = None
+    """Serialises SQLite writers (`identity.store.db.write_gate`); ``None`` on PostgreSQL."""
     keys: KeyRing | None = None
     rules: RulesEngine | None = None
     migration_heads: frozenset[str] = frozenset()
@@ -168,8 +172,10 @@ def build_authenticator(services: Services, session: AsyncSession, trail: AuditT
 class _TrailedFactors(FactorService):
     """Second factors that tell the audit trail whose login an ``mfa_token`` continues."""
 
-    def __init__(self, session: AsyncSession, box: SecretBox, clock: Clock, trail: AuditTrail) -> None:
-        super().__init__(session, box, clock)
+    def __init__(
+        self, session: AsyncSession, box: SecretBox, clock: Clock, trail: AuditTrail, unit: UnitOfWork | None = None
+    ) -> None:
+        super().__init__(session, box, clock, unit)
         self.trail = trail
 
     async def find(self, mfa_token: str) -> MfaTransaction | None:
@@ -271,17 +277,25 @@ class TrailObserver:
         self.trail.client_ip = request.proxy_ip
 
 
-def build_token_endpoint(services: Services, session: AsyncSession, trail: AuditTrail | None = None) -> TokenEndpoint:
-    """The token endpoint with every enabled grant, bound to this request's session."""
+def unit_of_work(services: Services, session: AsyncSession) -> UnitOfWork:
+    """The request's transaction on ``session``."""
+    return UnitOfWork(session, services.gate)
+
+
+def build_token_endpoint(
+    services: Services, session: AsyncSession, trail: AuditTrail | None = None, unit: UnitOfWork | None = None
+) -> TokenEndpoint:
+    """The token endpoint with every enabled grant, bound to this request's session and unit of work."""
+    unit = unit or unit_of_work(services, session)
     tenant = SqlTenantStore(session, issuer=services.settings.issuer)
     users = build_authenticator(services, session, trail)
     mfa: FactorService
     refresh_tokens: SqlRefreshTokens
     if trail is not None:
-        mfa = _TrailedFactors(session, services.box, services.clock, trail)
+        mfa = _TrailedFactors(session, services.box, services.clock, trail, unit)
         refresh_tokens = _TrailedRefreshTokens(session, services.box, services.clock, trail)
     else:
-        mfa = build_factors(services, session)
+        mfa = FactorService(session, services.box, services.clock, unit)
         refresh_tokens = SqlRefreshTokens(session, services.box, services.clock)
     issuer = _TrailedIssuer(
         services.key_ring,
@@ -291,6 +305,7 @@ def build_token_endpoint(services: Services, session: AsyncSession, trail: Audit
         refresh_tokens=refresh_tokens,
         userinfo_claims=SqlUserinfoClaims(session),
         app_metadata=SqlAppMetadata(session),
+        transaction=unit,
     )
     issuer.trail = trail
     rules = services.rules if services.rules is not None and services.rules.rules else None

@@ -39,12 +39,15 @@ from identity.store.tenant import SqlTenantStore
 from identity.tokens.refresh import SqlRefreshTokens
 from identity.web import openapi
 from identity.web.addresses import request_trail
-from identity.web.deps import Services, build_token_endpoint
+from identity.web.deps import Services, build_token_endpoint, unit_of_work
 from identity.web.errors import NO_STORE
 
 __all__ = ["parse_token_request", "refuse_repeated_members", "revoke", "token"]
 
 _MAX_BODY = 64 * 1024
+# Grants that write from their first statement on: one write transaction for the whole exchange. (The password
+# grants read, hash outside any transaction, then write: their write unit starts after the hash.)
+_WRITE_GRANTS = frozenset({REFRESH_TOKEN, MFA_OTP, MFA_RECOVERY_CODE})
 
 
 def refuse_repeated_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -135,7 +138,20 @@ async def _exchange(
 ) -> TokenResponse:
     if token_request.grant_type != "client_credentials":
         await services.refresh_rules()  # rules never run for client credentials
-    return await build_token_endpoint(services, db, trail).handle(token_request)
+    unit = unit_of_work(services, db)
+    try:
+        if token_request.get("grant_type") in _WRITE_GRANTS:
+            await unit.write()
+        response = await build_token_endpoint(services, db, trail, unit).handle(token_request)
+        await unit.commit()
+    except OAuthError:
+        # An error can carry writes that must stay: the family of a reused refresh token revoked, a wrong code's
+        # attempt counted. Work that must not stay was rolled back where it was decided.
+        await unit.commit()
+        raise
+    finally:
+        await unit.close()
+    return response
 
 
 _HASHING = frozenset({PASSWORD, PASSWORD_REALM})
@@ -192,8 +208,14 @@ async def revoke(
     tenant = SqlTenantStore(db, issuer=services.settings.issuer)
     client = await authenticate_client(token_request, tenant, realm=services.settings.issuer)
     token = token_request.require("token")
-    refresh_tokens = SqlRefreshTokens(db, services.box, services.clock)
-    stored = await refresh_tokens.find(token)
-    if stored is not None and stored.client_id == client.client_id:
-        await refresh_tokens.revoke_family(stored.family_id, "revoked")
+    unit = unit_of_work(services, db)
+    try:
+        await unit.write()
+        refresh_tokens = SqlRefreshTokens(db, services.box, services.clock)
+        stored = await refresh_tokens.find(token)
+        if stored is not None and stored.client_id == client.client_id:
+            await refresh_tokens.revoke_family(stored.family_id, "revoked")
+        await unit.commit()
+    finally:
+        await unit.close()
     return Response(b"", headers=NO_STORE)
