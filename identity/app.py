@@ -15,6 +15,7 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Template
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity import __version__
 from identity.accounts.passwords import PasswordHasher
@@ -28,6 +29,7 @@ from identity.observability.requests import RequestObserver, trusted_client_ip
 from identity.resources import resource
 from identity.rules.loader import load_rules
 from identity.settings import Settings
+from identity.store.config import ConfigCache, TenantConfig
 from identity.store.db import create_engine, create_sessionmaker, script_heads, script_revisions, write_gate
 from identity.tokens.keys import ensure_signing_keys
 from identity.web import openapi
@@ -107,12 +109,19 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         metrics.watch(lambda: services.hasher.pending, lambda: engine.pool)
         services.hasher.on_wait = metrics.hash_wait.observe
 
+    async def reload(session: AsyncSession, _: TenantConfig) -> None:
+        # With each new configuration, the rules (the signing keys follow their own table: refresh_keys).
+        await services.reload_rules(session)
+
+    config = services.config = ConfigCache(services.sessions, on_reload=reload)
+
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         async with services.sessions() as session:
             await ensure_signing_keys(session, services.box)
             services.rules = await load_rules(session)
         await services.refresh_keys()
+        await config.get()
         services.migration_heads = frozenset(await asyncio.to_thread(script_heads))
         services.known_revisions = frozenset(await asyncio.to_thread(script_revisions))
         watch_for_shutdown(services, delay_seconds=settings.ops.shutdown_delay)

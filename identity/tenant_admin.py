@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from identity.crypto import sha256_hex
+from identity.store.config import bump_config_version
 from identity.store.models import (
     ApiRow,
     ClientConnectionRow,
@@ -87,6 +88,11 @@ class TenantAdmin:
         self.session = session
         self.issuer = issuer
 
+    async def _commit(self) -> None:
+        """Commit a configuration change and tell every instance's cache (`identity.store.config`)."""
+        await bump_config_version(self.session)
+        await self.session.commit()
+
     # --- settings -------------------------------------------------------------------------------------------
 
     async def settings(self) -> dict[str, Any]:
@@ -101,7 +107,7 @@ class TenantAdmin:
         validate_settings("tenant settings", {key: value for key, value in merged.items() if value is not None})
         await apply_settings(self.session, {key: "" if value is None else value for key, value in changes.items()})
         await check_references(self.session, {"tenant": {key: value for key, value in changes.items() if value}})
-        await self.session.commit()
+        await self._commit()
         return await self.settings()
 
     # --- connections ----------------------------------------------------------------------------------------
@@ -129,7 +135,7 @@ class TenantAdmin:
         row = await apply_connection(self.session, entry, ApplyReport())
         await self.session.flush()
         await self._set_enabled_clients(row, enabled_clients)
-        await self.session.commit()
+        await self._commit()
         return await self.connection(_connection_id(row))
 
     async def update_connection(self, connection_id: str, enabled_clients: Sequence[str] | None) -> dict[str, Any]:
@@ -137,7 +143,7 @@ class TenantAdmin:
         row = await self._connection_row(connection_id)
         if enabled_clients is not None:
             await self._set_enabled_clients(row, enabled_clients)
-        await self.session.commit()
+        await self._commit()
         return await self.connection(connection_id)
 
     async def delete_connection(self, connection_id: str) -> None:
@@ -149,7 +155,7 @@ class TenantAdmin:
         if (await tenant_row(self.session)).default_directory == row.name:
             raise ConfigConflict("The connection is the tenant's default_directory")
         await self.session.delete(row)
-        await self.session.commit()
+        await self._commit()
 
     async def _connection_row(self, connection_id: str) -> ConnectionRow:
         number = connection_id.removeprefix("con_")
@@ -223,7 +229,7 @@ class TenantAdmin:
         if found.first() is not None:
             raise ConfigConflict(f"A resource server with the same identifier already exists: {identifier}")
         await apply_api(self.session, entry, ApplyReport())
-        await self.session.commit()
+        await self._commit()
         return await self.api(identifier)
 
     async def update_api(self, api_id: str, changes: Mapping[str, Any]) -> ApiRow:
@@ -234,7 +240,7 @@ class TenantAdmin:
             raise TenantFileError("identifier: the identifier of a resource server cannot change")
         validate_api("resource server", entry)
         await apply_api(self.session, entry, ApplyReport())
-        await self.session.commit()
+        await self._commit()
         return await self.api(row.identifier)
 
     async def delete_api(self, api_id: str) -> None:
@@ -244,7 +250,7 @@ class TenantAdmin:
             raise ConfigConflict("The resource server is the tenant's default_audience")
         await self.session.execute(delete(ClientGrantRow).where(col(ClientGrantRow.audience) == row.identifier))
         await self.session.delete(row)
-        await self.session.commit()
+        await self._commit()
 
     # --- clients --------------------------------------------------------------------------------------------
 
@@ -268,7 +274,7 @@ class TenantAdmin:
         validate_client("client", entry)
         report = ApplyReport()
         await apply_client(self.session, entry, report)
-        await self.session.commit()
+        await self._commit()
         created = await self.client(entry["client_id"])
         return Created(created, report.generated_secrets.get(entry["client_id"]))
 
@@ -282,7 +288,7 @@ class TenantAdmin:
             raise ConfigConflict("A public client cannot become confidential: create a new client")
         validate_client("client", entry)
         await apply_client(self.session, entry, ApplyReport())
-        await self.session.commit()
+        await self._commit()
         return await self.client(client_id)
 
     async def rotate_secret(self, client_id: str) -> Created:
@@ -293,14 +299,14 @@ class TenantAdmin:
         secret = secrets.token_urlsafe(48)
         row.secret_hash = sha256_hex(secret)
         self.session.add(row)
-        await self.session.commit()
+        await self._commit()
         return Created(await self.client(client_id), secret)
 
     async def delete_client(self, client_id: str) -> None:
         """Delete a client (its grants and connection links cascade)."""
         row = await self._client_row(client_id)
         await self.session.delete(row)
-        await self.session.commit()
+        await self._commit()
 
     async def _client_row(self, client_id: str) -> ClientRow:
         row = (await self.session.execute(select(ClientRow).where(col(ClientRow.client_id) == client_id))).scalar()
@@ -353,7 +359,7 @@ class TenantAdmin:
             scopes=list(dict.fromkeys(entry["scope"])),
         )
         self.session.add(row)
-        await self.session.commit()
+        await self._commit()
         return _grant_entry(row, client.client_id)
 
     async def update_client_grant(self, grant_id: str, scope: Sequence[str]) -> dict[str, Any]:
@@ -363,14 +369,14 @@ class TenantAdmin:
         await self._check_grant_scopes(row.audience, scope)
         row.scopes = list(dict.fromkeys(scope))
         self.session.add(row)
-        await self.session.commit()
+        await self._commit()
         return _grant_entry(row, owner)
 
     async def delete_client_grant(self, grant_id: str) -> None:
         """Delete a grant: the client's tokens for that API stop being issued (and, for the Management API, work)."""
         row, _ = await self._grant_row(grant_id)
         await self.session.delete(row)
-        await self.session.commit()
+        await self._commit()
 
     async def _grant_row(self, grant_id: str) -> tuple[ClientGrantRow, str]:
         query = (
@@ -408,7 +414,7 @@ class TenantAdmin:
             raise ConfigNotFound("The rule does not exist")
         row.enabled = enabled
         self.session.add(row)
-        await self.session.commit()
+        await self._commit()
         return row
 
     # --- export ---------------------------------------------------------------------------------------------

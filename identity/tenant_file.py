@@ -30,6 +30,7 @@ from identity.crypto import sha256_hex
 from identity.network import parse_networks
 from identity.oauth2.client_auth import AUTH_METHODS
 from identity.rules.pipeline import RuleLoadError, load_handler
+from identity.store.config import bump_config_version
 from identity.store.models import (
     ApiRow,
     ClientConnectionRow,
@@ -380,6 +381,7 @@ async def apply_tenant(
     if "rules" in data:
         await replace_rules(session, data["rules"])
         report.updated.append(f"rules ({len(data['rules'])})")
+    await bump_config_version(session)  # every running instance reloads its cached configuration
     await session.commit()
     users = UserService(session, hasher)
     for user in data.get("users", []):

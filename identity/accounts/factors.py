@@ -32,7 +32,7 @@ from identity.store import mfa as queries
 from identity.store import users as user_queries
 from identity.store.db import UnitOfWork
 from identity.store.models import AuthenticatorRow, MfaTransactionRow, UserRow
-from identity.store.tenant import tenant_row
+from identity.store.tenant import tenant_settings
 
 __all__ = [
     "ATTEMPT_CAPACITY",
@@ -93,7 +93,7 @@ class FactorService:
 
     async def required(self, user: User, *, forced: bool) -> bool:
         """Policy ``always``; ``if-enrolled`` and an active factor; or ``forced`` by the API or a rule."""
-        policy = (await tenant_row(self.session)).mfa_policy
+        policy = (await tenant_settings(self.session)).mfa_policy
         if forced or policy == "always":
             return True
         if policy == "never":
@@ -106,7 +106,7 @@ class FactorService:
         row = await self._user_row(result.user.user_id)
         if row is None or row.id is None:
             raise AccountError("user vanished during login")
-        tenant = await tenant_row(self.session)
+        tenant = await tenant_settings(self.session)
         token = secrets.token_urlsafe(32)
         now = self._now()
         self.session.add(

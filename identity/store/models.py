@@ -544,3 +544,15 @@ class WebAuthnChallengeRow(SQLModel, table=True):
     created_at: datetime = _created()
     expires_at: datetime = Field(sa_type=UTCDateTime, nullable=False, index=True)
     consumed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+# --- perf (issue 10): the tenant configuration's version counter -------------------------------------------------
+
+
+class ConfigVersionRow(SQLModel, table=True):
+    """One row (``id = 1``): bumped by every change of tenant configuration, so each instance's cache reloads."""
+
+    __tablename__ = "config_version"
+
+    id: int = Field(default=1, primary_key=True)
+    version: int = Field(default=1, sa_type=sa.BigInteger)

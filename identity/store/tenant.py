@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Iterable
+
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from identity.oauth2.interfaces import Api, Client, ClientGrant, Connection, RefreshTokenPolicy, TenantSettings
+from identity.store.config import TenantConfig, cached_config
 from identity.store.models import (
     ApiRow,
     ClientConnectionRow,
@@ -22,10 +26,12 @@ __all__ = [
     "SqlTenantStore",
     "api_from_row",
     "api_signing_algs",
+    "client_from_row",
     "connection_from_row",
     "management_api",
     "mfa_api",
     "tenant_row",
+    "tenant_settings",
 ]
 
 MFA_API_SCOPES = ("enroll", "read:authenticators", "remove:authenticators")
@@ -90,6 +96,11 @@ def management_api(issuer: str) -> Api:
     )
 
 
+@functools.cache
+def _builtin_apis(issuer: str) -> dict[str, Api]:
+    return {api.identifier: api for api in (mfa_api(issuer), management_api(issuer))}
+
+
 def connection_from_row(row: ConnectionRow) -> Connection:
     """The engine's view of a connection row."""
     return Connection(id=row_id(row), name=row.name, strategy=row.strategy)
@@ -107,9 +118,33 @@ def api_from_row(row: ApiRow) -> Api:
     )
 
 
+def client_from_row(row: ClientRow, connections: Iterable[str]) -> Client:
+    """The engine's view of a client row and the names of its enabled connections."""
+    return Client(
+        client_id=row.client_id,
+        name=row.name,
+        token_endpoint_auth_method=row.token_endpoint_auth_method,
+        secret_hash=row.secret_hash,
+        grant_types=frozenset(row.grant_types),
+        connections=frozenset(connections),
+        metadata=dict(row.client_metadata),
+        refresh_token=RefreshTokenPolicy(**row.refresh_token),
+        ip_header_trusted=row.is_token_endpoint_ip_header_trusted,
+    )
+
+
 async def tenant_row(session: AsyncSession) -> TenantRow:
     """The tenant row (defaults when none was applied)."""
     return await session.get(TenantRow, 1) or TenantRow(id=1)
+
+
+async def tenant_settings(session: AsyncSession) -> TenantRow:
+    """The tenant row to read: the request's cached snapshot (`identity.store.config`) or the database's row.
+
+    Never change the row it returns: it may be shared by every request of the process.
+    """
+    config = cached_config(session)
+    return config.tenant if config is not None else await tenant_row(session)
 
 
 async def api_signing_algs(session: AsyncSession) -> set[str]:
@@ -118,14 +153,21 @@ async def api_signing_algs(session: AsyncSession) -> set[str]:
 
 
 class SqlTenantStore:
-    """`identity.oauth2.interfaces.TenantStore` over the database."""
+    """`identity.oauth2.interfaces.TenantStore` over the database.
 
-    def __init__(self, session: AsyncSession, *, issuer: str) -> None:
+    With a `TenantConfig` (given, or the one the request's session was opened with) every answer comes from that
+    in-memory snapshot; without one, from the database.
+    """
+
+    def __init__(self, session: AsyncSession, *, issuer: str, config: TenantConfig | None = None) -> None:
         self.session = session
-        self.builtin_apis = {api.identifier: api for api in (mfa_api(issuer), management_api(issuer))}
+        self.builtin_apis = _builtin_apis(issuer)
+        self.config = config or cached_config(session)
 
     async def settings(self) -> TenantSettings:
         """The tenant settings row, or defaults when none was applied."""
+        if self.config is not None:
+            return self.config.settings
         row = await tenant_row(self.session)
         return TenantSettings(
             default_directory=row.default_directory,
@@ -135,6 +177,8 @@ class SqlTenantStore:
 
     async def client(self, client_id: str) -> Client | None:
         """The client and the names of its enabled connections."""
+        if self.config is not None:
+            return self.config.clients.get(client_id)
         row = (await self.session.execute(select(ClientRow).where(col(ClientRow.client_id) == client_id))).scalar()
         if row is None:
             return None
@@ -143,26 +187,20 @@ class SqlTenantStore:
             .join(ClientConnectionRow, col(ClientConnectionRow.connection_id) == ConnectionRow.id)
             .where(col(ClientConnectionRow.client_pk) == row.id)
         )
-        return Client(
-            client_id=row.client_id,
-            name=row.name,
-            token_endpoint_auth_method=row.token_endpoint_auth_method,
-            secret_hash=row.secret_hash,
-            grant_types=frozenset(row.grant_types),
-            connections=frozenset(names.scalars()),
-            metadata=dict(row.client_metadata),
-            refresh_token=RefreshTokenPolicy(**row.refresh_token),
-            ip_header_trusted=row.is_token_endpoint_ip_header_trusted,
-        )
+        return client_from_row(row, names.scalars())
 
     async def connection(self, name: str) -> Connection | None:
         """The connection with exactly this name."""
+        if self.config is not None:
+            return self.config.connections.get(name)
         row = (await self.session.execute(select(ConnectionRow).where(col(ConnectionRow.name) == name))).scalar()
         # SQLite compares ASCII case-insensitively only with NOCASE; '=' is exact, but check anyway.
         return connection_from_row(row) if row is not None and row.name == name else None
 
     async def connections(self) -> list[Connection]:
         """Every connection, by name."""
+        if self.config is not None:
+            return [self.config.connections[name] for name in sorted(self.config.connections)]
         rows = await self.session.execute(select(ConnectionRow).order_by(col(ConnectionRow.name)))
         return [connection_from_row(row) for row in rows.scalars()]
 
@@ -170,6 +208,8 @@ class SqlTenantStore:
         """The API with exactly this identifier (built-in ones first)."""
         if identifier in self.builtin_apis:
             return self.builtin_apis[identifier]
+        if self.config is not None:
+            return self.config.apis.get(identifier)
         row = (await self.session.execute(select(ApiRow).where(col(ApiRow.identifier) == identifier))).scalar()
         return api_from_row(row) if row is not None else None
 

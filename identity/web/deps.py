@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -44,16 +43,16 @@ from identity.rules import RulesEngine
 from identity.rules.loader import rules_fingerprint, rules_from_rows
 from identity.rules.pipeline import RuleLoadError
 from identity.settings import Settings
+from identity.store.config import ConfigCache
 from identity.store.db import UnitOfWork, WriteGate
 from identity.store.models import utcnow
 from identity.store.rules import SqlAppMetadata, all_rules
-from identity.store.tenant import SqlTenantStore, api_signing_algs
+from identity.store.tenant import SqlTenantStore
 from identity.store.userinfo import SqlUserinfoClaims
 from identity.tokens import JwtIssuer, KeyRing
 from identity.tokens.keys import key_table_state, load_key_ring
 from identity.tokens.refresh import SqlRefreshTokens
 
-_ALGS_TTL_SECONDS = 10.0
 logger = logging.getLogger("identity.rules")
 
 __all__ = [
@@ -81,6 +80,8 @@ class Services:
     audit: AuditLog
     gate: WriteGate | None = None
     """Serialises SQLite writers (`identity.store.db.write_gate`); ``None`` on PostgreSQL."""
+    config: ConfigCache | None = None
+    """The tenant configuration cached in this process (`identity.store.config`)."""
     keys: KeyRing | None = None
     rules: RulesEngine | None = None
     migration_heads: frozenset[str] = frozenset()
@@ -110,18 +111,23 @@ class Services:
             self._key_state = state
             return True
 
-    _algs: tuple[float, frozenset[str]] | None = None
     _rules_fingerprint: tuple[Any, ...] | None = None
 
     async def refresh_rules(self) -> None:
-        """Reload the rule pipeline when the stored rules changed (an API toggle or a tenant apply elsewhere).
+        """Follow the stored rule pipeline (an API toggle or a tenant apply elsewhere).
 
-        One small query per token request keeps every instance on the stored pipeline; a rule whose handler no
-        longer imports keeps the previous pipeline and is logged (the start-up check names it too).
+        Rule changes bump the configuration version, so the configuration cache's check (about once a second, at
+        once after a change made by this process) reloads them (`reload_rules`); no query per token request.
         """
-        async with self.sessions() as session:
-            rows = await all_rules(session)
-            await session.commit()
+        await self.tenant_config.get()
+
+    async def reload_rules(self, session: AsyncSession) -> None:
+        """Rebuild the pipeline from the stored rules when they changed.
+
+        A rule whose handler no longer imports keeps the previous pipeline and is logged (the start-up check names it
+        too).
+        """
+        rows = await all_rules(session)
         fingerprint = rules_fingerprint(rows)
         if fingerprint == self._rules_fingerprint:
             return
@@ -131,14 +137,16 @@ class Services:
             logger.exception("the stored rules changed but do not load; the previous pipeline stays")
         self._rules_fingerprint = fingerprint
 
+    @property
+    def tenant_config(self) -> ConfigCache:
+        """The configuration cache (built with the app)."""
+        if self.config is None:
+            raise RuntimeError("the configuration cache is not set up")
+        return self.config
+
     async def algs_in_use(self) -> frozenset[str]:
-        """Signing algorithms the tenant's tokens use, re-read from the database at most every 10 seconds."""
-        now = time.monotonic()
-        if self._algs is None or now - self._algs[0] > _ALGS_TTL_SECONDS:
-            async with self.sessions() as session:
-                used = await api_signing_algs(session)
-            self._algs = (now, frozenset({"RS256", *used}))
-        return self._algs[1]
+        """Signing algorithms the tenant's tokens use (from the cached configuration)."""
+        return (await self.tenant_config.get()).signing_algs
 
     @property
     def key_ring(self) -> KeyRing:
@@ -149,8 +157,9 @@ class Services:
 
 
 async def provide_session(services: NamedDependency[Services]) -> AsyncIterator[AsyncSession]:
-    """One database session per request."""
+    """One database session per request, opened with the current tenant configuration (`identity.store.config`)."""
     async with services.sessions() as session:
+        await services.tenant_config.attach(session)
         yield session
 
 

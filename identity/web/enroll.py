@@ -40,7 +40,7 @@ from identity.oauth2.grants.password import WRONG_CREDENTIALS
 from identity.oauth2.interfaces import Client, Connection, FactorCheck, GrantResult, LoginBlocked, Overloaded, User
 from identity.settings import Settings
 from identity.store import users as user_queries
-from identity.store.tenant import SqlTenantStore, tenant_row
+from identity.store.tenant import SqlTenantStore, tenant_settings
 from identity.web.addresses import request_trail
 from identity.web.deps import Services, build_authenticator, build_factors
 from identity.web.enroll_keys import KEY_ROUTES, key_context
@@ -168,7 +168,7 @@ def _start_session(request: AnyRequest, services: Services, user_id: str, connec
 
 
 async def _tenant_name(db: AsyncSession) -> str:
-    return (await tenant_row(db)).friendly_name
+    return (await tenant_settings(db)).friendly_name
 
 
 # --- sign-in and sign-out ------------------------------------------------------------------------------------------

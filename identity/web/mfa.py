@@ -28,7 +28,7 @@ from identity.oauth2.grants.mfa import MALFORMED_MFA_TOKEN, MfaOtpGrant, MfaReco
 from identity.oauth2.grants.webauthn import MFA_WEBAUTHN
 from identity.oauth2.interfaces import MfaTransaction
 from identity.store import users as user_queries
-from identity.store.tenant import SqlTenantStore, tenant_row
+from identity.store.tenant import SqlTenantStore, tenant_settings
 from identity.tokens.rotation import is_revoked
 from identity.tokens.verify import InvalidAccessToken, verify_access_token
 from identity.web import openapi
@@ -141,7 +141,7 @@ async def associate(
         return await associate_webauthn(services, db, transaction)
     if types != ["otp"]:
         raise InvalidRequest("Only the 'otp' and 'webauthn' authenticator types are supported")
-    label = (await tenant_row(db)).friendly_name
+    label = (await tenant_settings(db)).friendly_name
     try:
         enrollment = await build_factors(services, db).associate_otp(transaction.user_id, issuer=label)
     except AlreadyEnrolled:
