@@ -113,7 +113,10 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         # With each new configuration, the rules (the signing keys follow their own table: refresh_keys).
         await services.reload_rules(session)
 
-    config = services.config = ConfigCache(services.sessions, on_reload=reload)
+    trust = settings.config_cache_seconds
+    config = services.config = ConfigCache(
+        services.sessions, on_reload=reload, check_interval=trust, max_age=60.0 if trust > 0 else 0.0
+    )
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:

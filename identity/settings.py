@@ -27,6 +27,9 @@ Environment variables:
 - ``IDENTITY_SQLITE_SYNCHRONOUS``: ``NORMAL`` (default: in WAL mode a crash of the process or of the service loses
   nothing, a power cut or a kernel crash may lose the last commits) or ``FULL`` (every commit is fsynced before the
   response: durable against power loss, slower writes; docs/benchmarks.md measures both).
+- ``IDENTITY_CONFIG_CACHE_SECONDS``: how long a process trusts its cached tenant configuration before it compares
+  the database's configuration version again (default 1; changes made through identity reach every instance
+  within about that long). ``0`` turns the cache off: every request reads the configuration (tests, debugging).
 
 Operations (`OpsSettings`):
 
@@ -214,6 +217,7 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()
     log_retention_days: int = 30
     sqlite_synchronous: str = "NORMAL"
+    config_cache_seconds: float = 1.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "database_url", normalize_database_url(self.database_url))
@@ -241,6 +245,8 @@ class Settings:
         parse_networks(self.trusted_proxies, what="IDENTITY_TRUSTED_PROXIES entry")
         if self.sqlite_synchronous not in ("NORMAL", "FULL"):
             raise ValueError("IDENTITY_SQLITE_SYNCHRONOUS must be NORMAL or FULL")
+        if not 0 <= self.config_cache_seconds <= 5:
+            raise ValueError("IDENTITY_CONFIG_CACHE_SECONDS must be between 0 and 5")
 
     @property
     def rp_id(self) -> str:
@@ -296,6 +302,7 @@ class Settings:
             ),
             log_retention_days=int(environ.get("IDENTITY_LOG_RETENTION_DAYS") or 30),
             sqlite_synchronous=environ.get("IDENTITY_SQLITE_SYNCHRONOUS", cls.sqlite_synchronous).upper(),
+            config_cache_seconds=float(environ.get("IDENTITY_CONFIG_CACHE_SECONDS", cls.config_cache_seconds)),
         )
 
 

@@ -294,7 +294,13 @@ def _empty(database_url: str) -> None:
 def settings(database_url: str, encryption_keys: EncryptionKeys) -> Iterator[Settings]:
     """Settings for one test, on an emptied database."""
     _empty(database_url)
-    yield Settings(database_url=database_url, issuer=ISSUER, encryption_keys=encryption_keys, hash_workers=2)
+    yield Settings(
+        database_url=database_url,
+        issuer=ISSUER,
+        encryption_keys=encryption_keys,
+        hash_workers=2,
+        config_cache_seconds=0,  # tests change configuration rows with SQL: read them on every request
+    )
 
 
 def apply(settings: Settings, data: dict[str, Any]) -> Any:

@@ -140,7 +140,8 @@ def cached_config(session: AsyncSession) -> TenantConfig | None:
 class ConfigCache:
     """This process's current `TenantConfig`, checked against the database's version at most once a second.
 
-    ``on_reload`` runs after each new snapshot is loaded (with a session), e.g. to reload the signing keys.
+    ``on_reload`` runs after each new snapshot is loaded (with a session), e.g. to reload the signing keys; with
+    ``max_age`` 0 (no caching) only when the version changed.
     """
 
     def __init__(
@@ -174,9 +175,10 @@ class ConfigCache:
                 return config
             async with self.sessions() as session:
                 version = await config_version(session)
-                if config is None or version != config.version or now - config.loaded_at > self.max_age:
+                if config is None or version != config.version or now - config.loaded_at >= self.max_age:
+                    changed = config is None or version != config.version or self.max_age > 0
                     config = await load_config(session, version)
-                    if self.on_reload is not None:
+                    if self.on_reload is not None and changed:
                         await self.on_reload(session, config)
                     self._config = config
                 await session.commit()

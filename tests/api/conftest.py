@@ -22,7 +22,13 @@ from tests.conftest import ISSUER, apply, standard_tenant
 
 @pytest.fixture(scope="module")
 def shared_settings(database_url: str, encryption_keys: EncryptionKeys) -> Settings:
-    settings = Settings(database_url=database_url, issuer=ISSUER, encryption_keys=encryption_keys, hash_workers=2)
+    settings = Settings(
+        database_url=database_url,
+        issuer=ISSUER,
+        encryption_keys=encryption_keys,
+        hash_workers=2,
+        config_cache_seconds=0,  # tests change configuration rows with SQL: read them on every request
+    )
     empty_database(settings)
     return settings
 
