@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from identity.accounts.passwords import PasswordHasher
 from identity.app import create_app
 from identity.settings import EncryptionKeys, Settings, normalize_database_url
+from identity.store.config import invalidate_all
 from identity.store.db import create_engine, create_sessionmaker, migrate
 from identity.tenant_file import apply_tenant, validate
 
@@ -288,6 +289,7 @@ def _empty(database_url: str) -> None:
             await engine.dispose()
 
     asyncio.run(go())
+    invalidate_all()  # the apps of the test session must not keep the old configuration
 
 
 @pytest.fixture
@@ -299,7 +301,6 @@ def settings(database_url: str, encryption_keys: EncryptionKeys) -> Iterator[Set
         issuer=ISSUER,
         encryption_keys=encryption_keys,
         hash_workers=2,
-        config_cache_seconds=0,  # tests change configuration rows with SQL: read them on every request
     )
 
 

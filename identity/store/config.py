@@ -36,6 +36,7 @@ __all__ = [
     "bump_config_version",
     "cached_config",
     "config_version",
+    "invalidate_all",
     "load_config",
 ]
 
@@ -61,12 +62,19 @@ async def bump_config_version(session: AsyncSession) -> None:
     session.info[_BUMPED] = True
 
 
+def invalidate_all() -> None:
+    """Every cache of this process reloads at its next use (after a change that did not bump the version, e.g. SQL
+    run by a test).
+    """
+    for cache in list(_CACHES):
+        cache.invalidate()
+
+
 @event.listens_for(Session, "after_commit")
 def _changed_here(session: Session) -> None:
-    """A change committed by this process: its caches check the version at their next use, not a second later."""
+    """A change committed by this process: its caches reload at their next use, not a second later."""
     if session.info.pop(_BUMPED, False):
-        for cache in list(_CACHES):
-            cache.invalidate()
+        invalidate_all()
 
 
 @event.listens_for(Session, "after_rollback")

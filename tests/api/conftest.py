@@ -27,7 +27,6 @@ def shared_settings(database_url: str, encryption_keys: EncryptionKeys) -> Setti
         issuer=ISSUER,
         encryption_keys=encryption_keys,
         hash_workers=2,
-        config_cache_seconds=0,  # tests change configuration rows with SQL: read them on every request
     )
     empty_database(settings)
     return settings

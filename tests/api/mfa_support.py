@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from identity.app import create_app
 from identity.clock import FrozenClock
 from identity.settings import Argon2Params, EncryptionKeys, Settings
+from identity.store.config import invalidate_all
 from identity.store.db import create_engine
 from identity.store.models import AuthenticatorRow, RecoveryCodeRow, UserRow
 from tests.conftest import (
@@ -287,6 +288,7 @@ class Db:
                 await conn.execute(text(statement))
 
         self.run(work)
+        invalidate_all()  # configuration changed behind the app's back: its cache must not keep the old rows
 
     def close(self) -> None:
         asyncio.run_coroutine_threadsafe(self.engine.dispose(), self.loop).result(timeout=60)
