@@ -63,8 +63,9 @@ async def bump_config_version(session: AsyncSession) -> None:
 
 
 def invalidate_all() -> None:
-    """Every cache of this process reloads at its next use (after a change that did not bump the version, e.g. SQL
-    run by a test).
+    """Make every cache of this process reload at its next use.
+
+    For changes that did not bump the version, e.g. SQL run by a test.
     """
     for cache in list(_CACHES):
         cache.invalidate()

@@ -156,7 +156,8 @@ _GATE_TIMEOUT_S = _SQLITE_BUSY_TIMEOUT_MS / 1000
 
 def _sqlite_transactions(engine: AsyncEngine) -> None:
     gate = write_gate(engine)
-    assert gate is not None  # noqa: S101  (SQLite)
+    if gate is None:
+        raise TypeError("not a SQLite engine")
 
     @event.listens_for(engine.sync_engine, "begin")
     def _begin(connection: Connection) -> None:
@@ -170,8 +171,7 @@ def _sqlite_transactions(engine: AsyncEngine) -> None:
                 # In SQLAlchemy's asyncio bridge: this sync hook may wait for a coroutine.
                 await_only(asyncio.wait_for(gate.acquire(), _GATE_TIMEOUT_S))
                 connection.info[_GATED] = True
-            dbapi_connection = connection.connection.dbapi_connection
-            assert dbapi_connection is not None  # noqa: S101
+            dbapi_connection: Any = connection.connection.dbapi_connection
             connection.info[_DBAPI] = dbapi_connection
             cursor = dbapi_connection.cursor()
             try:
@@ -262,7 +262,6 @@ class WriteGate:
                 return
             except BlockingIOError:
                 pass
-            assert self._waiter is not None  # noqa: S101  (set with the descriptor)
             waiting = asyncio.get_running_loop().run_in_executor(self._waiter, fcntl.flock, fd, fcntl.LOCK_EX)
             try:
                 await asyncio.shield(waiting)
@@ -361,7 +360,6 @@ class UnitOfWork:
             await self.rollback()
 
     def _open(self) -> None:
-        if self._gated:
+        if self._gated and self.gate is not None:
             self._gated = False
-            assert self.gate is not None  # noqa: S101
             self.gate.release()

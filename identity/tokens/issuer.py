@@ -146,14 +146,11 @@ class JwtIssuer:
         save_metadata = bool(result.app_metadata) and self.app_metadata is not None
         if (remember or mint or save_metadata) and self.transaction is not None:
             await self.transaction.write()
-        if remember:
-            assert self.userinfo_claims is not None  # noqa: S101
+        if remember and self.userinfo_claims is not None:
             await self.userinfo_claims.remember(claims["jti"], result.user.user_id, result.id_claims, claims["exp"])
-        if mint:
-            assert self.refresh_tokens is not None  # noqa: S101
+        if mint and self.refresh_tokens is not None:
             refresh_token = await self.refresh_tokens.issue(result)
-        if save_metadata:
-            assert self.app_metadata is not None  # noqa: S101
+        if save_metadata and self.app_metadata is not None:
             await self.app_metadata.merge(result.user.user_id, result.app_metadata)
         if self.transaction is not None:
             await self.transaction.commit()
