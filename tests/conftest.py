@@ -272,7 +272,10 @@ def run_db(settings: Settings, work: Callable[[AsyncSession, PasswordHasher], Aw
             hasher.close()
             await engine.dispose()
 
-    return asyncio.run(go())
+    try:
+        return asyncio.run(go())
+    finally:
+        invalidate_all()  # the work may have changed configuration rows: the apps must not keep the old ones
 
 
 def _empty(database_url: str) -> None:

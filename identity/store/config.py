@@ -3,11 +3,12 @@
 Every request needs the tenant's configuration and it changes rarely, so each process keeps one immutable snapshot
 (`TenantConfig`) instead of reading the same rows on every request. What keeps several instances right is a version
 counter in the database (table ``config_version``): whatever changes configuration calls `bump_config_version` in
-the same transaction (``identity tenant apply``, key rotation, the Management API), and each process compares its
-snapshot's version with the database's at most every `CHECK_INTERVAL_S` seconds, one primary-key read; on a
-difference it loads a new snapshot. A change is therefore honoured by every instance about a second after its
-commit (the contract is within 5 seconds). A snapshot older than `MAX_AGE_S` is reloaded anyway, so a change made
-behind the service's back (SQL by hand) is picked up too, only later.
+the same transaction (``identity tenant apply``, key rotation, the Management API). Each request's first statement
+reads the database's version (one primary-key lookup, `ConfigCache.attach`), and a new snapshot is loaded only
+when it moved: a request sees every change committed before it began, on every instance (the contract asks for
+5 seconds). Paths without a database session (JWKS) compare at most every `CHECK_INTERVAL_S` seconds. A snapshot
+older than `MAX_AGE_S` is reloaded anyway, so a change made behind the service's back (SQL by hand) is picked up
+too, only later.
 """
 
 from __future__ import annotations
@@ -175,31 +176,44 @@ class ConfigCache:
         config = self._config
         if config is not None and time.monotonic() - self._checked < self.check_interval:
             return config
-        if self._lock is None:
-            self._lock = asyncio.Lock()
-        async with self._lock:
+        async with self.sessions() as session:
+            version = await config_version(session)
             config = self._config
-            now = time.monotonic()
-            if config is not None and now - self._checked < self.check_interval:
-                return config
-            async with self.sessions() as session:
-                version = await config_version(session)
-                if config is None or version != config.version or now - config.loaded_at >= self.max_age:
-                    changed = config is None or version != config.version or self.max_age > 0
-                    config = await load_config(session, version)
-                    if self.on_reload is not None and changed:
-                        await self.on_reload(session, config)
-                    self._config = config
-                await session.commit()
-            self._checked = now
-            return config
+            if config is None or version != config.version or time.monotonic() - config.loaded_at >= self.max_age:
+                config = await self._reload(session, version)
+            await session.commit()
+        self._checked = time.monotonic()
+        return config
 
     def invalidate(self) -> None:
         """Reload at the next `get` (this process changed the configuration itself)."""
         self._config = None
 
     async def attach(self, session: AsyncSession) -> TenantConfig:
-        """Open ``session``'s request with the current snapshot (`cached_config` reads it back)."""
-        config = await self.get()
+        """Open ``session``'s request with the current snapshot (`cached_config` reads it back).
+
+        The request's first statement reads the version (one primary-key lookup), so a request sees every change
+        committed before it began, on any instance; the snapshot is reloaded only when the version moved.
+        """
+        version = await config_version(session)
+        config = self._config
+        if config is None or config.version != version or time.monotonic() - config.loaded_at >= self.max_age:
+            config = await self._reload(session, version)
+        self._checked = time.monotonic()
         session.info[_SESSION_KEY] = config
         return config
+
+    async def _reload(self, session: AsyncSession, version: int) -> TenantConfig:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            config = self._config
+            fresh = config is not None and time.monotonic() - config.loaded_at < self.max_age
+            if config is not None and fresh and config.version == version:
+                return config  # another request loaded it meanwhile
+            changed = config is None or config.version != version or self.max_age > 0
+            config = await load_config(session, version)
+            if self.on_reload is not None and changed:
+                await self.on_reload(session, config)
+            self._config = config
+            return config

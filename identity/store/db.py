@@ -328,9 +328,12 @@ class UnitOfWork:
         if self.gate is None or self._gated:
             return
         if self.session.in_transaction():
-            await self.session.commit()  # whatever came before is its own transaction
+            connection = await self.session.connection()
+            if not await connection.run_sync(lambda sync: bool(sync.info.get(_LAZY))):
+                await self.session.commit()  # it wrote already: that work is its own transaction
         # The connection first, then the gate, as the writers that take the gate at their first write statement do:
-        # the other order deadlocks when the gate's holder waits for a pooled connection its waiters hold.
+        # the other order deadlocks when the gate's holder waits for a pooled connection its waiters hold. (Reads
+        # before this ran in autocommit: there is no snapshot to go stale.)
         connection = await self.session.connection()
         await self.gate.acquire()
         self._gated = True

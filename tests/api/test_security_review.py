@@ -34,7 +34,6 @@ from identity.oauth2.grants.mfa import MfaRecoveryCodeGrant
 from identity.oauth2.interfaces import FactorCheck, MfaTransaction
 from identity.oauth2.requests import TokenRequest
 from identity.settings import Settings
-from identity.store.config import invalidate_all
 from tests import rule_handlers
 from tests.api.test_enroll_pages import (
     ALICE,
@@ -138,9 +137,7 @@ def sql(settings: Settings, statement: str, **params: Any) -> list[tuple[Any, ..
         await session.commit()
         return rows
 
-    rows = run_db(settings, work)
-    invalidate_all()  # configuration may have changed behind the app's back: its cache must not keep the old rows
-    return rows
+    return run_db(settings, work)
 
 
 def app_metadata(settings: Settings, username: str) -> dict[str, Any]:
