@@ -45,6 +45,7 @@ CHECK_INTERVAL_S = 1.0
 MAX_AGE_S = 60.0
 _SESSION_KEY = "identity_tenant_config"
 _VERSION = cast(Any, ConfigVersionRow).__table__
+_READ_VERSION = sa_select(_VERSION.c.version).where(_VERSION.c.id == 1)  # built once: read on every request
 _BUMPED = "identity_config_bumped"
 _CACHES: weakref.WeakSet[ConfigCache] = weakref.WeakSet()
 
@@ -86,7 +87,7 @@ def _not_changed(session: Session) -> None:
 
 async def config_version(session: AsyncSession) -> int:
     """The current configuration version (0 without the seed row)."""
-    version = (await session.execute(sa_select(_VERSION.c.version).where(_VERSION.c.id == 1))).scalar()
+    version = (await session.execute(_READ_VERSION)).scalar()
     return int(version) if version is not None else 0
 
 

@@ -21,7 +21,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, CursorResult, update
+from sqlalchemy import ColumnElement, CursorResult, bindparam, update
+from sqlalchemy import select as sa_select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, func, select
 
@@ -29,16 +30,33 @@ from identity.clock import Clock
 from identity.crypto import SecretBox, SecretBoxError, sha256_hex
 from identity.oauth2.interfaces import GrantResult, RefreshTokenPolicy, StoredRefreshToken
 from identity.store import users as user_queries
-from identity.store.models import RefreshTokenRow, UserRow, row_id
+from identity.store.models import RefreshTokenRow, UserRow
 
 __all__ = ["MAX_ACTIVE_FAMILIES", "SqlRefreshTokens", "active_families", "revoke_user_families"]
 
 MAX_ACTIVE_FAMILIES = 200
 _PREFIX = "v1."
 _TOKEN = cast(Any, RefreshTokenRow).__table__
-_UPDATE = update(_TOKEN)
-# Core statements on the hot path: no ORM session synchronisation (which pre-selects the rows it updates).
+_USERS = cast(Any, UserRow).__table__
+# Core statements on the hot path, built once: no ORM entity loading, no statement construction per request, no
+# ORM session synchronisation (which pre-selects the rows an UPDATE touches).
 _CORE = {"synchronize_session": False}
+_FIND = (
+    sa_select(_TOKEN, _USERS.c.user_id)
+    .join(_USERS, _USERS.c.id == _TOKEN.c.user_pk)
+    .where(_TOKEN.c.token_hash == bindparam("b_hash"))
+)
+_LOCK_FAMILY = (
+    update(_TOKEN)
+    .where(_TOKEN.c.family_id == bindparam("b_family"), _TOKEN.c.parent_id.is_(None), _TOKEN.c.revoked_at.is_(None))
+    .values(revoked_at=None)
+)
+_RETIRE = (
+    update(_TOKEN)
+    .where(_TOKEN.c.id == bindparam("b_id"), _TOKEN.c.used_at.is_(None), _TOKEN.c.revoked_at.is_(None))
+    .values(used_at=bindparam("b_now"), successor=bindparam("b_sealed"))
+)
+_INSERT = _TOKEN.insert()
 _SUCCESSOR_PURPOSE = "refresh-successor:"
 
 
@@ -110,7 +128,8 @@ class SqlRefreshTokens:
         self.session = session
         self.box = box
         self.clock = clock
-        self._found: dict[int, RefreshTokenRow] = {}
+        self._found: dict[int, Any] = {}
+        """The rows `find` read, by id (`rotate` copies the successor's fields from them)."""
         self._family_lock = session.get_bind().dialect.name != "sqlite"
 
     def _now(self) -> datetime:
@@ -175,20 +194,13 @@ class SqlRefreshTokens:
         """The stored token, or ``None`` for an unknown one."""
         if not token.startswith(_PREFIX) or len(token) > 128:
             return None
-        found = (
-            await self.session.execute(
-                select(RefreshTokenRow, UserRow.user_id)
-                .join(UserRow, col(UserRow.id) == col(RefreshTokenRow.user_pk))
-                .where(col(RefreshTokenRow.token_hash) == sha256_hex(token))
-                .execution_options(populate_existing=True)
-            )
-        ).first()
-        if found is None:
+        row = (await self.session.execute(_FIND, {"b_hash": sha256_hex(token)})).first()
+        if row is None:
             return None
-        row, user_id = found
-        self._found[row_id(row)] = row
+        user_id = row.user_id
+        self._found[row.id] = row
         return StoredRefreshToken(
-            id=row_id(row),
+            id=row.id,
             family_id=row.family_id,
             client_id=row.client_id,
             user_id=user_id,
@@ -214,31 +226,22 @@ class SqlRefreshTokens:
             # Lock the family (its root row) first, as revocations do; a revoked family cannot rotate. (On SQLite
             # the unit's BEGIN IMMEDIATE already excludes every other writer.)
             family_live = await self.session.execute(
-                _UPDATE.where(
-                    _TOKEN.c.family_id == stored.family_id,
-                    _TOKEN.c.parent_id.is_(None),
-                    _TOKEN.c.revoked_at.is_(None),
-                ).values(revoked_at=None),
-                execution_options=_CORE,
+                _LOCK_FAMILY, {"b_family": stored.family_id}, execution_options=_CORE
             )
             if _count(family_live) != 1:
                 return None
         won = await self.session.execute(
-            _UPDATE.where(
-                _TOKEN.c.id == stored.id,
-                _TOKEN.c.used_at.is_(None),
-                _TOKEN.c.revoked_at.is_(None),
-            ).values(used_at=now, successor=sealed),
-            execution_options=_CORE,
+            _RETIRE, {"b_id": stored.id, "b_now": now, "b_sealed": sealed}, execution_options=_CORE
         )
         if _count(won) != 1:
             return None
-        parent = self._found.get(stored.id) or await self.session.get(RefreshTokenRow, stored.id)
+        parent: Any = self._found.get(stored.id) or await self.session.get(RefreshTokenRow, stored.id)
         if parent is None:  # deleted since the UPDATE (the user was deleted): nothing to rotate into
             return None
         absolute = parent.expires_at
         await self.session.execute(
-            _TOKEN.insert().values(
+            _INSERT,
+            dict(
                 token_hash=sha256_hex(successor),
                 family_id=parent.family_id,
                 parent_id=parent.id,
