@@ -1,7 +1,7 @@
 """config version: the counter that keeps every instance's cached tenant configuration current
 
 Revision ID: c0f1a9e5d2b7
-Revises: 891fddc2119d
+Revises: e0704e153410
 Create Date: 2026-12-01 18:10:00
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 
 
 revision: str = 'c0f1a9e5d2b7'
-down_revision: str | None = '891fddc2119d'
+down_revision: str | None = 'e0704e153410'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
