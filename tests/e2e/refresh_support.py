@@ -69,11 +69,11 @@ CLIENTS: dict[str, tuple[str, str | None, dict[str, Any]]] = {
 
 # email -> (password, name); one user per concern, so that no test ends another one's sessions.
 USERS = {
-    "carol@refresh.e2e.test": ("carol's refresh password", "Carol"),
-    "erin@refresh.e2e.test": ("erin's refresh password", "Erin"),
-    "frank@refresh.e2e.test": ("frank's refresh password", "Frank"),
-    "grace@refresh.e2e.test": ("grace's refresh password", "Grace"),
-    "rita@refresh.e2e.test": ("rita's race password", "Rita"),
+    "carol@refresh.e2e.test": ("the refresh password of C. 2026", "Carol"),
+    "erin@refresh.e2e.test": ("the refresh password of E. 2026", "Erin"),
+    "frank@refresh.e2e.test": ("the refresh password of F. 2026", "Frank"),
+    "grace@refresh.e2e.test": ("the refresh password of G. 2026", "Grace"),
+    "rita@refresh.e2e.test": ("the race password of R. 2026", "Rita"),
 }
 CAROL, ERIN, FRANK, GRACE, RITA = USERS
 

@@ -28,7 +28,7 @@ from tests.e2e.conftest import (
 API = "https://rs256-only.e2e.test/"
 CLIENT = "rs256-only-app"
 EMAIL = "erin@rs256-only.e2e.test"
-PASSWORD = "erin's password 2026"
+PASSWORD = "the password of E. 2026"  # not her name: the password policy refuses that
 
 TENANT_TOML = f"""\
 [tenant]
