@@ -164,7 +164,8 @@ class Pending:
     @classmethod
     def of(cls, row: WebAuthnChallengeRow) -> Pending:
         """The values of a stored ceremony."""
-        assert row.id is not None  # noqa: S101  (a stored row)
+        if row.id is None:
+            raise ValueError("a ceremony that was never stored")
         return cls(row.id, row.purpose, row.user_pk, row.transaction_pk, row.client_id, row.connection,
                    row.user_verification)  # fmt: skip
 
@@ -183,7 +184,8 @@ class _Key:
 
     @classmethod
     def of(cls, row: WebAuthnCredentialRow) -> _Key:
-        assert row.id is not None  # noqa: S101  (a stored row)
+        if row.id is None:
+            raise ValueError("a key that was never stored")
         return cls(row.id, row.authenticator_pk, row.user_pk, bytes(row.credential_id), bytes(row.public_key),
                    row.sign_count, row.hardware)  # fmt: skip
 
@@ -438,7 +440,8 @@ class WebAuthnService:
         )  # fmt: skip
         self.session.add(authenticator)
         await self.session.flush()
-        assert authenticator.id is not None  # noqa: S101  (flushed)
+        if authenticator.id is None:
+            raise RuntimeError("the authenticator row got no id on flush")
         transports = list(_response(credential).get("transports") or [])
         self.session.add(
             WebAuthnCredentialRow(

@@ -406,7 +406,8 @@ async def setup_page_with_error(
     except AlreadyEnrolled:
         return _redirect(START)
     page = _setup_page(enrollment, visitor, status=400)
-    assert isinstance(page.context, dict)  # noqa: S101  (built just above)
+    if not isinstance(page.context, dict):
+        raise TypeError("the setup page's context is built as a dict")
     page.context["key_error"] = error
     return page
 
