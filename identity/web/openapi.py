@@ -321,7 +321,8 @@ TOKEN = documented(
     extra={
         "403": OpenAPIResponse(
             description="access_denied / invalid_grant / unauthorized_client, or mfa_required with an mfa_token.",
-            content={JSON: OpenAPIMediaType(schema=json_schema({"oneOf": [OAUTH_ERROR, MFA_REQUIRED]}))},
+            # anyOf, not oneOf: an mfa_required body is also a valid error body (found by the fuzz, issue 12).
+            content={JSON: OpenAPIMediaType(schema=json_schema({"anyOf": [OAUTH_ERROR, MFA_REQUIRED]}))},
         )
     },
     security=[{}, {"clientSecretBasic": []}],
