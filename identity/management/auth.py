@@ -15,6 +15,7 @@ from litestar.handlers import BaseRouteHandler
 
 from identity.management.errors import ManagementError
 from identity.store.tenant import SqlTenantStore
+from identity.tokens.rotation import is_revoked
 from identity.tokens.verify import InvalidAccessToken, verify_access_token
 from identity.web.deps import Services
 
@@ -48,6 +49,10 @@ async def require_scope(connection: ASGIConnection[Any, Any, Any, Any], handler:
     if claims.get("gty") != "client-credentials" or claims.get("sub") != f"{client_id}@clients":
         raise ManagementError(401, "Invalid token", "invalid_token")
     async with services.sessions() as session:
+        # A revoked signing key stays in this instance's ring until its next refresh: check its status now, as
+        # /userinfo and the MFA API do (found by the forged-token table, issue 12).
+        if await is_revoked(session, token):
+            raise ManagementError(401, "Invalid token", "invalid_token")
         grant = await SqlTenantStore(session, issuer=services.settings.issuer).client_grant(client_id, audience)
     if grant is None:
         raise ManagementError(401, "Invalid token: the client is no longer authorized", "invalid_token")

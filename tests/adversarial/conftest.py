@@ -61,6 +61,7 @@ FUZZ_EMAIL = "fuzz@adv.test"
 EMPLOYEE = "employee"
 # One user per race row (their attempt buckets and factors must not meet), plus spares for other modules.
 RACE_USERS = ("otp", "recovery", "mfa-token", "enroll-api", "enroll-page", "session", "refresh", "brute", "crash")
+OTHER_USERS = ("fuzz", "alice", "forged", "plain", "slow")
 
 FUZZ_ROUNDS_DEFAULT = 2_000
 
@@ -72,7 +73,7 @@ def email(name: str) -> str:
 def tenant_toml() -> str:
     users = "".join(
         f'\n[[users]]\nconnection = "customers"\nemail = "{email(name)}"\npassword = "{PASSWORD}"\n'
-        for name in (*RACE_USERS, "fuzz", "alice")
+        for name in (*RACE_USERS, *OTHER_USERS)
     )
     return f"""\
 [tenant]
@@ -144,7 +145,13 @@ password = "{PASSWORD}"
 
 
 def cheap_hashing_env(env: Mapping[str, str]) -> dict[str, str]:
-    return {**env, "IDENTITY_ARGON2_TIME_COST": "1", "IDENTITY_ARGON2_MEMORY_KIB": "1024", "IDENTITY_HASH_WORKERS": "2"}
+    return {
+        **env,
+        "IDENTITY_ARGON2_TIME_COST": "1",
+        "IDENTITY_ARGON2_MEMORY_KIB": "1024",
+        "IDENTITY_HASH_WORKERS": "2",
+        "IDENTITY_KEYS_REFRESH": "1",
+    }
 
 
 def env_int(name: str, default: int) -> int:
