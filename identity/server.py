@@ -12,7 +12,9 @@ measured faster than asyncio's default loop and h11 (docs/benchmarks.md).
 
 from __future__ import annotations
 
+import importlib.util
 import socket
+from typing import Any
 
 from identity.settings import Settings
 
@@ -37,16 +39,23 @@ def serve(
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
+    protocol: Any = http
+    if http in ("auto", "httptools") and importlib.util.find_spec("httptools") is not None:
+        # httptools with time and size limits (identity.http_limits); each worker applies them from its settings.
+        from identity.http_limits import LimitedHttpToolsProtocol, configure
+
+        configure(settings.http)
+        protocol = LimitedHttpToolsProtocol
     # log_config=None: uvicorn keeps identity's JSON logging (identity.observability.logging); its access log is
     # replaced by identity's request log.
     # proxy_headers off: uvicorn would otherwise believe X-Forwarded-For from 127.0.0.1 and rewrite the peer.
     # The client address is decided once, by identity.network with IDENTITY_TRUSTED_PROXIES.
-    options = {
+    options: dict[str, Any] = {
         "host": host,
         "port": port,
         "log_level": "warning",
         "loop": loop,
-        "http": http,
+        "http": protocol,
         "log_config": None,
         "access_log": False,
         "proxy_headers": False,
@@ -54,9 +63,9 @@ def serve(
     if workers <= 1:
         from identity.app import create_app
 
-        uvicorn.run(create_app(settings), **options)  # type: ignore[arg-type]
+        uvicorn.run(create_app(settings), **options)
         return
-    config = uvicorn.Config("identity.asgi:app", workers=workers, **options)  # type: ignore[arg-type]
+    config = uvicorn.Config("identity.asgi:app", workers=workers, **options)
     sock = listening_socket(host, port)
     try:
         Multiprocess(config, sockets=[sock]).run()

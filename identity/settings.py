@@ -55,6 +55,13 @@ WebAuthn (security keys and passkeys):
 - ``IDENTITY_WEBAUTHN_ATTESTATION_ROOTS``: a PEM file of attestation root certificates (FIDO Metadata Service roots,
   a vendor's CA). Only a key whose attestation chains to one of them (or to a root py_webauthn ships for its
   format) counts as hardware-bound (``amr`` ``hwk``); every other key is ``swk``.
+
+HTTP limits (`HttpLimits`, enforced by `identity.http_limits` under ``identity serve``):
+
+- ``IDENTITY_HTTP_HEADER_TIMEOUT``: seconds a connection may take to send a request's line and headers, counted from
+  when it opens or its previous response ended (default 10): idle and slowly trickled connections are closed.
+- ``IDENTITY_HTTP_BODY_TIMEOUT``: seconds a request may take to send its body once the headers are in (default 20).
+- ``IDENTITY_HTTP_MAX_HEADER_BYTES``: the most bytes of request line and headers (default 32768); more is a 431.
 """
 
 from __future__ import annotations
@@ -72,7 +79,15 @@ from urllib.parse import urlsplit
 
 from identity.network import Networks, parse_networks
 
-__all__ = ["DEFAULT_KEY_FILE", "Argon2Params", "EncryptionKeys", "OpsSettings", "Settings", "normalize_database_url"]
+__all__ = [
+    "DEFAULT_KEY_FILE",
+    "Argon2Params",
+    "EncryptionKeys",
+    "HttpLimits",
+    "OpsSettings",
+    "Settings",
+    "normalize_database_url",
+]
 
 DEFAULT_KEY_FILE = Path(".identity/encryption.keys")
 _KEY_BYTES = 32
@@ -218,6 +233,8 @@ class Settings:
     log_retention_days: int = 30
     sqlite_synchronous: str = "NORMAL"
     config_cache_seconds: float = 1.0
+    # --- hardening (issue 12) ---
+    http: HttpLimits = field(default_factory=lambda: HttpLimits())
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "database_url", normalize_database_url(self.database_url))
@@ -303,6 +320,7 @@ class Settings:
             log_retention_days=int(environ.get("IDENTITY_LOG_RETENTION_DAYS") or 30),
             sqlite_synchronous=environ.get("IDENTITY_SQLITE_SYNCHRONOUS", cls.sqlite_synchronous).upper(),
             config_cache_seconds=float(environ.get("IDENTITY_CONFIG_CACHE_SECONDS", cls.config_cache_seconds)),
+            http=HttpLimits.from_env(environ),
         )
 
 
@@ -345,3 +363,36 @@ def _load_encryption_keys(environ: Mapping[str, str], *, embedded: bool) -> Encr
     with os.fdopen(fd, "w") as handle:
         handle.write(keys.dump())
     return keys
+
+
+# --- hardening (issue 12) ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HttpLimits:
+    """How long and how large a request may be before the HTTP layer refuses it (see the module docstring)."""
+
+    header_timeout: float = 10.0
+    body_timeout: float = 20.0
+    max_header_bytes: int = 32 * 1024
+
+    def __post_init__(self) -> None:
+        if self.header_timeout <= 0 or self.body_timeout <= 0 or self.max_header_bytes < 1024:
+            raise ValueError(
+                "IDENTITY_HTTP_HEADER_TIMEOUT and IDENTITY_HTTP_BODY_TIMEOUT must be positive and "
+                "IDENTITY_HTTP_MAX_HEADER_BYTES at least 1024"
+            )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> HttpLimits:
+        """Read the ``IDENTITY_HTTP_*`` variables."""
+        try:
+            return cls(
+                header_timeout=float(environ.get("IDENTITY_HTTP_HEADER_TIMEOUT", cls.header_timeout)),
+                body_timeout=float(environ.get("IDENTITY_HTTP_BODY_TIMEOUT", cls.body_timeout)),
+                max_header_bytes=int(environ.get("IDENTITY_HTTP_MAX_HEADER_BYTES", cls.max_header_bytes)),
+            )
+        except ValueError as exc:
+            if "IDENTITY_" in str(exc):
+                raise
+            raise ValueError(f"an IDENTITY_HTTP_* setting is not a number: {exc}") from None

@@ -26,6 +26,7 @@ SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; "
     "img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
 }
+_CLIENT_GONE = "client disconnected prematurely"  # Litestar's InternalServerException while reading the body
 _HTTP_ERROR_CODES = {
     400: "invalid_request",
     401: "unauthorized",
@@ -52,7 +53,13 @@ def handle_oauth_error(request: Request[Any, Any, Any], exc: OAuthError) -> Resp
 def handle_http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, str]]:
     """Framework errors (404, 405, body too large, validation) in the same JSON shape."""
     status = exc.status_code
-    if status >= 500:
+    if status >= 500 and exc.detail == _CLIENT_GONE:
+        # The client went away (or the HTTP layer cut a body that took too long, identity.http_limits) before its
+        # body was read: not a server failure, and nobody is left to read the answer.
+        logger.info("request abandoned: %s", exc.detail)
+        status = 400
+        body = {"error": "invalid_request", "error_description": "The request body was not received."}
+    elif status >= 500:
         logger.error("request failed: %s", exc.detail)
         body = {"error": "server_error", "error_description": "Internal error"}
     else:
