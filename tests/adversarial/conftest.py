@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ from sqlalchemy import text
 
 from identity.settings import EncryptionKeys
 from identity.store.db import create_engine
+from identity.store.tenant import MANAGEMENT_API_SCOPES
 from tests.e2e.conftest import (
     IdentityServer,
     apply_tenant_file,
@@ -64,6 +66,9 @@ RACE_USERS = ("otp", "recovery", "mfa-token", "enroll-api", "enroll-page", "sess
 OTHER_USERS = ("fuzz", "alice", "forged", "plain", "slow")
 
 FUZZ_ROUNDS_DEFAULT = 2_000
+MANAGER = "adv-manager"
+MANAGER_SECRET = "adv-manager-secret-0123456789abcdefghijklm"
+MANAGEMENT_READ_SCOPES = [scope for scope in MANAGEMENT_API_SCOPES if scope.startswith("read:")]
 
 
 def email(name: str) -> str:
@@ -206,6 +211,7 @@ class Target:
     database_url: str
     env: dict[str, str]
     enrolled: dict[str, Enrolled] = field(default_factory=dict)
+    _management_token: str | None = None
 
     @property
     def base_url(self) -> str:
@@ -275,6 +281,30 @@ class Target:
 
     def refill_attempts(self, who: str) -> None:
         db(self.database_url, "DELETE FROM mfa_attempt WHERE user_pk = :pk", pk=self.user_pk(who))
+
+    def management_token(self) -> str:
+        """A client_credentials token for the Management API with every read scope (the client made once)."""
+        if self._management_token is None:
+            path = Path(tempfile.mkdtemp()) / "manager.toml"
+            path.write_text(
+                f'[[clients]]\nclient_id = "{MANAGER}"\nname = "manager"\nclient_secret = "{MANAGER_SECRET}"\n'
+                f'grant_types = ["client_credentials"]\n\n[[client_grants]]\nclient_id = "{MANAGER}"\n'
+                f'audience = "{self.issuer}api/v2/"\nscope = {json.dumps(MANAGEMENT_READ_SCOPES)}\n'
+            )
+            apply_tenant_file(path, {**self.env, "IDENTITY_ISSUER": self.issuer})
+            response = httpx.post(
+                f"{self.base_url}/oauth/token",
+                data={
+                    "grant_type": "client_credentials",
+                    "client_id": MANAGER,
+                    "client_secret": MANAGER_SECRET,
+                    "audience": f"{self.issuer}api/v2/",
+                },
+                timeout=30,
+            )
+            assert response.status_code == 200, response.text
+            self._management_token = str(response.json()["access_token"])
+        return self._management_token
 
     def log(self) -> str:
         return self.server.process.stderr() + self.server.process.stdout()

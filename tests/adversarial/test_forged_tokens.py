@@ -32,11 +32,9 @@ from identity.crypto import SecretBox
 from identity.settings import EncryptionKeys
 from identity.store.db import create_engine, create_sessionmaker
 from identity.tokens.keys import KeyRing, load_key_ring
-from tests.adversarial.conftest import MFA_OTP, REPORTS_API, Target, db
-from tests.e2e.conftest import apply_tenant_file, run_identity
+from tests.adversarial.conftest import MANAGER, MFA_OTP, REPORTS_API, Target, db
+from tests.e2e.conftest import run_identity
 
-MANAGER = "adv-manager"
-MANAGER_SECRET = "adv-manager-secret-0123456789abcdefghijklm"
 ATTACKER = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 ATTACKER_JWK = RSAAlgorithm.to_jwk(ATTACKER.public_key(), as_dict=True)
 
@@ -104,14 +102,6 @@ class Table:
 
 @pytest.fixture(scope="module")
 def table(target: Target, encryption_keys: EncryptionKeys, tmp_path_factory: pytest.TempPathFactory) -> Table:
-    # A client with the Management API's client grant (its audience is this server's issuer + api/v2/).
-    path = tmp_path_factory.mktemp("forged") / "manager.toml"
-    path.write_text(
-        f'[[clients]]\nclient_id = "{MANAGER}"\nname = "manager"\nclient_secret = "{MANAGER_SECRET}"\n'
-        f'grant_types = ["client_credentials"]\n\n[[client_grants]]\nclient_id = "{MANAGER}"\n'
-        f'audience = "{target.issuer}api/v2/"\nscope = ["read:users"]\n'
-    )
-    apply_tenant_file(path, {**target.env, "IDENTITY_ISSUER": target.issuer})
     enrolled = target.enroll("forged")
     target.forget_used_steps("forged")
     mfa_api = target.token(
@@ -134,17 +124,7 @@ def table(target: Target, encryption_keys: EncryptionKeys, tmp_path_factory: pyt
         grant_type=MFA_OTP, mfa_token=target.mfa_token("forged", audience=REPORTS_API), otp=enrolled.code()
     )
     target.forget_used_steps("forged")
-    manager = httpx.post(
-        f"{target.base_url}/oauth/token",
-        data={
-            "grant_type": "client_credentials",
-            "client_id": MANAGER,
-            "client_secret": MANAGER_SECRET,
-            "audience": f"{target.issuer}api/v2/",
-        },
-        timeout=30,
-    )
-    assert manager.status_code == 200, manager.text
+    manager = target.management_token()
     now = int(time.time())
     user = enrolled.user_id
     base = {"iss": target.issuer, "sub": user, "iat": now, "exp": now + 600, "azp": "adv-public", "jti": "x"}
@@ -173,7 +153,7 @@ def table(target: Target, encryption_keys: EncryptionKeys, tmp_path_factory: pyt
                 "azp": MANAGER,
                 "gty": "client-credentials",
                 "aud": target.issuer + "api/v2/",
-                "scope": "read:users",
+                "scope": "read:users read:clients",
             },
             management=True,
         ),
@@ -183,7 +163,7 @@ def table(target: Target, encryption_keys: EncryptionKeys, tmp_path_factory: pyt
         "userinfo POST": userinfo.json()["access_token"],
         "mfa authenticators": mfa_api.json()["access_token"],
         "mfa delete": mfa_api.json()["access_token"],
-        "management users": manager.json()["access_token"],
+        "management users": manager,
     }
     return Table(
         target=target,
