@@ -61,8 +61,9 @@ class Seen:
 
     access_tokens: list[str] = field(default_factory=list)
     refresh_tokens: list[str] = field(default_factory=list)
-    mfa_successes: list[tuple[str, int, str]] = field(default_factory=list)
-    """(user, step, mfa_token) of every mfa-otp success."""
+    mfa_successes: list[tuple[int, str, int, str]] = field(default_factory=list)
+    """(load window, user, step, mfa_token) of every mfa-otp success (steps are made usable again per window)."""
+    window: int = 0
     answers: dict[str, int] = field(default_factory=dict)
 
     def note(self, kind: str) -> None:
@@ -142,7 +143,7 @@ async def mfa_worker(client: httpx.AsyncClient, user: str, secret: str, seen: Se
         seen.note(f"mfa: {response.status_code}")
         if response.status_code == 200:
             seen.access_tokens.append(response.json()["access_token"])
-            seen.mfa_successes.append((user, int(now // 30), mfa_token))
+            seen.mfa_successes.append((seen.window, user, int(now // 30), mfa_token))
         else:
             await asyncio.sleep(0.1)
 
@@ -310,6 +311,7 @@ def test_sigkill_under_load_loses_nothing_and_spends_nothing_twice(
     reuse_refused = 0
     for attempt in range(1, KILLS + 1):
         next_codes(database_url)
+        seen.window = attempt
         asyncio.run(load_then_kill(server, chains, secrets, seen, rng.uniform(1.5, 3.0)))
         server = start(crash_env, log_dir, attempt)
         survived += 1
@@ -351,9 +353,9 @@ def test_sigkill_under_load_loses_nothing_and_spends_nothing_twice(
     missing = [token for token in seen.refresh_tokens if sha256_hex(token) not in stored]
     assert missing == [], f"{len(missing)} refresh tokens a client received are not stored"
     families = check_families(database_url)
-    steps = [(user, step) for user, step, _ in seen.mfa_successes]
+    steps = [(window, user, step) for window, user, step, _ in seen.mfa_successes]
     assert len(steps) == len(set(steps)), "a code step was accepted twice"
-    for _, _, mfa_token in seen.mfa_successes:
+    for *_, mfa_token in seen.mfa_successes:
         ((consumed,),) = db(
             database_url, "SELECT consumed_at FROM mfa_transaction WHERE token_hash = :h", h=sha256_hex(mfa_token)
         )
