@@ -47,7 +47,8 @@ REPORTS_API = "https://reports.adversarial.test/"
 PASSWORD_REALM = "http://auth0.com/oauth/grant-type/password-realm"
 MFA_OTP = "http://auth0.com/oauth/grant-type/mfa-otp"
 MFA_RECOVERY_CODE = "http://auth0.com/oauth/grant-type/mfa-recovery-code"
-ALL_GRANTS = ["password", PASSWORD_REALM, MFA_OTP, MFA_RECOVERY_CODE, "refresh_token"]
+MFA_WEBAUTHN = "urn:okta:params:oauth:grant-type:mfa-webauthn"
+ALL_GRANTS = ["password", PASSWORD_REALM, MFA_OTP, MFA_RECOVERY_CODE, MFA_WEBAUTHN, "refresh_token"]
 
 PUBLIC = "adv-public"
 POST = "adv-post"
@@ -63,7 +64,7 @@ FUZZ_EMAIL = "fuzz@adv.test"
 EMPLOYEE = "employee"
 # One user per race row (their attempt buckets and factors must not meet), plus spares for other modules.
 RACE_USERS = ("otp", "recovery", "mfa-token", "enroll-api", "enroll-page", "session", "refresh", "brute", "crash")
-OTHER_USERS = ("fuzz", "alice", "forged", "plain", "slow")
+OTHER_USERS = ("fuzz", "alice", "forged", "plain", "slow", "webauthn")
 
 FUZZ_ROUNDS_DEFAULT = 2_000
 MANAGER = "adv-manager"

@@ -11,7 +11,8 @@ Each row spends one value per round and must see exactly one success, and no 5xx
 - ``enrollment-page``: the enrollment page's confirmation form posted N times in one session;
 - ``session-rotation``: the second-factor form of the enrollment page posted N times in one session, half with the
   code and half with the recovery code: both are right, and the session must still be rotated (a new session
-  created) once.
+  created) once;
+- ``webauthn-challenge``: one WebAuthn assertion (its challenge bound to one mfa_token) sent N times.
 
 And the brute-force threshold: N wrong passwords for one identifier from one address: at most 10 evaluated.
 
@@ -34,7 +35,9 @@ import pytest
 from tests.adversarial.conftest import (
     MFA_OTP,
     MFA_RECOVERY_CODE,
+    MFA_WEBAUTHN,
     PASSWORD,
+    PUBLIC,
     Target,
     db,
     db_run,
@@ -317,6 +320,43 @@ def test_race_session_rotation(target: Target) -> None:
             if match:
                 enrolled.recovery_code = re.sub(r"<[^>]+>|\s|-", "", match.group(1))
         assert _live_sessions(target, "session") == 1
+    report.check()
+    target.assert_clean_log()
+
+
+# --- WebAuthn ------------------------------------------------------------------------------------------------------
+
+
+def test_race_webauthn_challenge(target: Target) -> None:
+    """One assertion (one challenge, bound to one mfa_token) sent 64 times: the challenge is burned once."""
+    from tests.e2e.webauthn_support import SoftKey, okta_form
+
+    origin = f"http://localhost:{target.server.port}"
+    key = SoftKey()
+    enrolling = target.mfa_token("webauthn", audience=target.issuer + "mfa/")
+    associated = httpx.post(
+        f"{target.base_url}/mfa/associate",
+        json={"authenticator_types": ["webauthn"]},
+        headers={"Authorization": f"Bearer {enrolling}"},
+        timeout=30,
+    )
+    assert associated.status_code == 200, associated.text
+    created = key.create(associated.json()["publicKey"], origin)
+    confirmed = target.token(grant_type=MFA_WEBAUTHN, mfa_token=enrolling, **created["response"])
+    assert confirmed.status_code == 200, confirmed.text
+    report = RaceReport("webauthn-challenge")
+    for _ in range(rounds()):
+        target.refill_attempts("webauthn")
+        mfa_token = target.mfa_token("webauthn")
+        challenged = httpx.post(
+            f"{target.base_url}/mfa/challenge",
+            data={"client_id": PUBLIC, "mfa_token": mfa_token, "challenge_type": "webauthn"},
+            timeout=30,
+        )
+        assert challenged.status_code == 200, challenged.text
+        form = okta_form(key.get(challenged.json()["publicKey"], origin))
+        shots = [token_shot(target, grant_type=MFA_WEBAUTHN, mfa_token=mfa_token, **form) for _ in range(concurrency())]
+        report.add(burst(target.base_url, shots), ok)
     report.check()
     target.assert_clean_log()
 
