@@ -49,6 +49,7 @@ from tests.e2e.conftest import (
 )
 
 KILLS = 3
+MAX_WINDOW = 20.0
 CRASH_ISSUER = "http://crash.adversarial.test/"
 MFA_USERS = tuple(f"crash-mfa-{n}" for n in range(6))
 CHAINS = 4
@@ -65,6 +66,9 @@ class Seen:
     """(load window, user, step, mfa_token) of every mfa-otp success (steps are made usable again per window)."""
     window: int = 0
     answers: dict[str, int] = field(default_factory=dict)
+
+    def successes(self) -> dict[str, int]:
+        return {kind: self.answers.get(f"{kind}: 200", 0) for kind in ("password", "refresh", "mfa")}
 
     def note(self, kind: str) -> None:
         self.answers[kind] = self.answers.get(kind, 0) + 1
@@ -157,7 +161,14 @@ async def load_then_kill(
         tasks = [asyncio.create_task(password_worker(client, seen, stop)) for _ in range(PASSWORD_WORKERS)]
         tasks += [asyncio.create_task(refresh_worker(client, chain, seen, stop)) for chain in chains]
         tasks += [asyncio.create_task(mfa_worker(client, u, s, seen, stop)) for u, s in secrets.items()]
-        await asyncio.sleep(seconds)
+        # Kill at a random moment past `seconds`, once each kind of load has had a success in this window (on a
+        # loaded machine that can take a while), and at the latest after MAX_WINDOW seconds.
+        started, before = time.monotonic(), seen.successes()
+        while time.monotonic() - started < MAX_WINDOW:
+            await asyncio.sleep(0.1)
+            now = seen.successes()
+            if time.monotonic() - started >= seconds and all(now[kind] > before[kind] for kind in now):
+                break
         server.process.process.kill()  # SIGKILL: no shutdown, no flush, whatever was in flight is cut
         server.process.process.wait(timeout=30)
         stop.set()
