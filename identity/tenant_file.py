@@ -82,11 +82,13 @@ _TENANT_KEYS = {
     "brute_force_allowlist",
     "suspicious_ip_throttling",
     "password_min_length",
+    "breached_password_detection",
 }
 TENANT_KEYS = tuple(sorted(_TENANT_KEYS))
 """Every ``[tenant]`` key (the tenant export writes them all)."""
 _SUSPICIOUS_IP_KEYS = {"enabled", "shields", "allowlist", "stage"}
 _STAGE_KEYS = {"max_attempts", "rate"}
+_BREACHED_PASSWORD_KEYS = {"enabled", "shields", "method"}
 _CONNECTION_KEYS = {"name", "strategy"}
 _API_KEYS = {"identifier", "name", "scopes", "signing_alg", "token_lifetime", "allow_offline_access"}
 _CLIENT_KEYS = {
@@ -217,6 +219,14 @@ def _validate_attack_protection(tenant: Mapping[str, Any]) -> None:
         _type(f"{where} stage.{name}.rate", rate, int)
         if not 1 <= attempts <= 10_000 or not 1 <= rate <= 86_400_000:
             raise TenantFileError(f"{where} stage.{name}: max_attempts 1-10000, rate 1-86400000 (milliseconds)")
+    where = "[tenant.breached_password_detection]"
+    breached = tenant.get("breached_password_detection", {})
+    _type(where, breached, dict)
+    _keys(where, breached, _BREACHED_PASSWORD_KEYS)
+    _type(f"{where} enabled", breached.get("enabled", False), bool)
+    _string_list(f"{where} shields", breached.get("shields", []))
+    if breached.get("method", "standard") != "standard":
+        raise TenantFileError(f'{where} method must be "standard" (identity checks its own breached-password lists)')
 
 
 def _networks(where: str, value: Any) -> None:

@@ -104,6 +104,9 @@ class TenantRow(SQLModel, table=True):
     take Auth0's defaults (100 attempts, one back every 864000 ms)."""
     password_min_length: int | None = Field(default=None)
     """NIST SP 800-63B: 15 when the password is the only factor, 8 with MFA; ``None`` picks by ``mfa_policy``."""
+    breached_password_detection: dict[str, Any] = _json(dict)
+    """Auth0's ``breached_password_detection`` object (``enabled``, default off; ``shields``, ``method``): a correct
+    password found in the breached-password lists is refused at login with ``password_leaked`` (API.md §4.6)."""
     updated_at: datetime = _created()
 
 
