@@ -23,9 +23,11 @@ from identity.store.models import TenantRow
 __all__ = [
     "ACCOUNT_LOCKOUT",
     "PER_IDENTIFIER_AND_IP",
+    "PWD_LEAK_LOG_SECONDS",
     "SUSPICIOUS_IP_DEFAULTS",
     "AttemptReservation",
     "ProtectionPolicy",
+    "first_leak_report",
     "reserve_attempt",
     "suspicious_ip_settings",
     "unblock_identifier",
@@ -42,6 +44,10 @@ SUSPICIOUS_IP_DEFAULTS: dict[str, Any] = {
     "stage": {"pre-login": {"max_attempts": 100, "rate": 864_000}},
 }
 """Auth0's defaults: 100 failed logins per address, one more allowed every 864000 ms (14.4 minutes)."""
+PWD_LEAK_LOG_SECONDS = 3600
+"""A ``pwd_leak`` event is logged at most once per this many seconds per address (Auth0: once an hour per IP)."""
+PWD_LEAK = "pwd_leak"
+"""The counter kind that spaces ``pwd_leak`` events (one row per address, never a block)."""
 
 
 def suspicious_ip_settings(stored: Mapping[str, Any]) -> dict[str, Any]:
@@ -65,6 +71,8 @@ class ProtectionPolicy:
     ip_allowlist: Networks = field(default_factory=Networks)
     ip_max_attempts: int = 100
     ip_seconds_per_token: float = 864.0
+    breached_passwords: bool = False
+    """Breached password detection (API.md §4.6): refuse a correct password that the breached lists contain."""
 
     @classmethod
     def from_tenant(cls, row: TenantRow) -> ProtectionPolicy:
@@ -81,6 +89,7 @@ class ProtectionPolicy:
             ip_allowlist=Networks.parse(throttling.get("allowlist") or []),
             ip_max_attempts=int(stage["max_attempts"]),
             ip_seconds_per_token=float(stage["rate"]) / 1000,
+            breached_passwords=bool((row.breached_password_detection or {}).get("enabled", False)),
         )
 
 
@@ -160,6 +169,23 @@ async def reserve_attempt(
             raise LoginBlocked(LoginBlocked.ACCOUNT_LOCKOUT if lockout else LoginBlocked.BRUTE_FORCE)
         reservation.kind = kind
     return reservation
+
+
+async def first_leak_report(session: AsyncSession, *, ip: str | None, now: float) -> bool:
+    """Whether this breached-password login is the first from its address this hour (then it is logged). Commits.
+
+    One conditional statement on the counter table decides, so concurrent logins from one address log one event.
+    """
+    return await counters.reserve(
+        session,
+        kind=PWD_LEAK,
+        identifier=None,
+        connection=None,
+        ip=counting_key(ip),
+        max_count=1,
+        wait=PWD_LEAK_LOG_SECONDS,
+        now=now,
+    )
 
 
 async def _identifier_hashes(session: AsyncSession, identifier: str, connection: str | None) -> dict[str, str]:

@@ -6,20 +6,20 @@ import re
 import secrets
 import unicodedata
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from identity.accounts.attack import ProtectionPolicy, reserve_attempt
+from identity.accounts.attack import AttemptReservation, ProtectionPolicy, first_leak_report, reserve_attempt
 from identity.accounts.errors import InvalidUserData, UnknownConnection, UnknownUser, UserExists
-from identity.accounts.password_policy import check_identifier, check_password, min_length_for, normalize
+from identity.accounts.password_policy import check_identifier, check_password, is_common, min_length_for, normalize
 from identity.accounts.passwords import HashingUnavailable, PasswordHasher
 from identity.accounts.sessions import end_user_sessions
 from identity.audit import AuditTrail
 from identity.clock import Clock, SystemClock
-from identity.oauth2.interfaces import Connection, LoginBlocked, Overloaded, User
+from identity.oauth2.interfaces import Connection, LoginBlocked, Overloaded, PasswordLeaked, User
 from identity.store import attack as counters
 from identity.store import users as user_queries
 from identity.store.models import ConnectionRow, UserRow, row_id, utcnow
@@ -103,6 +103,8 @@ class DirectoryAuthenticator:
         if row is None or not result.ok:
             self._note("fu" if row is None else "fp", user=row)
             return None
+        if policy.breached_passwords and is_common(normalize(password)):
+            await self._refuse_leaked(row, reservation, ip=ip)
         if result.needs_rehash:
             new_hash = await self.hasher.hash(normalize(password))
             await user_queries.replace_password_hash(self.session, row_id(row), row.password_hash, new_hash)
@@ -115,6 +117,20 @@ class DirectoryAuthenticator:
             if row.blocked:
                 self.trail.note("f", "user is blocked")
         return user_queries.user_from_row(row, connection.name)
+
+    async def _refuse_leaked(self, row: UserRow, reservation: AttemptReservation, *, ip: str | None) -> NoReturn:
+        """Refuse the right password because it is a breached one (API.md §4.6).
+
+        The attempt was no wrong guess, so its count is cleared. A ``pwd_leak`` event is written at most once an
+        hour per address; the other refusals are logged as the grant's failure. Never the password itself.
+        """
+        await reservation.succeeded(self.session)
+        await self.session.commit()
+        if self.trail is not None:
+            self.trail.user_id = row.user_id
+            if await first_leak_report(self.session, ip=ip, now=self.clock.now()):
+                self.trail.note("pwd_leak")
+        raise PasswordLeaked(row.user_id)
 
     def _note(self, event_type: str, *, user: UserRow | None = None) -> None:
         if self.trail is None:

@@ -11,6 +11,7 @@
     ├── Unauthorized                401 unauthorized    (admin-blocked user, Auth0's wording)
     ├── MfaRequired                 403 mfa_required    (+ mfa_token)
     ├── ExpiredToken                403 expired_token
+    ├── PasswordLeakedError         401 password_leaked (breached password detection)
     ├── TooManyAttempts             429 too_many_attempts (+ Retry-After when the wait is known)
     ├── InvalidToken                401 invalid_token   (RFC 6750 bearer token errors, + WWW-Authenticate)
     ├── UnsupportedChallengeType    400 unsupported_challenge_type
@@ -34,6 +35,7 @@ __all__ = [
     "InvalidToken",
     "MfaRequired",
     "OAuthError",
+    "PasswordLeakedError",
     "ServerError",
     "TemporarilyUnavailable",
     "TooManyAttempts",
@@ -135,6 +137,17 @@ class Unauthorized(OAuthError):
 
     error = "unauthorized"
     status_code = 401
+
+
+class PasswordLeakedError(OAuthError):
+    """Breached password detection: the right password, but one disclosed in a breach (API.md §4.6)."""
+
+    error = "password_leaked"
+    status_code = 401
+    default_description = (
+        "This login attempt has been blocked because the password you're using was previously disclosed through a "
+        "data breach (not in this application). Please check your email for more information."
+    )
 
 
 class MfaRequired(OAuthError):

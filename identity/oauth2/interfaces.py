@@ -28,6 +28,7 @@ __all__ = [
     "MfaService",
     "MfaTransaction",
     "Overloaded",
+    "PasswordLeaked",
     "RefreshTokenPolicy",
     "RefreshTokenStore",
     "RuleOutcome",
@@ -279,6 +280,14 @@ class LoginBlocked(Exception):
         self.retry_after = retry_after
 
 
+class PasswordLeaked(Exception):
+    """The password was right but is a known-breached one, and the tenant refuses those (API.md §4.6)."""
+
+    def __init__(self, user_id: str) -> None:
+        super().__init__("breached password")
+        self.user_id = user_id
+
+
 class Overloaded(Exception):
     """Password hashing is saturated: the login was not checked; the client may retry after ``retry_after`` s."""
 
@@ -301,6 +310,7 @@ class UserAuthenticator(Protocol):
         Raises:
             LoginBlocked: attack protection refused the attempt before checking it.
             Overloaded: password hashing is saturated (load shedding); nothing was counted.
+            PasswordLeaked: the password is right but breached, and breached password detection is on.
         """
         ...
 

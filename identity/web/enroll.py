@@ -35,9 +35,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.accounts.factors import AlreadyEnrolled, Enrollment, FactorService
 from identity.mfa import qr, recovery, totp
-from identity.oauth2.errors import OAuthError
+from identity.oauth2.errors import OAuthError, PasswordLeakedError
 from identity.oauth2.grants.password import WRONG_CREDENTIALS
-from identity.oauth2.interfaces import Client, Connection, FactorCheck, GrantResult, LoginBlocked, Overloaded, User
+from identity.oauth2.interfaces import (
+    Client,
+    Connection,
+    FactorCheck,
+    GrantResult,
+    LoginBlocked,
+    Overloaded,
+    PasswordLeaked,
+    User,
+)
 from identity.settings import Settings
 from identity.store import users as user_queries
 from identity.store.tenant import SqlTenantStore, tenant_settings
@@ -235,6 +244,11 @@ async def sign_in(
         logger.info("enroll sign-in refused connection=%s brute-force block", connection.name)
         error = "Too many failed sign-ins. Wait a few minutes and try again."
         return await _sign_in_page(services, db, status=429, error=error, username=username, selected=name)
+    except PasswordLeaked:
+        services.audit.emit(trail.event("f", PasswordLeakedError.default_description))
+        logger.info("enroll sign-in refused connection=%s breached password", connection.name)
+        error = PasswordLeakedError.default_description
+        return await _sign_in_page(services, db, status=401, error=error, username=username, selected=name)
     except Overloaded:
         services.audit.emit(trail.event("api_limit"))
         error = "The service is busy. Please try again in a moment."

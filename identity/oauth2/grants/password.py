@@ -18,6 +18,7 @@ from identity.oauth2.errors import (
     InvalidGrant,
     InvalidRequest,
     MfaRequired,
+    PasswordLeakedError,
     ServerError,
     TemporarilyUnavailable,
     TooManyAttempts,
@@ -31,6 +32,7 @@ from identity.oauth2.interfaces import (
     LoginBlocked,
     MfaService,
     Overloaded,
+    PasswordLeaked,
     RulesPipeline,
     TenantStore,
     TokenIssuer,
@@ -100,6 +102,8 @@ class PasswordGrant:
             raise blocked_error(blocked) from None
         except Overloaded as overloaded:
             raise TemporarilyUnavailable(retry_after=overloaded.retry_after) from None
+        except PasswordLeaked:
+            raise PasswordLeakedError() from None
         if user is None:
             raise InvalidGrant(WRONG_CREDENTIALS)
         if user.blocked:
