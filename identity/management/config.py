@@ -785,6 +785,60 @@ async def update_suspicious_ip_throttling(
     return _throttling(await admin.update_settings({"suspicious_ip_throttling": stored}))
 
 
+class BreachedPasswordDetection(Struct):
+    """Breached password detection (API.md §4.6), Auth0's object; off unless ``enabled``."""
+
+    enabled: bool
+    shields: list[str]
+    method: str
+
+
+class BreachedPasswordPatch(Struct, forbid_unknown_fields=True):
+    """``PATCH /attack-protection/breached-password-detection``."""
+
+    enabled: bool | UnsetType = UNSET
+    shields: list[str] | UnsetType = UNSET
+    method: str | UnsetType = UNSET
+
+
+def _breached(settings: dict[str, Any]) -> BreachedPasswordDetection:
+    stored = settings["breached_password_detection"] or {}
+    return BreachedPasswordDetection(
+        enabled=bool(stored.get("enabled", False)),
+        shields=list(stored.get("shields", ["block"])),
+        method=str(stored.get("method", "standard")),
+    )
+
+
+@get(
+    "/attack-protection/breached-password-detection",
+    opt={"scope": "read:attack_protection"},
+    responses=ERROR_RESPONSES,
+    summary="Breached password detection settings",
+)
+async def get_breached_password_detection(
+    services: NamedDependency[Services], db: NamedDependency[AsyncSession]
+) -> BreachedPasswordDetection:
+    """The breached password detection settings."""
+    return _breached(await _admin(services, db).settings())
+
+
+@patch(
+    "/attack-protection/breached-password-detection",
+    opt={"scope": "update:attack_protection"},
+    responses=ERROR_RESPONSES,
+    summary="Change breached password detection",
+)
+async def update_breached_password_detection(
+    services: NamedDependency[Services], db: NamedDependency[AsyncSession], data: JSONBody[BreachedPasswordPatch]
+) -> BreachedPasswordDetection:
+    """Turn it on or off (checked as the tenant file's ``[tenant.breached_password_detection]``)."""
+    admin = _admin(services, db)
+    stored = dict((await admin.settings())["breached_password_detection"] or {})
+    stored.update(_changes(data))
+    return _breached(await admin.update_settings({"breached_password_detection": stored}))
+
+
 # --- rules ------------------------------------------------------------------------------------------------------
 
 
@@ -862,6 +916,8 @@ CONFIG_HANDLERS = [
     update_brute_force_protection,
     get_suspicious_ip_throttling,
     update_suspicious_ip_throttling,
+    get_breached_password_detection,
+    update_breached_password_detection,
     list_rules,
     update_rule,
 ]

@@ -446,6 +446,8 @@ ENDPOINTS = [
     ("PATCH", "/attack-protection/brute-force-protection", "update:attack_protection"),
     ("GET", "/attack-protection/suspicious-ip-throttling", "read:attack_protection"),
     ("PATCH", "/attack-protection/suspicious-ip-throttling", "update:attack_protection"),
+    ("GET", "/attack-protection/breached-password-detection", "read:attack_protection"),
+    ("PATCH", "/attack-protection/breached-password-detection", "update:attack_protection"),
     ("GET", "/rules", "read:rules"),
     ("PATCH", "/rules/x", "update:rules"),
     ("GET", "/logs", "read:logs"),
