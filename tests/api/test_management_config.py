@@ -202,3 +202,19 @@ def test_users_search_sort_metadata_and_sessions(api: TestClient[Litestar]) -> N
     )
     assert reused.status_code == 403 and reused.json()["error"] == "invalid_grant"
     assert api.get(f"/api/v2/users/{user_id}").json()["multifactor"] == []
+
+
+def test_breached_password_detection_settings_round_trip(api: TestClient[Litestar]) -> None:
+    path = "/api/v2/attack-protection/breached-password-detection"
+    assert api.get(path).json() == {"enabled": False, "shields": ["block"], "method": "standard"}  # off by default
+    changed = api.patch(path, json={"enabled": True})
+    assert changed.status_code == 200 and changed.json()["enabled"] is True
+    assert api.get(path).json() == {"enabled": True, "shields": ["block"], "method": "standard"}
+    bad = api.patch(path, json={"method": "enhanced"})
+    assert bad.status_code == 400 and "method" in bad.json()["message"]
+    bad = api.patch(path, json={"enabled": "yes"})
+    assert bad.status_code == 400
+    unknown = api.patch(path, json={"colour": "blue"})
+    assert unknown.status_code == 400
+    assert api.get(path).json()["enabled"] is True  # the refused changes left it as it was
+    assert api.patch(path, json={"enabled": False}).json()["enabled"] is False
