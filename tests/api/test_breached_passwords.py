@@ -178,3 +178,29 @@ def test_the_tenant_file_setting_round_trips_through_the_export(settings: Settin
 
 def test_the_error_is_the_catalogue_text() -> None:
     assert PasswordLeakedError().to_body() == LEAKED and PasswordLeakedError.status_code == 401
+
+
+def test_a_burst_of_breached_logins_from_one_address_logs_one_pwd_leak(settings: Settings) -> None:
+    """Twenty concurrent correct-but-breached logins over TCP (uvicorn): all refused, one pwd_leak event."""
+    import asyncio
+    import dataclasses
+
+    from tests.api.serving import serving
+
+    data = tenant(True)
+    data["tenant"]["brute_force_max_attempts"] = 50  # in-flight logins hold an attempt: let all twenty reach the hash
+    apply(settings, data)
+    give_alice(settings, BREACHED)
+    app = create_app(dataclasses.replace(settings, hash_workers=2, hash_queue=100, hash_wait_ms=120_000))
+    form = {"grant_type": "password", "client_id": "public-app", "username": "alice@example.test", "password": BREACHED}
+
+    async def burst() -> list[Any]:
+        async with serving(app) as client:
+            answers = await asyncio.gather(*(client.post("/oauth/token", data=form) for _ in range(20)))
+            await app.state.services.audit.flush()
+        return answers
+
+    answers = asyncio.run(burst())
+    assert [(answer.status_code, answer.json()) for answer in answers] == [(401, LEAKED)] * 20
+    types = [event.type for event in events(settings)]
+    assert types.count("pwd_leak") == 1 and types.count("fepft") == 19
