@@ -145,6 +145,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
             stop_metrics()
+            if metrics is not None:
+                metrics.process_exited()
             await services.audit.close()
             services.hasher.close()
             await engine.dispose()

@@ -8,12 +8,18 @@ the listening socket (Linux copies it to accepted sockets), so every connection 
 
 uvloop and httptools are used when installed (the ``uvicorn[standard]`` extra, a dependency of identity): both are
 measured faster than asyncio's default loop and h11 (docs/benchmarks.md).
+
+With metrics on and several workers, the supervisor creates a private directory for prometheus-client's
+multiprocess mode before the workers start and removes it at exit (identity.observability.metrics).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
+import shutil
 import socket
+import tempfile
 from typing import Any
 
 from identity.settings import Settings
@@ -66,6 +72,7 @@ def serve(
         uvicorn.run(create_app(settings), **options)
         return
     config = uvicorn.Config("identity.asgi:app", workers=workers, **options)
+    shared = _multiprocess_metrics_dir() if settings.ops.metrics else None
     sock = listening_socket(host, port)
     try:
         Multiprocess(config, sockets=[sock]).run()
@@ -73,3 +80,16 @@ def serve(
         pass
     finally:
         sock.close()
+        if shared is not None:
+            shutil.rmtree(shared, ignore_errors=True)
+
+
+def _multiprocess_metrics_dir() -> str:
+    """A fresh private directory for prometheus-client's multiprocess mode, inherited by the spawned workers.
+
+    Every worker writes its counters there, so a scrape answered by any worker (or by the metrics port, opened by
+    the first worker) covers all of them. Fresh for each run: figures of an earlier run are never summed in.
+    """
+    path = tempfile.mkdtemp(prefix="identity-metrics-")  # mode 0700
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    return path

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from tests.e2e.conftest import (
     ALICE_CUSTOMER_PASSWORD,
@@ -15,6 +19,7 @@ from tests.e2e.conftest import (
     PUBLIC_CLIENT,
     AppliedTenant,
     IdentityServer,
+    ServerSpec,
     free_port,
     serve_spec,
     start_servers,
@@ -97,3 +102,107 @@ def test_json_logs_and_metrics_of_a_running_server(
     assert ALICE_CUSTOMER_PASSWORD not in loud.process.stderr()
     # At WARNING nothing of the normal traffic is logged.
     assert '"identity.request"' not in quiet.process.stderr()
+
+
+def _workers_spec(name: str, env: dict[str, str]) -> ServerSpec:
+    return ServerSpec(
+        name=name,
+        args=lambda port: ["serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
+        env=lambda port: {**env, "IDENTITY_ISSUER": f"http://127.0.0.1:{port}/"},
+    )
+
+
+def _descendants(pid: int) -> list[int]:
+    """The processes below ``pid`` (from /proc)."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        children = parents.get(todo.pop(), [])
+        found += children
+        todo += children
+    return found
+
+
+def _multiprocess_dir(server: IdentityServer) -> Path:
+    """The PROMETHEUS_MULTIPROC_DIR the supervisor gave its workers (read from a worker's environment)."""
+    for pid in _descendants(server.process.process.pid):
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        for entry in environ:
+            if entry.startswith(b"PROMETHEUS_MULTIPROC_DIR="):
+                return Path(entry.split(b"=", 1)[1].decode())
+    raise AssertionError("no worker has PROMETHEUS_MULTIPROC_DIR")
+
+
+def _per_worker_jwks_counts(shared: Path, tmp_path: Path) -> dict[str, float]:
+    """Each worker's own JWKS request count, read from its counter file alone."""
+    counts = {}
+    for index, file in enumerate(sorted(shared.glob("counter_*.db"))):
+        alone = tmp_path / f"alone-{index}"
+        alone.mkdir(parents=True)
+        shutil.copy(file, alone / file.name)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=str(alone))
+        text = generate_latest(registry).decode()
+        counts[file.name] = _sample(text, "identity_http_requests_total", route=JWKS_ROUTE, status="200")
+    return counts
+
+
+JWKS_ROUTE = "/.well-known/jwks.json"
+
+
+def test_metrics_of_several_workers_cover_all_of_them(
+    e2e_env: dict[str, str], applied_tenant: AppliedTenant, tmp_path: Path
+) -> None:
+    metrics_port = free_port()
+    main, separate = start_servers(
+        [
+            _workers_spec("workers-metrics", {**e2e_env, "IDENTITY_METRICS": "on"}),
+            _workers_spec(
+                "workers-metrics-port",
+                {**e2e_env, "IDENTITY_METRICS": "on", "IDENTITY_METRICS_PORT": str(metrics_port)},
+            ),
+        ],
+        tmp_path,
+    )
+    shared_dirs = []
+    try:
+        for server, scrape_url in (
+            (main, f"{main.base_url}/metrics"),
+            (separate, f"http://127.0.0.1:{metrics_port}/metrics"),
+        ):
+            shared = _multiprocess_dir(server)
+            shared_dirs.append(shared)
+            assert shared.is_dir() and (shared.stat().st_mode & 0o077) == 0
+            sent, jwks_url = 0, server.base_url + JWKS_ROUTE
+            # Fresh connections, in bursts of 40, until both workers have answered some (the kernel picks who).
+            with ThreadPoolExecutor(8) as pool:
+                while True:
+                    statuses = list(pool.map(lambda _, url=jwks_url: httpx.get(url).status_code, range(40)))
+                    assert statuses == [200] * 40
+                    sent += 40
+                    per_worker = _per_worker_jwks_counts(shared, tmp_path / f"{server.port}-{sent}")
+                    if len([count for count in per_worker.values() if count > 0]) >= 2 or sent >= 400:
+                        break
+            assert len([count for count in per_worker.values() if count > 0]) == 2, per_worker
+            assert sum(per_worker.values()) == sent
+            # Whichever worker answers the scrape, the figure is the sum over both.
+            for _ in range(5):
+                scraped = httpx.get(scrape_url).text
+                assert _sample(scraped, "identity_http_requests_total", route=JWKS_ROUTE, status="200") == sent
+                assert "identity_password_hash_queue_depth 0.0" in scraped
+                assert 'identity_db_pool_connections{state="checked_out"}' in scraped
+        assert httpx.get(f"{separate.base_url}/metrics").status_code == 404
+    finally:
+        stop_and_check(main)
+        stop_and_check(separate)
+    # The supervisor removed its private directory at exit.
+    assert shared_dirs and not any(shared.exists() for shared in shared_dirs)
