@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_rotation import IDENTITY, free_port, postgres_database
 
 AUDIENCE = "https://api.soak.test/"
-TABLES = ("mfa_transaction", "refresh_token", "login_failure", "web_session", "userinfo_claims")
+TABLES = ("mfa_transaction", "refresh_token", "attack_counter", "log_event", "web_session", "userinfo_claims")
 TENANT = f"""
 [tenant]
 default_directory = "customers"
