@@ -600,12 +600,14 @@ def keys_rotate(algs: tuple[str, ...], force: bool) -> None:
     )
 
 
-@keys.command("revoke")
+# A kid is base64url, so it may begin with "-": such an argument is the kid, not an unknown option.
+@keys.command("revoke", context_settings={"ignore_unknown_options": True})
 @click.argument("kid")
 def keys_revoke(kid: str) -> None:
     """Unpublish KID at once and refuse its tokens (a compromised key); a current key is replaced by the next.
 
     identity's own endpoints refuse its tokens at once; APIs once their cached JWKS expires (IDENTITY_JWKS_MAX_AGE).
+    A KID that begins with "-" is taken as it is (``identity keys revoke -- KID`` works too).
     """
     from identity.tokens.rotation import revoke
 

@@ -288,3 +288,17 @@ def test_the_keys_commands(own_settings: Settings, encryption_keys: EncryptionKe
     assert revoked == {"kid": rotated["previous"], "alg": "RS256", "was": "previous", "replaced_by": None}
     assert keys_by_status(own_settings)["revoked"] == [rotated["previous"]]
     assert json.loads(identity("reencrypt").stdout)["resealed"]["signing_keys"] == 0  # already under the first key
+
+
+@pytest.mark.parametrize("kid", ["-M3yGp0Ic0ZLNGqWYVHsXrFg9Pq3S754y8kmHykd9U0", "--M3yGp0Ic0ZLNGqWYVHsXrFg9Pq3S75"])
+def test_keys_revoke_takes_a_kid_that_begins_with_a_dash(
+    own_settings: Settings, encryption_keys: EncryptionKeys, kid: str
+) -> None:
+    """A kid is base64url: about one in 32 begins with "-", and must reach the revocation, not the option parser."""
+    env = database_environ(own_settings.database_url.replace("+aiosqlite", ""), encryption_keys)
+    for args in (["revoke", kid], ["revoke", "--", kid]):
+        result = subprocess.run(
+            [*identity_command(), "keys", *args], env=env, capture_output=True, text=True, timeout=120, check=False
+        )
+        assert result.returncode == 1, result.stderr
+        assert f"no signing key {kid!r}" in result.stderr
