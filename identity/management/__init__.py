@@ -11,7 +11,10 @@ from identity.management.errors import EXCEPTION_HANDLERS
 from identity.management.logs import LOG_HANDLERS
 from identity.management.users import USER_HANDLERS
 
-__all__ = ["management_router"]
+__all__ = ["MAX_BODY_BYTES", "management_router"]
+
+MAX_BODY_BYTES = 1024 * 1024
+"""The largest request body (Auth0 caps a user's metadata at 16 KB; the largest body here is a list of clients)."""
 
 
 def management_router() -> Router:
@@ -24,4 +27,5 @@ def management_router() -> Router:
         exception_handlers=EXCEPTION_HANDLERS,
         tags=["Management API"],
         security=[{"bearer": []}],
+        request_max_body_size=MAX_BODY_BYTES,
     )
