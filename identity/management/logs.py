@@ -11,14 +11,16 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from litestar import delete, get
+from litestar import Request, delete, get
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, QueryParameter
 from msgspec import Struct
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from identity.accounts.attack import unblock_identifier, user_blocks
+from identity.accounts.attack import user_blocks
 from identity.accounts.users import UserService
+from identity.management import operations
+from identity.management.audit import recorder
 from identity.management.errors import ERROR_RESPONSES, ManagementError, bad_request, not_found
 from identity.store import audit
 from identity.web.deps import Services
@@ -223,10 +225,13 @@ async def list_blocks_by_identifier(
     summary="Lift the blocks of an identifier",
 )
 async def delete_blocks_by_identifier(
-    db: NamedDependency[AsyncSession], identifier: Annotated[str, QueryParameter(min_length=1, max_length=320)]
+    request: Request[Any, Any, Any],
+    services: NamedDependency[Services],
+    db: NamedDependency[AsyncSession],
+    identifier: Annotated[str, QueryParameter(min_length=1, max_length=320)],
 ) -> None:
-    """Lift every brute-force block of the identifier, from every address."""
-    await unblock_identifier(db, identifier)
+    """Lift every brute-force block of the identifier, from every address (logged as ``ublkdu``)."""
+    await operations.unblock(db, [identifier], recorder(services, request))
 
 
 @get("/user-blocks/{user_id:str}", opt={"scope": "read:users"}, responses=ERROR_RESPONSES, summary="A user's blocks")
@@ -252,12 +257,15 @@ async def list_user_blocks(
     summary="Lift a user's blocks",
 )
 async def delete_user_blocks(
-    services: NamedDependency[Services], db: NamedDependency[AsyncSession], user_id: FromPath[str]
+    request: Request[Any, Any, Any],
+    services: NamedDependency[Services],
+    db: NamedDependency[AsyncSession],
+    user_id: FromPath[str],
 ) -> None:
     """Lift the brute-force blocks of the user's email and username (not an administrator's ``blocked``)."""
     identifiers, connection = await _user_identifiers(services, db, user_id)
-    for identifier in identifiers:
-        await unblock_identifier(db, identifier, connection=connection)
+    record = recorder(services, request)
+    await operations.unblock(db, identifiers, record, connection=connection, user_id=user_id)
 
 
 LOG_HANDLERS = [

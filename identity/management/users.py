@@ -14,7 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.accounts.factors import NotEnrolled
 from identity.accounts.users import UserService
-from identity.management.audit import user_deleted
+from identity.management import operations
+from identity.management.audit import recorder
 from identity.management.errors import ERROR_RESPONSES, ManagementError, bad_request, not_found
 from identity.store import users as user_queries
 from identity.store.models import UserRow
@@ -338,10 +339,7 @@ async def delete_user(
     user_id: FromPath[str],
 ) -> None:
     """Delete the user with its factors and sessions (logged as ``sdu``)."""
-    service = UserService(db, services.hasher)
-    _, connection = await service.get(user_id)
-    await service.delete(user_id)
-    user_deleted(services, request, user_id, connection)
+    await operations.delete_user(UserService(db, services.hasher), user_id, recorder(services, request))
 
 
 def _methods(listed: list[dict[str, Any]]) -> list[AuthenticationMethod]:
@@ -397,10 +395,13 @@ async def list_enrollments(
     summary="Reset MFA: delete every second factor",
 )
 async def delete_authentication_methods(
-    services: NamedDependency[Services], db: NamedDependency[AsyncSession], user_id: FromPath[str]
+    request: Request[Any, Any, Any],
+    services: NamedDependency[Services],
+    db: NamedDependency[AsyncSession],
+    user_id: FromPath[str],
 ) -> None:
-    """Remove every factor and end the user's sessions (lost device)."""
-    await build_factors(services, db).reset(user_id)
+    """Remove every factor and end the user's sessions (lost device); logged as ``gd_unenroll``."""
+    await operations.reset_mfa(build_factors(services, db), user_id, recorder(services, request))
 
 
 @delete(
@@ -411,10 +412,13 @@ async def delete_authentication_methods(
     summary="Reset MFA (older endpoint)",
 )
 async def delete_authenticators(
-    services: NamedDependency[Services], db: NamedDependency[AsyncSession], user_id: FromPath[str]
+    request: Request[Any, Any, Any],
+    services: NamedDependency[Services],
+    db: NamedDependency[AsyncSession],
+    user_id: FromPath[str],
 ) -> None:
     """The same MFA reset as ``DELETE /users/{id}/authentication-methods``."""
-    await build_factors(services, db).reset(user_id)
+    await operations.reset_mfa(build_factors(services, db), user_id, recorder(services, request))
 
 
 @delete(
@@ -425,13 +429,14 @@ async def delete_authenticators(
     summary="Delete one second factor",
 )
 async def delete_authentication_method(
+    request: Request[Any, Any, Any],
     services: NamedDependency[Services],
     db: NamedDependency[AsyncSession],
     user_id: FromPath[str],
     method_id: FromPath[str],
 ) -> None:
-    """Remove one factor; with the last authenticator the recovery code goes too."""
-    if not await build_factors(services, db).remove(user_id, method_id):
+    """Remove one factor (logged as ``gd_unenroll``); with the last authenticator the recovery code goes too."""
+    if not await operations.remove_factor(build_factors(services, db), user_id, method_id, recorder(services, request)):
         raise not_found("The authentication method does not exist.", "inexistent_authentication_method")
 
 
@@ -443,12 +448,16 @@ async def delete_authentication_method(
     summary="Delete one Guardian enrollment",
 )
 async def delete_enrollment(
-    services: NamedDependency[Services], db: NamedDependency[AsyncSession], enrollment_id: FromPath[str]
+    request: Request[Any, Any, Any],
+    services: NamedDependency[Services],
+    db: NamedDependency[AsyncSession],
+    enrollment_id: FromPath[str],
 ) -> None:
     """Remove one authenticator by its enrollment id (as listed by ``/users/{id}/enrollments``)."""
     factors = build_factors(services, db)
     user_id = await factors.owner(enrollment_id)
-    if user_id is None or not await factors.remove(user_id, enrollment_id):
+    record = recorder(services, request)
+    if user_id is None or not await operations.remove_factor(factors, user_id, enrollment_id, record):
         raise not_found("The enrollment does not exist.", "inexistent_enrollment")
 
 
