@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.accounts.attack import suspicious_ip_settings
 from identity.management.errors import ERROR_RESPONSES, ManagementError, bad_request
+from identity.management.paging import DEFAULT_PER_PAGE, Page, PerPage, Take, checkpoint, one_page
 from identity.oauth2.interfaces import RefreshTokenPolicy
 from identity.store.models import ApiRow, RuleRow
 from identity.store.tenant import MANAGEMENT_API_SCOPES
@@ -26,26 +27,11 @@ from identity.web.deps import Services
 
 __all__ = ["CONFIG_HANDLERS"]
 
-PerPage = Annotated[int | None, QueryParameter(ge=1, le=100)]
-Page = Annotated[int | None, QueryParameter(ge=0, le=10_000)]
+From = Annotated[str | None, QueryParameter(name="from", description="The checkpoint: the last id seen.")]
 
 
 def _admin(services: Services, db: AsyncSession) -> TenantAdmin:
     return TenantAdmin(db, issuer=services.settings.issuer)
-
-
-def _page(items: list[Any], page: int | None, per_page: int | None) -> list[Any]:
-    if page is None and per_page is None:
-        return items
-    size = per_page or 50
-    start = (page or 0) * size
-    return items[start : start + size]
-
-
-def _totals(key: str, items: list[Any], page: int | None, per_page: int | None) -> dict[str, Any]:
-    size = per_page or 50
-    shown = _page(items, page if page is not None else 0, size)
-    return {"start": (page or 0) * size, "limit": size, "length": len(shown), "total": len(items), key: shown}
 
 
 # --- connections ------------------------------------------------------------------------------------------------
@@ -79,16 +65,20 @@ class ConnectionPatch(Struct, forbid_unknown_fields=True):
 async def list_connections(
     services: NamedDependency[Services],
     db: NamedDependency[AsyncSession],
-    page: Page = None,
-    per_page: PerPage = None,
+    page: Page = 0,
+    per_page: PerPage = DEFAULT_PER_PAGE,
     include_totals: FromQuery[bool] = False,
+    from_: From = None,
+    take: Take = None,
     name: FromQuery[str | None] = None,
     strategy: FromQuery[str | None] = None,
 ) -> list[ConnectionOut] | dict[str, Any]:
-    """Every connection (optionally by name or strategy)."""
+    """The connections (optionally by name or strategy), by page or after a checkpoint (``from``, ``take``)."""
     found = [ConnectionOut(**entry) for entry in await _admin(services, db).connections()]
     found = [c for c in found if (name is None or c.name == name) and (strategy is None or c.strategy == strategy)]
-    return _totals("connections", found, page, per_page) if include_totals else _page(found, page, per_page)
+    if from_ is not None or take is not None:
+        return checkpoint("connections", found, from_, take, lambda connection: connection.id)
+    return one_page("connections", found, page, per_page, include_totals)
 
 
 @post(
@@ -278,13 +268,13 @@ def _created(created: Created) -> ClientOut:
 async def list_clients(
     services: NamedDependency[Services],
     db: NamedDependency[AsyncSession],
-    page: Page = None,
-    per_page: PerPage = None,
+    page: Page = 0,
+    per_page: PerPage = DEFAULT_PER_PAGE,
     include_totals: FromQuery[bool] = False,
 ) -> list[ClientOut] | dict[str, Any]:
-    """Every client (no secrets)."""
+    """The clients, oldest first, a page at a time (no secrets)."""
     found = [_client_out(entry) for entry in await _admin(services, db).clients()]
-    return _totals("clients", found, page, per_page) if include_totals else _page(found, page, per_page)
+    return one_page("clients", found, page, per_page, include_totals)
 
 
 @post(
@@ -381,16 +371,20 @@ async def list_client_grants(
     db: NamedDependency[AsyncSession],
     audience: FromQuery[str | None] = None,
     client_id: FromQuery[str | None] = None,
-    page: Page = None,
-    per_page: PerPage = None,
+    page: Page = 0,
+    per_page: PerPage = DEFAULT_PER_PAGE,
     include_totals: FromQuery[bool] = False,
+    from_: From = None,
+    take: Take = None,
 ) -> list[ClientGrantOut] | dict[str, Any]:
-    """Client grants, optionally of one audience or client."""
+    """Client grants, optionally of one audience or client, by page or after a checkpoint (``from``, ``take``)."""
     found = [
         ClientGrantOut(**entry)
         for entry in await _admin(services, db).client_grants(audience=audience, client_id=client_id)
     ]
-    return _totals("client_grants", found, page, per_page) if include_totals else _page(found, page, per_page)
+    if from_ is not None or take is not None:
+        return checkpoint("client_grants", found, from_, take, lambda grant: grant.id)
+    return one_page("client_grants", found, page, per_page, include_totals)
 
 
 @post(
@@ -542,13 +536,13 @@ def _not_system(services: Services, api_id: str) -> None:
 async def list_resource_servers(
     services: NamedDependency[Services],
     db: NamedDependency[AsyncSession],
-    page: Page = None,
-    per_page: PerPage = None,
+    page: Page = 0,
+    per_page: PerPage = DEFAULT_PER_PAGE,
     include_totals: FromQuery[bool] = False,
 ) -> list[ResourceServerOut] | dict[str, Any]:
-    """Every API, the Management API first."""
+    """The APIs, the Management API first, a page at a time."""
     found = [_system_api(services), *(_resource_server(row) for row in await _admin(services, db).apis())]
-    return _totals("resource_servers", found, page, per_page) if include_totals else _page(found, page, per_page)
+    return one_page("resource_servers", found, page, per_page, include_totals)
 
 
 @post(
@@ -865,10 +859,16 @@ def _rule(row: RuleRow) -> RuleOut:
 
 @get("/rules", responses=ERROR_RESPONSES, opt={"scope": "read:rules"}, summary="List rules")
 async def list_rules(
-    services: NamedDependency[Services], db: NamedDependency[AsyncSession], enabled: FromQuery[bool | None] = None
-) -> list[RuleOut]:
-    """The rule pipeline, in order."""
-    return [_rule(row) for row in await _admin(services, db).rules() if enabled is None or row.enabled == enabled]
+    services: NamedDependency[Services],
+    db: NamedDependency[AsyncSession],
+    enabled: FromQuery[bool | None] = None,
+    page: Page = 0,
+    per_page: PerPage = DEFAULT_PER_PAGE,
+    include_totals: FromQuery[bool] = False,
+) -> list[RuleOut] | dict[str, Any]:
+    """The rule pipeline, in order, a page at a time."""
+    found = [_rule(row) for row in await _admin(services, db).rules() if enabled is None or row.enabled == enabled]
+    return one_page("rules", found, page, per_page, include_totals)
 
 
 @patch(

@@ -22,6 +22,7 @@ from identity.accounts.users import UserService
 from identity.management import operations
 from identity.management.audit import recorder
 from identity.management.errors import ERROR_RESPONSES, ManagementError, bad_request, not_found
+from identity.management.paging import DEFAULT_PER_PAGE, Page, PerPage, Take
 from identity.store import audit
 from identity.web.deps import Services
 
@@ -29,7 +30,6 @@ __all__ = ["LOG_HANDLERS", "parse_log_query"]
 
 _TERM = re.compile(r'\s*(?:(AND|OR)\s+|([a-z_]+):(\[[^\]]*\]|\((?:[^()"]|"[^"]*")*\)|"(?:[^"\\]|\\.)*"|[^\s"()\[\]]+))')
 _FIELDS = {"type", "user_id", "client_id", "ip", "connection", "date"}
-_MAX_TAKE = 100
 
 
 class LogPage(Struct):
@@ -140,12 +140,12 @@ async def list_logs(
     db: NamedDependency[AsyncSession],
     q: FromQuery[str | None] = None,
     search: FromQuery[str | None] = None,
-    page: Annotated[int, QueryParameter(ge=0, le=10_000)] = 0,
-    per_page: Annotated[int, QueryParameter(ge=1, le=100)] = 50,
+    page: Page = 0,
+    per_page: PerPage = DEFAULT_PER_PAGE,
     sort: FromQuery[str | None] = None,
     include_totals: FromQuery[bool] = False,
     from_: Annotated[str | None, QueryParameter(name="from")] = None,
-    take: Annotated[int | None, QueryParameter(ge=1, le=_MAX_TAKE)] = None,
+    take: Take = None,
     fields: FromQuery[str | None] = None,
     include_fields: FromQuery[bool] = True,
 ) -> list[dict[str, Any]] | LogPage:
@@ -160,7 +160,7 @@ async def list_logs(
     if from_ is not None or take is not None:
         if from_ is not None and await audit.get(db, from_) is None:
             raise _bad_query("from: no log event has that id", "from")
-        events = await audit.after(db, from_, criteria, take=take or 50)
+        events = await audit.after(db, from_, criteria, take=take or DEFAULT_PER_PAGE)
         await db.commit()
         return [event.to_dict() for event in events]
     return await _page(db, criteria, page, per_page, sort, include_totals)
@@ -186,8 +186,8 @@ async def list_user_logs(
     services: NamedDependency[Services],
     db: NamedDependency[AsyncSession],
     user_id: FromPath[str],
-    page: Annotated[int, QueryParameter(ge=0, le=10_000)] = 0,
-    per_page: Annotated[int, QueryParameter(ge=1, le=100)] = 50,
+    page: Page = 0,
+    per_page: PerPage = DEFAULT_PER_PAGE,
     sort: FromQuery[str | None] = None,
     include_totals: FromQuery[bool] = False,
 ) -> list[dict[str, Any]] | LogPage:

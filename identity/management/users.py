@@ -17,13 +17,13 @@ from identity.accounts.users import UserService
 from identity.management import operations
 from identity.management.audit import recorder
 from identity.management.errors import ERROR_RESPONSES, ManagementError, bad_request, not_found
+from identity.management.paging import DEFAULT_PER_PAGE, Page, PerPage, one_page
 from identity.store import users as user_queries
 from identity.store.models import UserRow
 from identity.web.deps import Services, build_factors
 
 __all__ = ["USER_HANDLERS", "UserOut", "parse_query"]
 
-_MAX_PER_PAGE = 100
 _TERM = re.compile(r'\s*(?:(AND)\s+|([A-Za-z_][A-Za-z0-9_.]*):("(?:[^"\\]|\\.)*"|[^\s"()]+))')
 
 
@@ -112,16 +112,6 @@ class AuthenticationMethod(Struct):
     confirmed: bool
     created_at: datetime
     enrolled_at: datetime | None = None
-
-
-class MethodPage(Struct):
-    """A page of authentication methods with the total."""
-
-    start: int
-    limit: int
-    length: int
-    total: int
-    authenticators: list[AuthenticationMethod]
 
 
 class Enrollment(Struct):
@@ -221,8 +211,8 @@ def paging(page: int, per_page: int) -> tuple[int, int]:
 @get("/users", responses=ERROR_RESPONSES, opt={"scope": "read:users"}, summary="Search users")
 async def list_users(
     db: NamedDependency[AsyncSession],
-    page: Annotated[int, QueryParameter(ge=0, le=10_000)] = 0,
-    per_page: Annotated[int, QueryParameter(ge=1, le=_MAX_PER_PAGE)] = 50,
+    page: Page = 0,
+    per_page: PerPage = DEFAULT_PER_PAGE,
     include_totals: FromQuery[bool] = False,
     q: FromQuery[str | None] = None,
     sort: FromQuery[str | None] = None,
@@ -356,17 +346,13 @@ async def list_authentication_methods(
     services: NamedDependency[Services],
     db: NamedDependency[AsyncSession],
     user_id: FromPath[str],
-    page: Annotated[int | None, QueryParameter(ge=0, le=10_000)] = None,
-    per_page: Annotated[int | None, QueryParameter(ge=1, le=_MAX_PER_PAGE)] = None,
+    page: Page = 0,
+    per_page: PerPage = DEFAULT_PER_PAGE,
     include_totals: FromQuery[bool] = False,
-) -> list[AuthenticationMethod] | MethodPage:
-    """The user's authenticators and recovery code."""
+) -> list[AuthenticationMethod] | dict[str, Any]:
+    """The user's authenticators and recovery code, a page at a time."""
     methods = _methods(await build_factors(services, db).authentication_methods(user_id))
-    offset, limit = paging(page or 0, per_page or 50)
-    shown = methods[offset : offset + limit] if page is not None or per_page is not None else methods
-    if include_totals:
-        return MethodPage(start=offset, limit=limit, length=len(shown), total=len(methods), authenticators=shown)
-    return shown
+    return one_page("authenticators", methods, page, per_page, include_totals)
 
 
 @get(
