@@ -8,6 +8,7 @@ from identity.management.audit import ManagementAuditMiddleware
 from identity.management.auth import require_scope
 from identity.management.config import CONFIG_HANDLERS
 from identity.management.errors import EXCEPTION_HANDLERS
+from identity.management.guardian import GUARDIAN_HANDLERS
 from identity.management.logs import LOG_HANDLERS
 from identity.management.users import USER_HANDLERS
 
@@ -21,7 +22,7 @@ def management_router() -> Router:
     """Every Management API endpoint under ``/api/v2``, each guarded by its scope."""
     return Router(
         path="/api/v2",
-        route_handlers=[*USER_HANDLERS, *LOG_HANDLERS, *CONFIG_HANDLERS],
+        route_handlers=[*USER_HANDLERS, *LOG_HANDLERS, *CONFIG_HANDLERS, *GUARDIAN_HANDLERS],
         guards=[require_scope],
         middleware=[ManagementAuditMiddleware],
         exception_handlers=EXCEPTION_HANDLERS,

@@ -356,6 +356,45 @@ async def list_authentication_methods(
 
 
 @get(
+    "/users/{user_id:str}/authentication-methods/{method_id:str}",
+    responses=ERROR_RESPONSES,
+    opt={"scope": "read:authentication_methods"},
+    summary="One of a user's second factors",
+)
+async def get_authentication_method(
+    services: NamedDependency[Services],
+    db: NamedDependency[AsyncSession],
+    user_id: FromPath[str],
+    method_id: FromPath[str],
+) -> AuthenticationMethod:
+    """One authenticator or the recovery code, by the id the list shows."""
+    methods = _methods(await build_factors(services, db).authentication_methods(user_id))
+    for method in methods:
+        if method.id == method_id:
+            return method
+    raise not_found("The authentication method does not exist.", "inexistent_authentication_method")
+
+
+@post(
+    "/users/{user_id:str}/multifactor/actions/invalidate-remember-browser",
+    responses=ERROR_RESPONSES,
+    opt={"scope": "update:users"},
+    status_code=204,
+    summary="Forget the browsers that skip MFA (none: identity remembers no browser)",
+)
+async def invalidate_remember_browser(
+    services: NamedDependency[Services], db: NamedDependency[AsyncSession], user_id: FromPath[str]
+) -> None:
+    """Done as soon as asked: identity has no "remember this browser", so no login of the user ever skips MFA.
+
+    Accepted (204, as Auth0 answers) rather than refused, because support scripts call it right after an MFA
+    reset; the user must exist.
+    """
+    await UserService(db, services.hasher).get(user_id)
+    await db.commit()
+
+
+@get(
     "/users/{user_id:str}/enrollments",
     responses=ERROR_RESPONSES,
     opt={"scope": "read:users"},
@@ -473,6 +512,8 @@ USER_HANDLERS = [
     update_user,
     delete_user,
     list_authentication_methods,
+    get_authentication_method,
+    invalidate_remember_browser,
     list_enrollments,
     delete_authentication_methods,
     delete_authenticators,

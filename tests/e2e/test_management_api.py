@@ -243,6 +243,40 @@ def test_the_sdk_provisions_finds_resets_and_blocks_a_user(
     assert caught.value.body["errorCode"] == "inexistent_user"
 
 
+def test_the_sdk_reads_a_factor_forgets_browsers_and_sets_the_mfa_policy(
+    instances: tuple[IdentityServer, IdentityServer], database_url: str, encryption_keys: EncryptionKeys
+) -> None:
+    a, b = instances
+    management = sdk(a)
+    password = "grace's long password 2026"
+    grace = management.users.create(connection="customers", email="grace@mgmt.test", password=password)
+    heidi = management.users.create(connection="customers", email="heidi@mgmt.test", password=password)
+    assert grace.user_id is not None and heidi.user_id is not None
+    enroll_totp(database_url, encryption_keys, grace.user_id)
+    (totp,) = [m for m in management.users.authentication_methods.list(grace.user_id) if m.type == "totp"]
+    one = management.users.authentication_methods.get(grace.user_id, totp.id)
+    assert (one.id, one.type, one.confirmed) == (totp.id, "totp", True)
+    # No browser is remembered: accepted, and the next login still asks for the factor.
+    management.users.multifactor.invalidate_remember_browser(grace.user_id)
+    assert login_error(b, "grace@mgmt.test", password).error_code == "mfa_required"
+
+    assert management.guardian.factors.set("otp", enabled=True).enabled is True
+    with pytest.raises(ApiError) as caught:
+        management.guardian.factors.set("otp", enabled=False)
+    assert caught.value.status_code == 400 and caught.value.body["errorCode"] == "operation_not_supported"
+
+    assert "access_token" in login(b, "heidi@mgmt.test", password)
+    try:
+        assert management.guardian.policies.set(request=["all-applications"]) == ["all-applications"]
+        # Every login needs a second factor now, on the other instance at once.
+        assert login_error(b, "heidi@mgmt.test", password).error_code == "mfa_required"
+    finally:
+        assert management.guardian.policies.set(request=[]) == []
+    assert "access_token" in login(b, "heidi@mgmt.test", password)
+    for user_id in (grace.user_id, heidi.user_id):
+        management.users.delete(user_id)
+
+
 def eventually(check: Any, timeout: float = 10.0) -> Any:
     """``check()``'s first truthy answer: audit events are stored by a background writer, a moment after the answer."""
     deadline = time.monotonic() + timeout
@@ -411,6 +445,12 @@ ENDPOINTS = [
     ("GET", "/users/auth0|x/authentication-methods", ("read:authentication_methods", "read:users")),
     ("DELETE", "/users/auth0|x/authentication-methods", "delete:authentication_methods"),
     ("DELETE", "/users/auth0|x/authentication-methods/totp|dev_x", "delete:authentication_methods"),
+    ("GET", "/users/auth0|x/authentication-methods/totp|dev_x", "read:authentication_methods"),
+    ("POST", "/users/auth0|x/multifactor/actions/invalidate-remember-browser", "update:users"),
+    ("GET", "/guardian/factors", "read:guardian_factors"),
+    ("PUT", "/guardian/factors/otp", "update:guardian_factors"),
+    ("GET", "/guardian/policies", "read:mfa_policies"),
+    ("PUT", "/guardian/policies", "update:mfa_policies"),
     ("DELETE", "/users/auth0|x/authenticators", "delete:guardian_enrollments"),
     ("DELETE", "/guardian/enrollments/totp|dev_x", "delete:guardian_enrollments"),
     ("GET", "/users/auth0|x/enrollments", "read:users"),
