@@ -18,7 +18,9 @@ import httpx
 import pyotp
 import pytest
 from auth0.authentication import GetToken
+from auth0.authentication.exceptions import Auth0Error
 from auth0.management import Auth0
+from auth0.management.core.api_error import ApiError
 
 from identity.accounts.factors import FactorService
 from identity.accounts.passwords import PasswordHasher
@@ -41,13 +43,6 @@ from tests.e2e.conftest import (
     stop_and_check,
     verify_access_token,
 )
-
-try:  # auth0-python 4.x
-    from auth0.exceptions import Auth0Error  # type: ignore[import-not-found,unused-ignore]
-except ImportError:  # auth0-python 5.x and later
-    from auth0.authentication.exceptions import Auth0Error  # type: ignore[import-not-found,no-redef,unused-ignore]
-
-from auth0.management.core.api_error import ApiError
 
 ISSUER = "https://login.mgmt.test/"
 MANAGEMENT = ISSUER + "api/v2/"
