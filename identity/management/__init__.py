@@ -6,10 +6,13 @@ from litestar import Router
 
 from identity.management.audit import ManagementAuditMiddleware
 from identity.management.auth import require_scope
-from identity.management.config import CONFIG_HANDLERS
+from identity.management.clients import CLIENT_HANDLERS
+from identity.management.connections import CONNECTION_HANDLERS
 from identity.management.errors import EXCEPTION_HANDLERS
 from identity.management.guardian import GUARDIAN_HANDLERS
 from identity.management.logs import LOG_HANDLERS
+from identity.management.resource_servers import RESOURCE_SERVER_HANDLERS
+from identity.management.settings import SETTINGS_HANDLERS
 from identity.management.users import USER_HANDLERS
 
 __all__ = ["MAX_BODY_BYTES", "management_router"]
@@ -22,7 +25,15 @@ def management_router() -> Router:
     """Every Management API endpoint under ``/api/v2``, each guarded by its scope."""
     return Router(
         path="/api/v2",
-        route_handlers=[*USER_HANDLERS, *LOG_HANDLERS, *CONFIG_HANDLERS, *GUARDIAN_HANDLERS],
+        route_handlers=[
+            *USER_HANDLERS,
+            *LOG_HANDLERS,
+            *CONNECTION_HANDLERS,
+            *CLIENT_HANDLERS,
+            *RESOURCE_SERVER_HANDLERS,
+            *SETTINGS_HANDLERS,
+            *GUARDIAN_HANDLERS,
+        ],
         guards=[require_scope],
         middleware=[ManagementAuditMiddleware],
         exception_handlers=EXCEPTION_HANDLERS,

@@ -21,8 +21,8 @@ from litestar.params import FromPath, JSONBody
 from msgspec import Struct
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from identity.management.base import config_admin
 from identity.management.errors import ERROR_RESPONSES, bad_request, not_supported
-from identity.tenant_admin import TenantAdmin
 from identity.web.deps import Services
 
 __all__ = ["FACTORS", "GUARDIAN_HANDLERS"]
@@ -59,10 +59,6 @@ class FactorState(Struct, forbid_unknown_fields=True):
     """``PUT /guardian/factors/{name}`` body and answer."""
 
     enabled: bool
-
-
-def _admin(services: Services, db: AsyncSession) -> TenantAdmin:
-    return TenantAdmin(db, issuer=services.settings.issuer)
 
 
 @get(
@@ -107,7 +103,7 @@ def _policies(mfa_policy: str) -> list[str]:
 )
 async def get_policies(services: NamedDependency[Services], db: NamedDependency[AsyncSession]) -> list[str]:
     """``["all-applications"]`` when every login needs MFA, else ``[]``."""
-    return _policies((await _admin(services, db).settings())["mfa_policy"])
+    return _policies((await config_admin(services, db).settings())["mfa_policy"])
 
 
 @put(
@@ -127,7 +123,7 @@ async def set_policies(
         )
     if "confidence-score" in data:
         raise not_supported("confidence-score", "identity has no adaptive (risk-based) MFA")
-    admin = _admin(services, db)
+    admin = config_admin(services, db)
     current = (await admin.settings())["mfa_policy"]
     wanted = "always" if data else ("if-enrolled" if current == "always" else current)
     if wanted != current:

@@ -1,0 +1,206 @@
+"""``/api/v2/resource-servers`` (API.md §6): the APIs tokens are issued for (the Management API: shown, fixed)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import delete, get, patch, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery, JSONBody
+from msgspec import UNSET, Struct, UnsetType
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from identity.management.base import config_admin
+from identity.management.errors import ERROR_RESPONSES, ManagementError, bad_request
+from identity.management.paging import DEFAULT_PER_PAGE, Page, PerPage, one_page
+from identity.store.models import ApiRow
+from identity.store.tenant import MANAGEMENT_API_SCOPES
+from identity.web.deps import Services
+
+__all__ = ["RESOURCE_SERVER_HANDLERS"]
+
+
+class Scope(Struct):
+    """A scope of a resource server."""
+
+    value: str
+    description: str = ""
+
+
+class ResourceServerOut(Struct):
+    """A resource server (API)."""
+
+    id: str
+    identifier: str
+    name: str
+    scopes: list[Scope]
+    signing_alg: str
+    token_lifetime: int
+    allow_offline_access: bool
+    is_system: bool = False
+
+
+class ResourceServerCreate(Struct, forbid_unknown_fields=True):
+    """``POST /resource-servers``."""
+
+    identifier: str
+    name: str | None = None
+    scopes: list[Scope] = []
+    signing_alg: str = "RS256"
+    token_lifetime: int = 86_400
+    allow_offline_access: bool = False
+
+
+class ResourceServerPatch(Struct, forbid_unknown_fields=True):
+    """``PATCH /resource-servers/{id}`` (the identifier cannot change)."""
+
+    name: str | UnsetType = UNSET
+    scopes: list[Scope] | UnsetType = UNSET
+    signing_alg: str | UnsetType = UNSET
+    token_lifetime: int | UnsetType = UNSET
+    allow_offline_access: bool | UnsetType = UNSET
+
+
+_SYSTEM_ID = "management-api"
+
+
+def _resource_server(row: ApiRow) -> ResourceServerOut:
+    return ResourceServerOut(
+        id=str(row.id),
+        identifier=row.identifier,
+        name=row.name,
+        scopes=[Scope(value=scope) for scope in row.scopes],
+        signing_alg=row.signing_alg,
+        token_lifetime=row.token_lifetime,
+        allow_offline_access=row.allow_offline_access,
+    )
+
+
+def _system_api(services: Services) -> ResourceServerOut:
+    return ResourceServerOut(
+        id=_SYSTEM_ID,
+        identifier=services.settings.issuer + "api/v2/",
+        name="Management API",
+        scopes=[Scope(value=scope) for scope in MANAGEMENT_API_SCOPES],
+        signing_alg="RS256",
+        token_lifetime=86_400,
+        allow_offline_access=False,
+        is_system=True,
+    )
+
+
+def _api_entry(data: ResourceServerCreate | ResourceServerPatch) -> dict[str, Any]:
+    entry = {field: getattr(data, field) for field in type(data).__struct_fields__ if getattr(data, field) is not UNSET}
+    if "scopes" in entry:
+        entry["scopes"] = [scope.value for scope in entry["scopes"]]
+    if entry.get("name", UNSET) is None:
+        del entry["name"]
+    return entry
+
+
+def _api_id(api_id: str) -> str:
+    """The id or identifier from the path.
+
+    An identifier is a URL: Auth0's SDKs send it URL-encoded, and it arrives decoded, with repeated slashes merged and
+    the trailing one gone; `identity.tenant_admin.TenantAdmin.api` matches it in that form too.
+    """
+    return api_id.removeprefix("/")
+
+
+def _not_system(services: Services, api_id: str) -> None:
+    if api_id in (_SYSTEM_ID, services.settings.issuer + "api/v2/"):
+        raise ManagementError(403, "The system API cannot be changed", "operation_not_supported")
+
+
+@get(
+    "/resource-servers",
+    responses=ERROR_RESPONSES,
+    opt={"scope": "read:resource_servers"},
+    summary="List resource servers",
+)
+async def list_resource_servers(
+    services: NamedDependency[Services],
+    db: NamedDependency[AsyncSession],
+    page: Page = 0,
+    per_page: PerPage = DEFAULT_PER_PAGE,
+    include_totals: FromQuery[bool] = False,
+) -> list[ResourceServerOut] | dict[str, Any]:
+    """The APIs, the Management API first, a page at a time."""
+    found = [_system_api(services), *(_resource_server(row) for row in await config_admin(services, db).apis())]
+    return one_page("resource_servers", found, page, per_page, include_totals)
+
+
+@post(
+    "/resource-servers",
+    responses=ERROR_RESPONSES,
+    opt={"scope": "create:resource_servers"},
+    status_code=201,
+    summary="Create an API",
+)
+async def create_resource_server(
+    services: NamedDependency[Services], db: NamedDependency[AsyncSession], data: JSONBody[ResourceServerCreate]
+) -> ResourceServerOut:
+    """A new API (audience)."""
+    return _resource_server(await config_admin(services, db).create_api(_api_entry(data)))
+
+
+@get(
+    "/resource-servers/{api_id:path}",
+    responses=ERROR_RESPONSES,
+    opt={"scope": "read:resource_servers"},
+    summary="Get an API",
+)
+async def get_resource_server(
+    services: NamedDependency[Services], db: NamedDependency[AsyncSession], api_id: FromPath[str]
+) -> ResourceServerOut:
+    """One API, by id or identifier."""
+    api_id = _api_id(api_id)
+    if api_id in (_SYSTEM_ID, services.settings.issuer + "api/v2/"):
+        return _system_api(services)
+    return _resource_server(await config_admin(services, db).api(api_id))
+
+
+@patch(
+    "/resource-servers/{api_id:path}",
+    responses=ERROR_RESPONSES,
+    opt={"scope": "update:resource_servers"},
+    summary="Update an API",
+)
+async def update_resource_server(
+    services: NamedDependency[Services],
+    db: NamedDependency[AsyncSession],
+    api_id: FromPath[str],
+    data: JSONBody[ResourceServerPatch],
+) -> ResourceServerOut:
+    """Change an API's name, scopes, algorithm, lifetime or offline access."""
+    api_id = _api_id(api_id)
+    _not_system(services, api_id)
+    changes = _api_entry(data)
+    if not changes:
+        raise bad_request("Payload validation error: 'the body changes nothing'.")
+    return _resource_server(await config_admin(services, db).update_api(api_id, changes))
+
+
+@delete(
+    "/resource-servers/{api_id:path}",
+    responses=ERROR_RESPONSES,
+    opt={"scope": "delete:resource_servers"},
+    status_code=204,
+    summary="Delete one",
+)
+async def delete_resource_server(
+    services: NamedDependency[Services], db: NamedDependency[AsyncSession], api_id: FromPath[str]
+) -> None:
+    """Delete an API and the client grants for it."""
+    api_id = _api_id(api_id)
+    _not_system(services, api_id)
+    await config_admin(services, db).delete_api(api_id)
+
+
+RESOURCE_SERVER_HANDLERS = [
+    list_resource_servers,
+    create_resource_server,
+    get_resource_server,
+    update_resource_server,
+    delete_resource_server,
+]
