@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.management.base import From, config_admin
 from identity.management.errors import ERROR_RESPONSES, bad_request
+from identity.management.fields import check_client, client_fields
 from identity.management.paging import DEFAULT_PER_PAGE, Page, PerPage, Take, checkpoint, one_page
 from identity.oauth2.interfaces import RefreshTokenPolicy
 from identity.tenant_admin import Created
@@ -22,7 +23,11 @@ __all__ = ["CLIENT_HANDLERS"]
 
 
 class ClientOut(Struct, omit_defaults=True):
-    """An application. ``client_secret`` appears only when it was just generated (create, rotate-secret)."""
+    """An application. ``client_secret`` appears only when it was just generated (create, rotate-secret).
+
+    ``app_type``, ``is_first_party``, ``oidc_conformant``, ``callbacks`` and ``jwt_configuration`` say what the
+    client is here (`identity.management.fields.client_fields`); they are derived, not stored.
+    """
 
     client_id: str
     name: str
@@ -30,14 +35,20 @@ class ClientOut(Struct, omit_defaults=True):
     grant_types: list[str]
     client_metadata: dict[str, str]
     refresh_token: dict[str, Any]
-    is_token_endpoint_ip_header_trusted: bool = False
-    is_first_party: bool = True
-    oidc_conformant: bool = True
+    is_token_endpoint_ip_header_trusted: bool
+    app_type: str
+    is_first_party: bool
+    oidc_conformant: bool
+    callbacks: list[str]
+    jwt_configuration: dict[str, Any]
     client_secret: str | None = None
 
 
 class ClientCreate(Struct, forbid_unknown_fields=True):
-    """``POST /clients``; a confidential client gets a generated secret, returned once."""
+    """``POST /clients``; a confidential client gets a generated secret, returned once.
+
+    The descriptive members (``app_type`` ... ``jwt_configuration``) are accepted only as they are in force.
+    """
 
     name: str
     token_endpoint_auth_method: str = "client_secret_post"
@@ -45,10 +56,15 @@ class ClientCreate(Struct, forbid_unknown_fields=True):
     client_metadata: dict[str, str] = {}
     refresh_token: dict[str, Any] = {}
     is_token_endpoint_ip_header_trusted: bool = False
+    app_type: str | UnsetType = UNSET
+    is_first_party: bool | UnsetType = UNSET
+    oidc_conformant: bool | UnsetType = UNSET
+    callbacks: list[str] | UnsetType = UNSET
+    jwt_configuration: dict[str, Any] | UnsetType = UNSET
 
 
 class ClientPatch(Struct, forbid_unknown_fields=True):
-    """``PATCH /clients/{id}``."""
+    """``PATCH /clients/{id}`` (the descriptive members only as they are in force)."""
 
     name: str | UnsetType = UNSET
     token_endpoint_auth_method: str | UnsetType = UNSET
@@ -56,9 +72,17 @@ class ClientPatch(Struct, forbid_unknown_fields=True):
     client_metadata: dict[str, str] | UnsetType = UNSET
     refresh_token: dict[str, Any] | UnsetType = UNSET
     is_token_endpoint_ip_header_trusted: bool | UnsetType = UNSET
+    app_type: str | UnsetType = UNSET
+    is_first_party: bool | UnsetType = UNSET
+    oidc_conformant: bool | UnsetType = UNSET
+    callbacks: list[str] | UnsetType = UNSET
+    jwt_configuration: dict[str, Any] | UnsetType = UNSET
 
 
-def _client_out(entry: dict[str, Any], secret: str | None = None) -> ClientOut:
+_DESCRIPTIVE = ("app_type", "is_first_party", "oidc_conformant", "callbacks", "jwt_configuration")
+
+
+def _client_out(services: Services, entry: dict[str, Any], secret: str | None = None) -> ClientOut:
     return ClientOut(
         client_id=entry["client_id"],
         name=entry["name"],
@@ -69,6 +93,7 @@ def _client_out(entry: dict[str, Any], secret: str | None = None) -> ClientOut:
         refresh_token=asdict(RefreshTokenPolicy(**entry.get("refresh_token", {}))),
         is_token_endpoint_ip_header_trusted=bool(entry.get("is_token_endpoint_ip_header_trusted", False)),
         client_secret=secret,
+        **client_fields(entry, id_token_lifetime=services.settings.id_token_lifetime),
     )
 
 
@@ -77,12 +102,19 @@ def _client_entry(data: ClientCreate | ClientPatch) -> dict[str, Any]:
     return {
         names.get(field, field): getattr(data, field)
         for field in type(data).__struct_fields__
-        if getattr(data, field) is not UNSET
+        if getattr(data, field) is not UNSET and field not in _DESCRIPTIVE
     }
 
 
-def _created(created: Created) -> ClientOut:
-    return _client_out(created.entry, created.client_secret)
+def _check_descriptive(services: Services, data: ClientCreate | ClientPatch, auth_method: str) -> bool:
+    """Refuse descriptive members not in force; whether any was sent."""
+    sent = {field: getattr(data, field) for field in _DESCRIPTIVE if getattr(data, field) is not UNSET}
+    check_client(sent, auth_method, id_token_lifetime=services.settings.id_token_lifetime)
+    return bool(sent)
+
+
+def _created(services: Services, created: Created) -> ClientOut:
+    return _client_out(services, created.entry, created.client_secret)
 
 
 @get("/clients", responses=ERROR_RESPONSES, opt={"scope": "read:clients"}, summary="List clients")
@@ -94,7 +126,7 @@ async def list_clients(
     include_totals: FromQuery[bool] = False,
 ) -> list[ClientOut] | dict[str, Any]:
     """The clients, oldest first, a page at a time (no secrets)."""
-    found = [_client_out(entry) for entry in await config_admin(services, db).clients()]
+    found = [_client_out(services, entry) for entry in await config_admin(services, db).clients()]
     return one_page("clients", found, page, per_page, include_totals)
 
 
@@ -105,7 +137,8 @@ async def create_client(
     services: NamedDependency[Services], db: NamedDependency[AsyncSession], data: JSONBody[ClientCreate]
 ) -> ClientOut:
     """A new client; the response is the only place its secret ever appears."""
-    return _created(await config_admin(services, db).create_client(_client_entry(data)))
+    _check_descriptive(services, data, data.token_endpoint_auth_method)
+    return _created(services, await config_admin(services, db).create_client(_client_entry(data)))
 
 
 @get("/clients/{client_id:str}", responses=ERROR_RESPONSES, opt={"scope": "read:clients"}, summary="Get a client")
@@ -113,7 +146,7 @@ async def get_client(
     services: NamedDependency[Services], db: NamedDependency[AsyncSession], client_id: FromPath[str]
 ) -> ClientOut:
     """One client (no secret)."""
-    return _client_out(await config_admin(services, db).client(client_id))
+    return _client_out(services, await config_admin(services, db).client(client_id))
 
 
 @patch(
@@ -126,10 +159,16 @@ async def update_client(
     data: JSONBody[ClientPatch],
 ) -> ClientOut:
     """Change name, grant types (removing one disables it at once), metadata or refresh-token policy."""
+    admin = config_admin(services, db)
+    current = await admin.client(client_id)
+    auth_method = current["token_endpoint_auth_method"]
+    if data.token_endpoint_auth_method is not UNSET:
+        auth_method = data.token_endpoint_auth_method
+    described = _check_descriptive(services, data, auth_method)
     changes = _client_entry(data)
-    if not changes:
+    if not changes and not described:
         raise bad_request("Payload validation error: 'the body changes nothing'.")
-    return _client_out(await config_admin(services, db).update_client(client_id, changes))
+    return _client_out(services, await admin.update_client(client_id, changes) if changes else current)
 
 
 @post(
@@ -143,7 +182,7 @@ async def rotate_client_secret(
     services: NamedDependency[Services], db: NamedDependency[AsyncSession], client_id: FromPath[str]
 ) -> ClientOut:
     """A new secret, returned once; the old one stops working on every instance at once."""
-    return _created(await config_admin(services, db).rotate_secret(client_id))
+    return _created(services, await config_admin(services, db).rotate_secret(client_id))
 
 
 @delete(

@@ -12,7 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.management.base import From, config_admin
 from identity.management.errors import ERROR_RESPONSES
+from identity.management.fields import check_connection, connection_options
 from identity.management.paging import DEFAULT_PER_PAGE, Page, PerPage, Take, checkpoint, one_page
+from identity.tenant_admin import TenantAdmin
 from identity.web.deps import Services
 
 __all__ = ["CONNECTION_HANDLERS"]
@@ -26,20 +28,34 @@ class ConnectionOut(Struct):
     strategy: str
     enabled_clients: list[str]
     realms: list[str]
+    options: dict[str, Any]
+    """What holds for every connection (`identity.management.fields.connection_options`)."""
 
 
 class ConnectionCreate(Struct, forbid_unknown_fields=True):
-    """``POST /connections``."""
+    """``POST /connections``; ``options`` and ``realms`` only as they are in force (`identity.management.fields`)."""
 
     name: str
     strategy: str = "auth0"
     enabled_clients: list[str] = []
+    options: dict[str, Any] | UnsetType = UNSET
+    realms: list[str] | UnsetType = UNSET
 
 
 class ConnectionPatch(Struct, forbid_unknown_fields=True):
-    """``PATCH /connections/{id}``: the clients it is enabled for."""
+    """``PATCH /connections/{id}``: the clients it is enabled for (``options``, ``realms`` as in force)."""
 
     enabled_clients: list[str] | UnsetType = UNSET
+    options: dict[str, Any] | UnsetType = UNSET
+    realms: list[str] | UnsetType = UNSET
+
+
+async def _brute_force_enabled(admin: TenantAdmin) -> bool:
+    return bool((await admin.settings())["brute_force_enabled"])
+
+
+def _out(entry: dict[str, Any], brute_force_enabled: bool) -> ConnectionOut:
+    return ConnectionOut(**entry, options=connection_options(brute_force_enabled=brute_force_enabled))
 
 
 @get("/connections", responses=ERROR_RESPONSES, opt={"scope": "read:connections"}, summary="List connections")
@@ -55,7 +71,9 @@ async def list_connections(
     strategy: FromQuery[str | None] = None,
 ) -> list[ConnectionOut] | dict[str, Any]:
     """The connections (optionally by name or strategy), by page or after a checkpoint (``from``, ``take``)."""
-    found = [ConnectionOut(**entry) for entry in await config_admin(services, db).connections()]
+    admin = config_admin(services, db)
+    protected = await _brute_force_enabled(admin)
+    found = [_out(entry, protected) for entry in await admin.connections()]
     found = [c for c in found if (name is None or c.name == name) and (strategy is None or c.strategy == strategy)]
     if from_ is not None or take is not None:
         return checkpoint("connections", found, from_, take, lambda connection: connection.id)
@@ -73,8 +91,11 @@ async def create_connection(
     services: NamedDependency[Services], db: NamedDependency[AsyncSession], data: JSONBody[ConnectionCreate]
 ) -> ConnectionOut:
     """A new database connection."""
+    admin = config_admin(services, db)
+    protected = await _brute_force_enabled(admin)
+    check_connection(data.name, data.options, data.realms, brute_force_enabled=protected)
     entry = {"name": data.name, "strategy": data.strategy}
-    return ConnectionOut(**await config_admin(services, db).create_connection(entry, data.enabled_clients))
+    return _out(await admin.create_connection(entry, data.enabled_clients), protected)
 
 
 @get(
@@ -87,7 +108,8 @@ async def get_connection(
     services: NamedDependency[Services], db: NamedDependency[AsyncSession], connection_id: FromPath[str]
 ) -> ConnectionOut:
     """One connection."""
-    return ConnectionOut(**await config_admin(services, db).connection(connection_id))
+    admin = config_admin(services, db)
+    return _out(await admin.connection(connection_id), await _brute_force_enabled(admin))
 
 
 @patch(
@@ -103,8 +125,12 @@ async def update_connection(
     data: JSONBody[ConnectionPatch],
 ) -> ConnectionOut:
     """Change the clients a connection is enabled for."""
+    admin = config_admin(services, db)
+    protected = await _brute_force_enabled(admin)
+    current = await admin.connection(connection_id)
+    check_connection(current["name"], data.options, data.realms, brute_force_enabled=protected)
     enabled = None if data.enabled_clients is UNSET else data.enabled_clients
-    return ConnectionOut(**await config_admin(services, db).update_connection(connection_id, enabled))
+    return _out(await admin.update_connection(connection_id, enabled), protected)
 
 
 class EnabledClient(Struct):

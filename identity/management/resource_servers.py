@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.management.base import config_admin
 from identity.management.errors import ERROR_RESPONSES, ManagementError, bad_request
+from identity.management.fields import check_resource_server, resource_server_fields
 from identity.management.paging import DEFAULT_PER_PAGE, Page, PerPage, one_page
 from identity.store.models import ApiRow
 from identity.store.tenant import MANAGEMENT_API_SCOPES
@@ -28,7 +29,7 @@ class Scope(Struct):
 
 
 class ResourceServerOut(Struct):
-    """A resource server (API)."""
+    """A resource server (API); the last four members say what holds for every API here (not stored)."""
 
     id: str
     identifier: str
@@ -37,11 +38,15 @@ class ResourceServerOut(Struct):
     signing_alg: str
     token_lifetime: int
     allow_offline_access: bool
+    token_lifetime_for_web: int
+    token_dialect: str
+    enforce_policies: bool
+    skip_consent_for_verifiable_first_party_clients: bool
     is_system: bool = False
 
 
 class ResourceServerCreate(Struct, forbid_unknown_fields=True):
-    """``POST /resource-servers``."""
+    """``POST /resource-servers``; the members after ``allow_offline_access`` only as they are in force."""
 
     identifier: str
     name: str | None = None
@@ -49,6 +54,11 @@ class ResourceServerCreate(Struct, forbid_unknown_fields=True):
     signing_alg: str = "RS256"
     token_lifetime: int = 86_400
     allow_offline_access: bool = False
+    token_lifetime_for_web: int | UnsetType = UNSET
+    token_dialect: str | UnsetType = UNSET
+    enforce_policies: bool | UnsetType = UNSET
+    skip_consent_for_verifiable_first_party_clients: bool | UnsetType = UNSET
+    signing_secret: str | UnsetType = UNSET
 
 
 class ResourceServerPatch(Struct, forbid_unknown_fields=True):
@@ -59,9 +69,21 @@ class ResourceServerPatch(Struct, forbid_unknown_fields=True):
     signing_alg: str | UnsetType = UNSET
     token_lifetime: int | UnsetType = UNSET
     allow_offline_access: bool | UnsetType = UNSET
+    token_lifetime_for_web: int | UnsetType = UNSET
+    token_dialect: str | UnsetType = UNSET
+    enforce_policies: bool | UnsetType = UNSET
+    skip_consent_for_verifiable_first_party_clients: bool | UnsetType = UNSET
+    signing_secret: str | UnsetType = UNSET
 
 
 _SYSTEM_ID = "management-api"
+_DESCRIPTIVE = (
+    "token_lifetime_for_web",
+    "token_dialect",
+    "enforce_policies",
+    "skip_consent_for_verifiable_first_party_clients",
+    "signing_secret",
+)
 
 
 def _resource_server(row: ApiRow) -> ResourceServerOut:
@@ -73,6 +95,7 @@ def _resource_server(row: ApiRow) -> ResourceServerOut:
         signing_alg=row.signing_alg,
         token_lifetime=row.token_lifetime,
         allow_offline_access=row.allow_offline_access,
+        **resource_server_fields(row.token_lifetime),
     )
 
 
@@ -86,16 +109,28 @@ def _system_api(services: Services) -> ResourceServerOut:
         token_lifetime=86_400,
         allow_offline_access=False,
         is_system=True,
+        **resource_server_fields(86_400),
     )
 
 
 def _api_entry(data: ResourceServerCreate | ResourceServerPatch) -> dict[str, Any]:
-    entry = {field: getattr(data, field) for field in type(data).__struct_fields__ if getattr(data, field) is not UNSET}
+    entry = {
+        field: getattr(data, field)
+        for field in type(data).__struct_fields__
+        if getattr(data, field) is not UNSET and field not in _DESCRIPTIVE
+    }
     if "scopes" in entry:
         entry["scopes"] = [scope.value for scope in entry["scopes"]]
     if entry.get("name", UNSET) is None:
         del entry["name"]
     return entry
+
+
+def _check_descriptive(data: ResourceServerCreate | ResourceServerPatch, token_lifetime: int) -> bool:
+    """Refuse members not in force (`identity.management.fields`); whether any was sent."""
+    sent = {field: getattr(data, field) for field in _DESCRIPTIVE if getattr(data, field) is not UNSET}
+    check_resource_server(sent, token_lifetime)
+    return bool(sent)
 
 
 def _api_id(api_id: str) -> str:
@@ -141,6 +176,7 @@ async def create_resource_server(
     services: NamedDependency[Services], db: NamedDependency[AsyncSession], data: JSONBody[ResourceServerCreate]
 ) -> ResourceServerOut:
     """A new API (audience)."""
+    _check_descriptive(data, data.token_lifetime)
     return _resource_server(await config_admin(services, db).create_api(_api_entry(data)))
 
 
@@ -175,10 +211,14 @@ async def update_resource_server(
     """Change an API's name, scopes, algorithm, lifetime or offline access."""
     api_id = _api_id(api_id)
     _not_system(services, api_id)
+    admin = config_admin(services, db)
+    current = await admin.api(api_id)
+    lifetime = current.token_lifetime if data.token_lifetime is UNSET else data.token_lifetime
+    described = _check_descriptive(data, lifetime)
     changes = _api_entry(data)
-    if not changes:
+    if not changes and not described:
         raise bad_request("Payload validation error: 'the body changes nothing'.")
-    return _resource_server(await config_admin(services, db).update_api(api_id, changes))
+    return _resource_server(await admin.update_api(api_id, changes) if changes else current)
 
 
 @delete(

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from litestar import Request, delete, get, patch, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
-from msgspec import UNSET, Struct, UnsetType
+from msgspec import UNSET, Meta, Struct, UnsetType
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.accounts.factors import NotEnrolled
@@ -17,6 +17,7 @@ from identity.accounts.users import UserService
 from identity.management import operations
 from identity.management.audit import recorder
 from identity.management.errors import ERROR_RESPONSES, ManagementError, bad_request, not_found
+from identity.management.fields import check_user
 from identity.management.paging import DEFAULT_PER_PAGE, Page, PerPage, one_page
 from identity.store import users as user_queries
 from identity.store.models import UserRow
@@ -44,6 +45,8 @@ class UserOut(Struct):
     email_verified: bool
     username: str | None
     name: str | None
+    given_name: str | None
+    family_name: str | None
     nickname: str | None
     picture: str | None
     blocked: bool
@@ -68,7 +71,10 @@ class UserPage(Struct):
 
 
 class UserCreate(Struct, forbid_unknown_fields=True):
-    """``POST /users``: ``connection`` and ``password`` are required, and an ``email`` or a ``username``."""
+    """``POST /users``: ``connection`` and ``password`` are required, and an ``email`` or a ``username``.
+
+    ``phone_number`` and ``phone_verified`` belong to SMS connections: refused unless empty (`fields.check_user`).
+    """
 
     connection: str
     password: str | None = None
@@ -80,10 +86,14 @@ class UserCreate(Struct, forbid_unknown_fields=True):
     """Accepted for compatibility; identity sends no email."""
     blocked: bool = False
     name: str | None = None
+    given_name: Annotated[str, Meta(min_length=1, max_length=150)] | None = None
+    family_name: Annotated[str, Meta(min_length=1, max_length=150)] | None = None
     nickname: str | None = None
     picture: str | None = None
     app_metadata: dict[str, Any] = {}
     user_metadata: dict[str, Any] = {}
+    phone_number: str | UnsetType | None = UNSET
+    phone_verified: bool | UnsetType = UNSET
 
 
 class UserPatch(Struct, forbid_unknown_fields=True):
@@ -98,10 +108,14 @@ class UserPatch(Struct, forbid_unknown_fields=True):
     email_verified: bool | UnsetType = UNSET
     verify_email: bool | UnsetType = UNSET
     name: str | UnsetType | None = UNSET
+    given_name: Annotated[str, Meta(min_length=1, max_length=150)] | UnsetType | None = UNSET
+    family_name: Annotated[str, Meta(min_length=1, max_length=150)] | UnsetType | None = UNSET
     nickname: str | UnsetType | None = UNSET
     picture: str | UnsetType | None = UNSET
     app_metadata: dict[str, Any] | UnsetType | None = UNSET
     user_metadata: dict[str, Any] | UnsetType | None = UNSET
+    phone_number: str | UnsetType | None = UNSET
+    phone_verified: bool | UnsetType = UNSET
 
 
 class AuthenticationMethod(Struct):
@@ -129,6 +143,10 @@ class RecoveryCode(Struct):
     recovery_code: str
 
 
+_NOT_STORED = ("connection", "verify_email", "phone_number", "phone_verified")
+"""Members of a PATCH body that name no stored change (``phone_*`` only as in force: none)."""
+
+
 def user_out(row: UserRow, connection: str, *, multifactor: list[str] | None = None) -> UserOut:
     """The Management API's view of a user row."""
     return UserOut(
@@ -137,6 +155,8 @@ def user_out(row: UserRow, connection: str, *, multifactor: list[str] | None = N
         email_verified=row.email_verified,
         username=row.username,
         name=row.name,
+        given_name=row.given_name,
+        family_name=row.family_name,
         nickname=row.nickname,
         picture=row.picture,
         blocked=row.blocked,
@@ -263,6 +283,7 @@ async def create_user(
     """A new user in a database connection."""
     if data.password is None:
         raise bad_request("Payload validation error: 'Missing required property: password' on property password.")
+    check_user({"phone_number": data.phone_number, "phone_verified": data.phone_verified})
     row, connection = await UserService(db, services.hasher).create(
         data.connection,
         password=data.password,
@@ -271,6 +292,8 @@ async def create_user(
         email_verified=data.email_verified,
         blocked=data.blocked,
         name=data.name,
+        given_name=data.given_name,
+        family_name=data.family_name,
         nickname=data.nickname,
         picture=data.picture,
         user_id=data.user_id,
@@ -298,12 +321,14 @@ async def update_user(
     data: JSONBody[UserPatch],
 ) -> UserOut:
     """Block, change the password, email, profile or metadata. A new password or a block ends the user's sessions."""
+    check_user({"phone_number": data.phone_number, "phone_verified": data.phone_verified})
     changes = {
         name: getattr(data, name)
         for name in UserPatch.__struct_fields__
-        if getattr(data, name) is not UNSET and name not in ("connection", "verify_email")
+        if getattr(data, name) is not UNSET and name not in _NOT_STORED
     }
-    if not changes:
+    in_force_only = data.phone_number is not UNSET or data.phone_verified is not UNSET
+    if not changes and not in_force_only:
         raise bad_request("Payload validation error: 'the body changes nothing'.")
     service = UserService(db, services.hasher)
     row, connection = await service.get(user_id)
@@ -311,7 +336,8 @@ async def update_user(
         raise bad_request("Payload validation error: 'connection is not the user's connection' on property connection.")
     if "email" in changes and changes["email"] is None:
         raise bad_request("Payload validation error: 'email cannot be null' on property email.")
-    row, connection = await service.update(user_id, changes)
+    if changes:
+        row, connection = await service.update(user_id, changes)
     return user_out(row, connection)
 
 
