@@ -34,9 +34,7 @@ from identity.store.rules import all_rules
 from identity.store.tenant import tenant_row
 from identity.tenant_file import (
     ISSUER_KEYWORD,
-    TENANT_KEYS,
     ApplyReport,
-    TenantFileError,
     api_scopes,
     apply_api,
     apply_client,
@@ -45,11 +43,16 @@ from identity.tenant_file import (
     check_references,
     is_management_audience,
     new_client_grant_id,
-    validate_api,
-    validate_client,
-    validate_client_grant,
-    validate_connection,
-    validate_settings,
+)
+from identity.tenant_schema import (
+    TENANT_KEYS,
+    ApiTable,
+    ClientGrantTable,
+    ClientTable,
+    ConnectionTable,
+    TenantFileError,
+    TenantTable,
+    check,
 )
 
 __all__ = [
@@ -104,7 +107,7 @@ class TenantAdmin:
     async def update_settings(self, changes: Mapping[str, Any]) -> dict[str, Any]:
         """Change some settings (``None`` or ``""`` clears default_directory/default_audience)."""
         merged = {**(await self.settings()), **changes}
-        validate_settings("tenant settings", {key: value for key, value in merged.items() if value is not None})
+        check("tenant settings", {key: value for key, value in merged.items() if value is not None}, TenantTable)
         await apply_settings(self.session, {key: "" if value is None else value for key, value in changes.items()})
         await check_references(self.session, {"tenant": {key: value for key, value in changes.items() if value}})
         await self._commit()
@@ -128,7 +131,7 @@ class TenantAdmin:
 
     async def create_connection(self, entry: Mapping[str, Any], enabled_clients: Sequence[str]) -> dict[str, Any]:
         """A new connection (its name must be free)."""
-        validate_connection("connection", entry)
+        check("connection", entry, ConnectionTable)
         found = await self.session.execute(select(ConnectionRow.id).where(col(ConnectionRow.name) == entry["name"]))
         if found.first() is not None:
             raise ConfigConflict(f"A connection with the same name already exists: {entry['name']}")
@@ -221,7 +224,7 @@ class TenantAdmin:
 
     async def create_api(self, entry: Mapping[str, Any]) -> ApiRow:
         """A new API; its identifier must be free and not a built-in API's."""
-        validate_api("resource server", entry)
+        check("resource server", entry, ApiTable)
         identifier = entry["identifier"]
         if is_management_audience(identifier, self.issuer) or identifier == self.issuer + "mfa/":
             raise ConfigConflict("The identifier is a system API's")
@@ -238,7 +241,7 @@ class TenantAdmin:
         entry = {**api_entry(row), **changes}
         if entry["identifier"] != row.identifier:
             raise TenantFileError("identifier: the identifier of a resource server cannot change")
-        validate_api("resource server", entry)
+        check("resource server", entry, ApiTable)
         await apply_api(self.session, entry, ApplyReport())
         await self._commit()
         return await self.api(row.identifier)
@@ -271,7 +274,7 @@ class TenantAdmin:
     async def create_client(self, entry: Mapping[str, Any]) -> Created:
         """A new client with a generated id; a confidential one gets a generated secret, returned once."""
         entry = {"client_id": secrets.token_hex(16), **entry}
-        validate_client("client", entry)
+        check("client", entry, ClientTable)
         report = ApplyReport()
         await apply_client(self.session, entry, report)
         await self._commit()
@@ -286,7 +289,7 @@ class TenantAdmin:
         entry = {**current, **changes}
         if entry["token_endpoint_auth_method"] != "none" and row.secret_hash is None:
             raise ConfigConflict("A public client cannot become confidential: create a new client")
-        validate_client("client", entry)
+        check("client", entry, ClientTable)
         await apply_client(self.session, entry, ApplyReport())
         await self._commit()
         return await self.client(client_id)
@@ -344,7 +347,7 @@ class TenantAdmin:
 
     async def create_client_grant(self, entry: Mapping[str, Any]) -> dict[str, Any]:
         """A new grant; one per client and audience, scopes the API has."""
-        validate_client_grant("client grant", entry)
+        check("client grant", entry, ClientGrantTable)
         client = await self._client_row(entry["client_id"])
         await self._check_grant_scopes(entry["audience"], entry["scope"])
         query = select(ClientGrantRow.id).where(
@@ -365,7 +368,7 @@ class TenantAdmin:
     async def update_client_grant(self, grant_id: str, scope: Sequence[str]) -> dict[str, Any]:
         """Replace a grant's scopes."""
         row, owner = await self._grant_row(grant_id)
-        validate_client_grant("client grant", {"client_id": owner, "audience": row.audience, "scope": list(scope)})
+        check("client grant", {"client_id": owner, "audience": row.audience, "scope": list(scope)}, ClientGrantTable)
         await self._check_grant_scopes(row.audience, scope)
         row.scopes = list(dict.fromkeys(scope))
         self.session.add(row)
