@@ -1,9 +1,9 @@
 """Reading and changing the tenant's configuration one object at a time (Management API, ``identity tenant export``).
 
-Every change goes through the tenant file's checks and appliers (`identity.tenant_file`): an object the API creates
-is validated by the same rules as one written in a tenant file, and the export is in the file's shape, so
-``identity tenant apply`` of an export recreates the tenant (secrets and users aside). Nothing is written unless
-every check passed; each change is one transaction.
+Every change goes through the tenant file's checks (`identity.tenant_schema`) and appliers (`identity.tenant_file`):
+an object the API creates is validated by the same rules as one written in a tenant file, and the export is in the
+file's shape, so ``identity tenant apply`` of an export recreates the tenant (secrets and users aside). Nothing is
+written unless every check passed; each change is one transaction.
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ from sqlalchemy import delete, func
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from identity.crypto import sha256_hex
-from identity.store.config import bump_config_version
+from identity.store import tenant_writes as writes
 from identity.store.models import (
     ApiRow,
     ClientConnectionRow,
@@ -31,18 +30,15 @@ from identity.store.models import (
     row_id,
 )
 from identity.store.rules import all_rules
-from identity.store.tenant import tenant_row
+from identity.store.tenant import api_scopes, is_management_audience, tenant_row
 from identity.tenant_file import (
     ISSUER_KEYWORD,
     ApplyReport,
-    api_scopes,
     apply_api,
     apply_client,
     apply_connection,
     apply_settings,
     check_references,
-    is_management_audience,
-    new_client_grant_id,
 )
 from identity.tenant_schema import (
     TENANT_KEYS,
@@ -93,8 +89,7 @@ class TenantAdmin:
 
     async def _commit(self) -> None:
         """Commit a configuration change and tell every instance's cache (`identity.store.config`)."""
-        await bump_config_version(self.session)
-        await self.session.commit()
+        await writes.commit_change(self.session)
 
     # --- settings -------------------------------------------------------------------------------------------
 
@@ -136,7 +131,6 @@ class TenantAdmin:
         if found.first() is not None:
             raise ConfigConflict(f"A connection with the same name already exists: {entry['name']}")
         row = await apply_connection(self.session, entry, ApplyReport())
-        await self.session.flush()
         await self._set_enabled_clients(row, enabled_clients)
         await self._commit()
         return await self.connection(_connection_id(row))
@@ -299,8 +293,7 @@ class TenantAdmin:
         row = await self._client_row(client_id)
         if row.token_endpoint_auth_method == "none":
             raise ConfigConflict("A public client has no secret")
-        secret = secrets.token_urlsafe(48)
-        row.secret_hash = sha256_hex(secret)
+        secret = writes.new_client_secret(row)
         self.session.add(row)
         await self._commit()
         return Created(await self.client(client_id), secret)
@@ -350,18 +343,9 @@ class TenantAdmin:
         check("client grant", entry, ClientGrantTable)
         client = await self._client_row(entry["client_id"])
         await self._check_grant_scopes(entry["audience"], entry["scope"])
-        query = select(ClientGrantRow.id).where(
-            col(ClientGrantRow.client_pk) == client.id, col(ClientGrantRow.audience) == entry["audience"]
-        )
-        if (await self.session.execute(query)).first() is not None:
+        if await writes.client_grant_row(self.session, client, entry["audience"]) is not None:
             raise ConfigConflict("A client grant for that client and audience already exists")
-        row = ClientGrantRow(
-            public_id=new_client_grant_id(),
-            client_pk=row_id(client),
-            audience=entry["audience"],
-            scopes=list(dict.fromkeys(entry["scope"])),
-        )
-        self.session.add(row)
+        row = writes.add_client_grant(self.session, client, entry["audience"], list(dict.fromkeys(entry["scope"])))
         await self._commit()
         return _grant_entry(row, client.client_id)
 
