@@ -16,11 +16,12 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from msgspec import UNSET, Struct, UnsetType
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from identity import tenant_defaults as defaults
 from identity.accounts.attack import suspicious_ip_settings
 from identity.management.errors import ERROR_RESPONSES, ManagementError, bad_request
 from identity.oauth2.interfaces import RefreshTokenPolicy
 from identity.store.models import ApiRow, RuleRow
-from identity.store.tenant import MANAGEMENT_API_SCOPES
+from identity.store.tenant import management_api
 from identity.tenant_admin import Created, TenantAdmin
 from identity.web.deps import Services
 
@@ -65,7 +66,7 @@ class ConnectionCreate(Struct, forbid_unknown_fields=True):
     """``POST /connections``."""
 
     name: str
-    strategy: str = "auth0"
+    strategy: str = defaults.CONNECTION_STRATEGY
     enabled_clients: list[str] = []
 
 
@@ -219,7 +220,7 @@ class ClientOut(Struct, omit_defaults=True):
     grant_types: list[str]
     client_metadata: dict[str, str]
     refresh_token: dict[str, Any]
-    is_token_endpoint_ip_header_trusted: bool = False
+    is_token_endpoint_ip_header_trusted: bool = defaults.CLIENT_IP_HEADER_TRUSTED
     is_first_party: bool = True
     oidc_conformant: bool = True
     client_secret: str | None = None
@@ -229,11 +230,11 @@ class ClientCreate(Struct, forbid_unknown_fields=True):
     """``POST /clients``; a confidential client gets a generated secret, returned once."""
 
     name: str
-    token_endpoint_auth_method: str = "client_secret_post"
+    token_endpoint_auth_method: str = defaults.CLIENT_AUTH_METHOD
     grant_types: list[str] = []
     client_metadata: dict[str, str] = {}
     refresh_token: dict[str, Any] = {}
-    is_token_endpoint_ip_header_trusted: bool = False
+    is_token_endpoint_ip_header_trusted: bool = defaults.CLIENT_IP_HEADER_TRUSTED
 
 
 class ClientPatch(Struct, forbid_unknown_fields=True):
@@ -256,7 +257,7 @@ def _client_out(entry: dict[str, Any], secret: str | None = None) -> ClientOut:
         client_metadata=entry["metadata"],
         # The effective policy, defaults filled in (as Auth0 shows it).
         refresh_token=asdict(RefreshTokenPolicy(**entry.get("refresh_token", {}))),
-        is_token_endpoint_ip_header_trusted=bool(entry.get("is_token_endpoint_ip_header_trusted", False)),
+        is_token_endpoint_ip_header_trusted=bool(entry["is_token_endpoint_ip_header_trusted"]),
         client_secret=secret,
     )
 
@@ -467,9 +468,9 @@ class ResourceServerCreate(Struct, forbid_unknown_fields=True):
     identifier: str
     name: str | None = None
     scopes: list[Scope] = []
-    signing_alg: str = "RS256"
-    token_lifetime: int = 86_400
-    allow_offline_access: bool = False
+    signing_alg: str = defaults.API_SIGNING_ALG
+    token_lifetime: int = defaults.API_TOKEN_LIFETIME
+    allow_offline_access: bool = defaults.API_ALLOW_OFFLINE_ACCESS
 
 
 class ResourceServerPatch(Struct, forbid_unknown_fields=True):
@@ -498,14 +499,15 @@ def _resource_server(row: ApiRow) -> ResourceServerOut:
 
 
 def _system_api(services: Services) -> ResourceServerOut:
+    api = management_api(services.settings.issuer)
     return ResourceServerOut(
         id=_SYSTEM_ID,
-        identifier=services.settings.issuer + "api/v2/",
-        name="Management API",
-        scopes=[Scope(value=scope) for scope in MANAGEMENT_API_SCOPES],
-        signing_alg="RS256",
-        token_lifetime=86_400,
-        allow_offline_access=False,
+        identifier=api.identifier,
+        name=api.name,
+        scopes=[Scope(value=scope) for scope in api.scopes],
+        signing_alg=api.signing_alg,
+        token_lifetime=api.token_lifetime,
+        allow_offline_access=api.allow_offline_access,
         is_system=True,
     )
 
@@ -804,9 +806,9 @@ class BreachedPasswordPatch(Struct, forbid_unknown_fields=True):
 def _breached(settings: dict[str, Any]) -> BreachedPasswordDetection:
     stored = settings["breached_password_detection"] or {}
     return BreachedPasswordDetection(
-        enabled=bool(stored.get("enabled", False)),
-        shields=list(stored.get("shields", ["block"])),
-        method=str(stored.get("method", "standard")),
+        enabled=bool(stored.get("enabled", defaults.BREACHED_PASSWORD_ENABLED)),
+        shields=list(stored.get("shields", defaults.BREACHED_PASSWORD_SHIELDS)),
+        method=str(stored.get("method", defaults.BREACHED_PASSWORD_METHOD)),
     )
 
 
