@@ -11,6 +11,7 @@ from litestar.params import FromPath, FromQuery, JSONBody
 from msgspec import UNSET, Struct, UnsetType
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from identity import tenant_defaults as defaults
 from identity.management.base import From, config_admin
 from identity.management.errors import ERROR_RESPONSES, bad_request
 from identity.management.fields import check_client, client_fields
@@ -51,11 +52,11 @@ class ClientCreate(Struct, forbid_unknown_fields=True):
     """
 
     name: str
-    token_endpoint_auth_method: str = "client_secret_post"
+    token_endpoint_auth_method: str = defaults.CLIENT_AUTH_METHOD
     grant_types: list[str] = []
     client_metadata: dict[str, str] = {}
     refresh_token: dict[str, Any] = {}
-    is_token_endpoint_ip_header_trusted: bool = False
+    is_token_endpoint_ip_header_trusted: bool = defaults.CLIENT_IP_HEADER_TRUSTED
     app_type: str | UnsetType = UNSET
     is_first_party: bool | UnsetType = UNSET
     oidc_conformant: bool | UnsetType = UNSET
@@ -91,7 +92,7 @@ def _client_out(services: Services, entry: dict[str, Any], secret: str | None = 
         client_metadata=entry["metadata"],
         # The effective policy, defaults filled in (as Auth0 shows it).
         refresh_token=asdict(RefreshTokenPolicy(**entry.get("refresh_token", {}))),
-        is_token_endpoint_ip_header_trusted=bool(entry.get("is_token_endpoint_ip_header_trusted", False)),
+        is_token_endpoint_ip_header_trusted=bool(entry["is_token_endpoint_ip_header_trusted"]),
         client_secret=secret,
         **client_fields(entry, id_token_lifetime=services.settings.id_token_lifetime),
     )

@@ -10,6 +10,7 @@ from litestar.params import FromPath, FromQuery, JSONBody
 from msgspec import UNSET, Struct, UnsetType
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from identity import tenant_defaults as defaults
 from identity.management.base import From, config_admin
 from identity.management.errors import ERROR_RESPONSES
 from identity.management.fields import check_connection, connection_options
@@ -36,7 +37,7 @@ class ConnectionCreate(Struct, forbid_unknown_fields=True):
     """``POST /connections``; ``options`` and ``realms`` only as they are in force (`identity.management.fields`)."""
 
     name: str
-    strategy: str = "auth0"
+    strategy: str = defaults.CONNECTION_STRATEGY
     enabled_clients: list[str] = []
     options: dict[str, Any] | UnsetType = UNSET
     realms: list[str] | UnsetType = UNSET

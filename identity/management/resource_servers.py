@@ -10,12 +10,13 @@ from litestar.params import FromPath, FromQuery, JSONBody
 from msgspec import UNSET, Struct, UnsetType
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from identity import tenant_defaults as defaults
 from identity.management.base import config_admin
 from identity.management.errors import ERROR_RESPONSES, ManagementError, bad_request
 from identity.management.fields import check_resource_server, resource_server_fields
 from identity.management.paging import DEFAULT_PER_PAGE, Page, PerPage, one_page
 from identity.store.models import ApiRow
-from identity.store.tenant import MANAGEMENT_API_SCOPES
+from identity.store.tenant import management_api
 from identity.web.deps import Services
 
 __all__ = ["RESOURCE_SERVER_HANDLERS"]
@@ -51,9 +52,9 @@ class ResourceServerCreate(Struct, forbid_unknown_fields=True):
     identifier: str
     name: str | None = None
     scopes: list[Scope] = []
-    signing_alg: str = "RS256"
-    token_lifetime: int = 86_400
-    allow_offline_access: bool = False
+    signing_alg: str = defaults.API_SIGNING_ALG
+    token_lifetime: int = defaults.API_TOKEN_LIFETIME
+    allow_offline_access: bool = defaults.API_ALLOW_OFFLINE_ACCESS
     token_lifetime_for_web: int | UnsetType = UNSET
     token_dialect: str | UnsetType = UNSET
     enforce_policies: bool | UnsetType = UNSET
@@ -100,16 +101,17 @@ def _resource_server(row: ApiRow) -> ResourceServerOut:
 
 
 def _system_api(services: Services) -> ResourceServerOut:
+    api = management_api(services.settings.issuer)
     return ResourceServerOut(
         id=_SYSTEM_ID,
-        identifier=services.settings.issuer + "api/v2/",
-        name="Management API",
-        scopes=[Scope(value=scope) for scope in MANAGEMENT_API_SCOPES],
-        signing_alg="RS256",
-        token_lifetime=86_400,
-        allow_offline_access=False,
+        identifier=api.identifier,
+        name=api.name,
+        scopes=[Scope(value=scope) for scope in api.scopes],
+        signing_alg=api.signing_alg,
+        token_lifetime=api.token_lifetime,
+        allow_offline_access=api.allow_offline_access,
         is_system=True,
-        **resource_server_fields(86_400),
+        **resource_server_fields(api.token_lifetime),
     )
 
 

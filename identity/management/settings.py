@@ -10,6 +10,7 @@ from litestar.params import FromPath, FromQuery, JSONBody
 from msgspec import UNSET, Struct, UnsetType
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from identity import tenant_defaults as defaults
 from identity.accounts.attack import suspicious_ip_settings
 from identity.management.base import config_admin, sent_members
 from identity.management.errors import ERROR_RESPONSES, bad_request
@@ -199,9 +200,9 @@ class BreachedPasswordPatch(Struct, forbid_unknown_fields=True):
 def _breached(settings: dict[str, Any]) -> BreachedPasswordDetection:
     stored = settings["breached_password_detection"] or {}
     return BreachedPasswordDetection(
-        enabled=bool(stored.get("enabled", False)),
-        shields=list(stored.get("shields", ["block"])),
-        method=str(stored.get("method", "standard")),
+        enabled=bool(stored.get("enabled", defaults.BREACHED_PASSWORD_ENABLED)),
+        shields=list(stored.get("shields", defaults.BREACHED_PASSWORD_SHIELDS)),
+        method=str(stored.get("method", defaults.BREACHED_PASSWORD_METHOD)),
     )
 
 
