@@ -135,6 +135,8 @@ class User:
     email_verified: bool = False
     username: str | None = None
     name: str | None = None
+    given_name: str | None = None
+    family_name: str | None = None
     nickname: str | None = None
     picture: str | None = None
     blocked: bool = False

@@ -195,6 +195,8 @@ class UserRow(SQLModel, table=True):
     email_verified: bool = Field(default=False)
     blocked: bool = Field(default=False)
     name: str | None = Field(default=None, max_length=255)
+    given_name: str | None = Field(default=None, max_length=150)
+    family_name: str | None = Field(default=None, max_length=150)
     nickname: str | None = Field(default=None, max_length=255)
     picture: str | None = Field(default=None, max_length=2048)
     app_metadata: dict[str, Any] = _json(dict)
