@@ -10,6 +10,7 @@ from identity.crypto import sha256_hex
 from identity.oauth2.interfaces import (
     Api,
     Client,
+    ClientGrant,
     Connection,
     FactorCheck,
     GrantResult,
@@ -232,6 +233,31 @@ class FakeRefreshTokens:
     def spent(self) -> list[tuple[Any, ...]]:
         """The calls that retire, renew or revoke a token."""
         return [call for call in self.calls if call[0] in ("rotate", "touch", "revoke_family")]
+
+
+class FakeClientGrants:
+    """`ClientGrantStore` over a list of client grants."""
+
+    def __init__(self, *grants: ClientGrant) -> None:
+        self.grants = {(grant.client_id, grant.audience): grant for grant in grants}
+
+    async def client_grant(self, client_id: str, audience: str) -> ClientGrant | None:
+        return self.grants.get((client_id, audience))
+
+
+class RecordingClientIssuer:
+    """`ClientTokenIssuer` that records what it was asked to sign."""
+
+    def __init__(self) -> None:
+        self.issued: list[tuple[Client, Api, tuple[str, ...], Mapping[str, Any]]] = []
+
+    async def issue_client_token(
+        self, client: Client, api: Api, scopes: tuple[str, ...], claims: Mapping[str, Any]
+    ) -> TokenResponse:
+        self.issued.append((client, api, scopes, dict(claims)))
+        return TokenResponse(
+            access_token=f"client-token-{len(self.issued)}", expires_in=api.token_lifetime, scope=" ".join(scopes)
+        )
 
 
 class RecordingRules:
