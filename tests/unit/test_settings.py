@@ -4,7 +4,15 @@ import stat
 
 import pytest
 
-from identity.settings import DEFAULT_KEY_FILE, Argon2Params, EncryptionKeys, Settings, normalize_database_url
+from identity.settings import (
+    DEFAULT_KEY_FILE,
+    Argon2Params,
+    EncryptionKeys,
+    HttpLimits,
+    OpsSettings,
+    Settings,
+    normalize_database_url,
+)
 
 KEY_A = base64.b64encode(bytes(range(32))).decode()
 KEY_B = base64.b64encode(bytes(range(32, 64))).decode()
@@ -182,3 +190,85 @@ def test_from_env_creates_a_private_key_file_for_the_embedded_database_once(tmp_
 def test_from_env_rejects_non_numbers(name):
     with pytest.raises(ValueError):
         Settings.from_env({"IDENTITY_ENCRYPTION_KEYS": f"a={KEY_A}", name: "many"})
+
+
+# -- a wrong setting stops the start with a message naming the variable --------------------------------------------
+
+
+def settings_with(**fields):
+    return Settings(database_url="sqlite:///x.db", issuer="https://id.test/", **fields)
+
+
+@pytest.mark.parametrize(
+    ("fields", "variable"),
+    [
+        ({"hash_queue": -1}, "IDENTITY_HASH_QUEUE"),
+        ({"hash_wait_ms": 0}, "IDENTITY_HASH_WAIT_MS"),
+        ({"log_retention_days": 0}, "IDENTITY_LOG_RETENTION_DAYS"),
+        ({"sqlite_synchronous": "OFF"}, "IDENTITY_SQLITE_SYNCHRONOUS"),
+        ({"config_cache_seconds": 6}, "IDENTITY_CONFIG_CACHE_SECONDS"),
+        ({"config_cache_seconds": -1}, "IDENTITY_CONFIG_CACHE_SECONDS"),
+        ({"webauthn_origins": ("login.example.test",)}, "IDENTITY_WEBAUTHN_ORIGINS"),
+        ({"webauthn_origins": ("https://login.example.test/path",)}, "IDENTITY_WEBAUTHN_ORIGINS"),
+        ({"webauthn_origins": ("android:apk-key-hash:",)}, "IDENTITY_WEBAUTHN_ORIGINS"),
+    ],
+)
+def test_settings_refuse_out_of_range_values_naming_the_variable(fields, variable):
+    with pytest.raises(ValueError, match=variable):
+        settings_with(**fields)
+
+
+def test_webauthn_origins_may_name_an_android_app_and_a_trailing_slash():
+    settings = settings_with(webauthn_origins=("android:apk-key-hash:abc123", "https://login.example.test/"))
+    assert settings.webauthn_origins == ("android:apk-key-hash:abc123", "https://login.example.test/")
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"IDENTITY_METRICS": "maybe"}, "IDENTITY_METRICS must be on or off"),
+        ({"IDENTITY_LOG_LEVEL": "loud"}, "IDENTITY_LOG_LEVEL must be one of"),
+        ({"IDENTITY_LOG_FORMAT": "xml"}, "IDENTITY_LOG_FORMAT must be json or text"),
+        ({"IDENTITY_SHUTDOWN_DELAY": "-1"}, "are seconds"),
+        ({"IDENTITY_KEYS_REFRESH": "0"}, "are seconds"),
+        ({"IDENTITY_PURGE_INTERVAL": "hourly"}, "an IDENTITY_\\* operations setting is not a number"),
+        ({"IDENTITY_METRICS_PORT": "nine"}, "an IDENTITY_\\* operations setting is not a number"),
+    ],
+)
+def test_operations_settings_refuse_wrong_values(environ, message):
+    with pytest.raises(ValueError, match=message):
+        OpsSettings.from_env(environ)
+
+
+def test_operations_settings_read_their_variables():
+    ops = OpsSettings.from_env(
+        {
+            "IDENTITY_METRICS": "On",
+            "IDENTITY_METRICS_PORT": "9100",
+            "IDENTITY_LOG_LEVEL": "debug",
+            "IDENTITY_LOG_FORMAT": "TEXT",
+        }
+    )
+    assert (ops.metrics, ops.metrics_port, ops.log_level, ops.log_format) == (True, 9100, "DEBUG", "text")
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"IDENTITY_HTTP_HEADER_TIMEOUT": "0"}, "must be positive"),
+        ({"IDENTITY_HTTP_MAX_HEADER_BYTES": "512"}, "at least 1024"),
+        ({"IDENTITY_HTTP_BODY_TIMEOUT": "soon"}, "an IDENTITY_HTTP_\\* setting is not a number"),
+    ],
+)
+def test_http_limits_refuse_wrong_values(environ, message):
+    with pytest.raises(ValueError, match=message):
+        HttpLimits.from_env(environ)
+
+
+def test_attestation_roots_file_must_hold_pem_certificates(tmp_path):
+    bundle = tmp_path / "roots.pem"
+    bundle.write_text("not a certificate\n")
+    with pytest.raises(ValueError, match="IDENTITY_WEBAUTHN_ATTESTATION_ROOTS names a file without PEM certificates"):
+        Settings.from_env(
+            {"IDENTITY_ENCRYPTION_KEYS": f"a={KEY_A}", "IDENTITY_WEBAUTHN_ATTESTATION_ROOTS": str(bundle)}
+        )

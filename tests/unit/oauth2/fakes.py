@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -10,9 +10,15 @@ from identity.crypto import sha256_hex
 from identity.oauth2.interfaces import (
     Api,
     Client,
+    ClientGrant,
     Connection,
+    FactorCheck,
     GrantResult,
     LoginBlocked,
+    MfaTransaction,
+    RefreshTokenPolicy,
+    RuleOutcome,
+    StoredRefreshToken,
     TenantSettings,
     TokenResponse,
     User,
@@ -126,6 +132,163 @@ class RecordingGrant:
     async def handle(self, request: Any, client: Client) -> TokenResponse:
         self.handled.append((request, client))
         return TokenResponse(access_token=f"from-{self.GRANT_TYPE}", expires_in=60, scope="")
+
+
+class FakeUserLookup:
+    """`UserLookup` over a dict by ``user_id``: the user "as stored now" is whatever the test put there."""
+
+    def __init__(self, *users: User) -> None:
+        self.users = {user.user_id: user for user in users}
+
+    async def by_id(self, user_id: str) -> User | None:
+        return self.users.get(user_id)
+
+
+class FakeMfa:
+    """`MfaService` over a dict of transactions by ``mfa_token``, answering checks as the test sets them.
+
+    ``otp_check`` and ``recovery`` are what `check_otp` and `redeem_recovery_code` answer; every call is recorded, so a
+    test can say that no factor was checked (and so no attempt spent) when the request failed before it.
+    """
+
+    def __init__(self, users: Iterable[User] = ()) -> None:
+        self.transactions: dict[str, MfaTransaction] = {}
+        self.users = {user.user_id: user for user in users}
+        self.otp_check = FactorCheck.ACCEPTED
+        self.recovery: tuple[FactorCheck, str | None] = (FactorCheck.ACCEPTED, "NEWRECOVERYCODE0123456789")
+        self.calls: list[tuple[str, ...]] = []
+
+    def add(self, mfa_token: str, transaction: MfaTransaction) -> None:
+        self.transactions[mfa_token] = transaction
+
+    async def required(self, user: User, *, forced: bool) -> bool:
+        self.calls.append(("required", user.user_id))
+        return forced
+
+    async def start(self, result: GrantResult) -> str:
+        raise NotImplementedError("the grants that finish a login never start another")
+
+    async def find(self, mfa_token: str) -> MfaTransaction | None:
+        self.calls.append(("find", mfa_token))
+        return self.transactions.get(mfa_token)
+
+    async def check_otp(self, transaction: MfaTransaction, otp: str) -> FactorCheck:
+        self.calls.append(("check_otp", str(transaction.id), otp))
+        return self.otp_check
+
+    async def redeem_recovery_code(self, transaction: MfaTransaction, code: str) -> tuple[FactorCheck, str | None]:
+        self.calls.append(("redeem_recovery_code", str(transaction.id), code))
+        return self.recovery
+
+    async def user(self, transaction: MfaTransaction) -> User | None:
+        self.calls.append(("user", transaction.user_id))
+        return self.users.get(transaction.user_id)
+
+    def factor_checks(self) -> list[tuple[str, ...]]:
+        return [call for call in self.calls if call[0] in ("check_otp", "redeem_recovery_code")]
+
+
+class FakeRefreshTokens:
+    """`RefreshTokenStore` over a dict of stored tokens, answering as the test sets it; records every call.
+
+    `rotate` hands out ``successor-1``, ``successor-2``, … unless ``lose_rotation`` says another request won the race.
+    `successor_within_leeway` answers from ``leeway_successors`` (by stored token id): the grant's decisions, not the
+    store's bookkeeping, are under test here (``tests/unit/tokens/test_refresh.py`` tests the real store).
+    """
+
+    def __init__(self) -> None:
+        self.tokens: dict[str, StoredRefreshToken] = {}
+        self.leeway_successors: dict[int, str] = {}
+        self.lose_rotation = False
+        self.calls: list[tuple[Any, ...]] = []
+        self._rotations = 0
+
+    def add(self, token: str, stored: StoredRefreshToken) -> None:
+        self.tokens[token] = stored
+
+    async def issue(self, result: GrantResult) -> str:
+        raise NotImplementedError("the refresh grant never starts a family")
+
+    async def find(self, token: str) -> StoredRefreshToken | None:
+        self.calls.append(("find", token))
+        return self.tokens.get(token)
+
+    async def rotate(self, stored: StoredRefreshToken, policy: RefreshTokenPolicy) -> str | None:
+        self.calls.append(("rotate", stored.id))
+        if self.lose_rotation:
+            return None
+        self._rotations += 1
+        return f"successor-{self._rotations}"
+
+    async def successor_within_leeway(self, stored: StoredRefreshToken, policy: RefreshTokenPolicy) -> str | None:
+        self.calls.append(("successor_within_leeway", stored.id))
+        return self.leeway_successors.get(stored.id)
+
+    async def touch(self, stored: StoredRefreshToken, policy: RefreshTokenPolicy) -> None:
+        self.calls.append(("touch", stored.id))
+
+    async def revoke_family(self, family_id: str, reason: str) -> None:
+        self.calls.append(("revoke_family", family_id, reason))
+
+    def spent(self) -> list[tuple[Any, ...]]:
+        """The calls that retire, renew or revoke a token."""
+        return [call for call in self.calls if call[0] in ("rotate", "touch", "revoke_family")]
+
+
+class FakeClientGrants:
+    """`ClientGrantStore` over a list of client grants."""
+
+    def __init__(self, *grants: ClientGrant) -> None:
+        self.grants = {(grant.client_id, grant.audience): grant for grant in grants}
+
+    async def client_grant(self, client_id: str, audience: str) -> ClientGrant | None:
+        return self.grants.get((client_id, audience))
+
+
+class RecordingClientIssuer:
+    """`ClientTokenIssuer` that records what it was asked to sign."""
+
+    def __init__(self) -> None:
+        self.issued: list[tuple[Client, Api, tuple[str, ...], Mapping[str, Any]]] = []
+
+    async def issue_client_token(
+        self, client: Client, api: Api, scopes: tuple[str, ...], claims: Mapping[str, Any]
+    ) -> TokenResponse:
+        self.issued.append((client, api, scopes, dict(claims)))
+        return TokenResponse(
+            access_token=f"client-token-{len(self.issued)}", expires_in=api.token_lifetime, scope=" ".join(scopes)
+        )
+
+
+class RecordingRules:
+    """`RulesPipeline` that records how it was run and adds ``claims`` to the access token (or raises ``error``)."""
+
+    def __init__(self, *, claims: Mapping[str, Any] | None = None, error: Exception | None = None) -> None:
+        self.claims = dict(claims or {})
+        self.error = error
+        self.runs: list[dict[str, Any]] = []
+
+    async def run(
+        self,
+        result: GrantResult,
+        *,
+        protocol: str,
+        requested_scopes: tuple[str, ...] | None,
+        client_ip: str | None,
+        user_agent: str | None,
+    ) -> RuleOutcome:
+        self.runs.append(
+            {
+                "result": result,
+                "protocol": protocol,
+                "requested_scopes": requested_scopes,
+                "client_ip": client_ip,
+                "user_agent": user_agent,
+            }
+        )
+        if self.error is not None:
+            raise self.error
+        return RuleOutcome(replace(result, access_claims={**result.access_claims, **self.claims}))
 
 
 CUSTOMERS = Connection(id=1, name="customers")
