@@ -144,7 +144,10 @@ async def drive(base: str, url: str, args: argparse.Namespace) -> dict[str, Any]
         return done["logins"] < args.logins and time.monotonic() < stop_at
 
     async def worker(n: int) -> None:
-        async with httpx.AsyncClient(timeout=60) as client:
+        # A connection per request: the server's worker processes share the listening socket, and each new
+        # connection goes to one that is free, so no worker sits idle behind another's keep-alive connections.
+        limits = httpx.Limits(max_keepalive_connections=0)
+        async with httpx.AsyncClient(timeout=60, limits=limits) as client:
             while running():
                 employee = n % 2 == 1
                 form = {
