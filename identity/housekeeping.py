@@ -1,8 +1,13 @@
 """Housekeeping: delete what no longer means anything, so tables do not grow with every login.
 
 Run by ``identity purge`` and, every ``IDENTITY_PURGE_INTERVAL`` seconds (default 3600), by the server. With several
-instances on PostgreSQL only one purges at a time: the run holds a transaction-scoped advisory lock and an instance
-that does not get it skips its turn. On SQLite every write is serialised by the database anyway.
+instances on PostgreSQL only one purges at a time: the run takes a session-level advisory lock
+(``pg_try_advisory_lock``) on a connection of its own, holds it across every step of the purge (which commits several
+times: the audit purge commits its own work), and releases it explicitly at the end; an instance that does not get
+it skips its turn. A transaction-scoped lock would not do: the first commit would release it, and the later steps
+would run unguarded. If the process dies mid-purge its connection closes and PostgreSQL releases the lock; a
+connection whose unlock failed is discarded, never returned to the pool still holding the lock. On SQLite every write
+is serialised by the database anyway.
 
 What goes (each rule keeps what can still be used or is still needed to refuse something):
 
@@ -27,7 +32,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, delete, exists, or_, select, text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlmodel import col
 
 from identity.accounts.factors import PENDING_ENROLLMENT_SECONDS
@@ -70,7 +75,11 @@ async def _dead_families(session: AsyncSession, now: datetime) -> int:
 
 
 async def purge(session: AsyncSession, *, now: datetime, log_retention_days: int = 30) -> dict[str, int]:
-    """Delete everything that expired as of ``now``; returns how many rows went, by kind. Commits."""
+    """Delete everything that expired as of ``now``; returns how many rows went, by kind.
+
+    Commits more than once (the audit purge commits its own steps): with several instances, call `purge_once`, which
+    holds the purge lock across all of it.
+    """
     counts: dict[str, int] = {}
     pending_before = now - timedelta(seconds=PENDING_ENROLLMENT_SECONDS)
     counts["mfa_transactions"] = _count(
@@ -110,16 +119,40 @@ async def purge_once(session: AsyncSession, *, now: datetime, log_retention_days
     """`purge`, unless another instance is purging right now (PostgreSQL advisory lock); ``None`` when skipped."""
     started = time.perf_counter()
     if session.get_bind().dialect.name == "postgresql":
-        got = (await session.execute(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})).scalar()
-        if not got:
-            await session.rollback()
-            logger.info("purge skipped: another instance is purging")
-            return None
-        # The lock is held by this transaction: the purge's own deletes run in it and its commit releases it.
-    counts = await purge(session, now=now, log_retention_days=log_retention_days)
+        bind = session.bind
+        engine = bind if isinstance(bind, AsyncEngine) else cast(AsyncConnection, bind).engine
+        async with engine.connect() as lock:
+            if not await _try_lock(lock):
+                logger.info("purge skipped: another instance is purging")
+                return None
+            try:
+                counts = await purge(session, now=now, log_retention_days=log_retention_days)
+            finally:
+                await _unlock(lock)
+    else:
+        counts = await purge(session, now=now, log_retention_days=log_retention_days)
     logger.info(
         "purged %d expired rows",
         sum(counts.values()),
         extra={"event": {"purged": counts, "duration_ms": round((time.perf_counter() - started) * 1000, 1)}},
     )
     return counts
+
+
+async def _try_lock(lock: AsyncConnection) -> bool:
+    """Take the purge lock on ``lock``'s own database session, without waiting; whether it was free."""
+    got = bool((await lock.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": _LOCK_KEY})).scalar())
+    # End the statement's transaction: the lock is the session's and outlives it, and the connection then waits idle
+    # (not "idle in transaction") while the purge runs on its own connection.
+    await lock.commit()
+    return got
+
+
+async def _unlock(lock: AsyncConnection) -> None:
+    """Release the purge lock; a connection that cannot say so is closed, so PostgreSQL releases it with the session."""
+    try:
+        await lock.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _LOCK_KEY})
+        await lock.commit()
+    except BaseException:
+        await lock.invalidate()
+        raise

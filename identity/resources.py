@@ -6,16 +6,24 @@ The source tree keeps them at the top level (``alembic/``, ``alembic.ini``, ``te
 with `importlib.resources`, so an installed release never looks for a source checkout.
 
 A source checkout (the editable install of ``scripts/_venv.sh``) has no ``identity/_data/``; there the files are read
-from the checkout itself, recognised by its ``pyproject.toml`` beside the package.
+from the checkout itself. That fallback is only taken when the package really lives in identity's checkout: its parent
+directory holds a ``pyproject.toml`` naming the project ``identity`` and the top-level ``alembic.ini``, and it is not an
+installation directory (``site-packages``: any of the interpreter's install paths or site directories). So an
+installed wheel whose ``_data/`` went missing fails loudly instead of reading files from wherever it happens to be,
+and never resolves into a checkout.
 """
 
 from __future__ import annotations
 
+import site
+import sys
+import sysconfig
+import tomllib
 from functools import cache
 from importlib.resources import files
 from pathlib import Path
 
-__all__ = ["data_root", "resource"]
+__all__ = ["data_root", "resource", "source_checkout"]
 
 _DATA = "_data"
 
@@ -29,10 +37,33 @@ def data_root() -> Path:
     shipped = package / _DATA
     if shipped.is_dir():
         return shipped
-    checkout = package.parent
-    if (checkout / "pyproject.toml").is_file() and (checkout / "alembic.ini").is_file():
+    checkout = source_checkout(package)
+    if checkout is not None:
         return checkout
     raise RuntimeError(f"identity's data files are missing: {shipped} does not exist (a broken installation?)")
+
+
+def source_checkout(package: Path) -> Path | None:
+    """The checkout holding ``package`` when it is identity's source tree (an editable install), else ``None``."""
+    checkout = package.parent
+    if checkout.resolve() in _install_dirs():
+        return None  # an installed package: its data ship in _data/, never beside it
+    try:
+        project = tomllib.loads((checkout / "pyproject.toml").read_text(encoding="utf-8")).get("project", {})
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None
+    if project.get("name") != "identity" or not (checkout / "alembic.ini").is_file():
+        return None
+    return checkout
+
+
+def _install_dirs() -> set[Path]:
+    """Where packages get installed for this interpreter: a package there is an installation, not a checkout."""
+    dirs = {sysconfig.get_paths().get(key) for key in ("purelib", "platlib")}
+    dirs.update(site.getsitepackages() if hasattr(site, "getsitepackages") else [])
+    dirs.add(site.getusersitepackages() if hasattr(site, "getusersitepackages") else None)
+    dirs.update(path for path in sys.path if path.rstrip("/").endswith(("site-packages", "dist-packages")))
+    return {Path(path).resolve() for path in dirs if path}
 
 
 def resource(*parts: str) -> Path:

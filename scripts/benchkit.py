@@ -1,4 +1,4 @@
-"""Helpers shared by the benchmark scripts (``scripts/bench.py``, ``scripts/bench_refresh.py``).
+"""Helpers shared by the benchmark scripts (``scripts/bench_attack.py``, ``scripts/bench_mgmt_users.py``).
 
 Imported as ``benchkit``: the scripts run as ``python scripts/<name>.py``, which puts ``scripts/`` on ``sys.path``.
 """

@@ -35,6 +35,10 @@ def _grant(server: IdentityServer, password: str) -> httpx.Response:
     )
 
 
+def _token(server: IdentityServer, **form: str) -> httpx.Response:
+    return httpx.post(server.token_url, data={"grant_type": "password", "client_id": PUBLIC_CLIENT, **form}, timeout=30)
+
+
 def _sample(metrics: str, name: str, **labels: str) -> float:
     """The value of one series in the text exposition format (0 when absent)."""
     for line in metrics.splitlines():
@@ -80,10 +84,25 @@ def test_json_logs_and_metrics_of_a_running_server(
         assert "identity_password_hash_queue_depth 0.0" in metrics
         assert "identity_db_pool_connections" in metrics
 
+        # The other outcomes an operator watches, on the quiet server (the loud one's log is checked line by line
+        # below). mfa_required: a password grant for the MFA API always asks for a second factor.
+        mfa = _token(quiet, username=ALICE_EMAIL, password=ALICE_CUSTOMER_PASSWORD, audience=f"{quiet.issuer}mfa/")
+        assert (mfa.status_code, mfa.json()["error"]) == (403, "mfa_required")
+        # 429: brute-force protection refuses the 11th guess for one identifier from one address (an identifier of
+        # its own here, unknown to the tenant, so that no other test's user is blocked).
+        guesses = [_token(quiet, username="metrics-guess@e2e.test", password=f"guess {n}") for n in range(11)]
+        assert [r.status_code for r in guesses] == [403] * 10 + [429]
+        assert guesses[-1].json()["error"] == "too_many_attempts"
+
         # With a metrics port, the public port has no /metrics; the metrics port has them.
         assert httpx.get(f"{quiet.base_url}/metrics").status_code == 404
         separate = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
         assert _sample(separate, "identity_token_grants_total", grant_type="password", outcome="success") == 1
+        assert _sample(separate, "identity_token_grants_total", grant_type="password", outcome="mfa_required") == 1
+        assert _sample(separate, "identity_token_grants_total", grant_type="password", outcome="invalid_grant") == 11
+        assert _sample(separate, "identity_token_grants_total", grant_type="password", outcome="too_many_attempts") == 1
+        assert _sample(separate, "identity_http_requests_total", route="/oauth/token", status="429") == 1
+        assert _sample(separate, "identity_http_requests_total", route="/oauth/token", status="403") == 12
     finally:
         stop_and_check(loud)
         stop_and_check(quiet)

@@ -8,6 +8,7 @@ import subprocess
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from litestar.testing import TestClient
 from sqlalchemy import func, text
 from sqlmodel import SQLModel, select
@@ -193,6 +194,58 @@ def test_one_instance_purges_at_a_time(settings: Settings, tenant: Any) -> None:
         assert first["mfa_transactions"] + second["mfa_transactions"] == 1
         assert first["refresh_tokens"] + second["refresh_tokens"] == 4
     assert remaining(settings)["families"] == {"live", "just-revoked"}
+
+
+def test_the_purge_lock_is_held_through_every_step(settings: Settings, tenant: Any) -> None:
+    """PostgreSQL: while one instance purges, another never gets in, at any step, even after the purge's commits.
+
+    The purge commits more than once (the audit purge commits its own steps). Instance A purges with every statement
+    and every commit of its session intercepted: before each statement, and right after each commit, instance B (its
+    own engine, as another process would have) runs `purge_once`, and must skip its turn every time. Once A is done,
+    B gets the lock at once. A transaction-scoped lock fails this: A's first commit released it.
+    """
+    if not settings.database_url.startswith("postgresql"):
+        pytest.skip("the purge lock is PostgreSQL's (SQLite serialises writers itself)")
+    seed(settings)
+
+    async def go() -> tuple[Any, list[tuple[str, Any]], Any]:
+        engine_a, engine_b = create_engine(settings.database_url), create_engine(settings.database_url)
+        attempts: list[tuple[str, Any]] = []
+
+        async def instance_b(step: str) -> None:
+            async with create_sessionmaker(engine_b)() as other:
+                # Bounded: were B let in while A holds row locks, it could wait for A, which waits for B.
+                attempts.append((step, await asyncio.wait_for(purge_once(other, now=NOW), 20)))
+
+        try:
+            async with create_sessionmaker(engine_a)() as purging:
+                execute, commit = purging.execute, purging.commit
+
+                async def intercepted_execute(*args: Any, **kwargs: Any) -> Any:
+                    await instance_b(f"before statement {len(attempts) + 1}")
+                    return await execute(*args, **kwargs)
+
+                async def intercepted_commit() -> None:
+                    await commit()
+                    await instance_b(f"after commit {len(attempts) + 1}")
+
+                purging.execute = intercepted_execute  # type: ignore[method-assign]
+                purging.commit = intercepted_commit  # type: ignore[method-assign]
+                counts = await purge_once(purging, now=NOW)
+            async with create_sessionmaker(engine_b)() as other:
+                after = await purge_once(other, now=NOW)
+        finally:
+            await engine_a.dispose()
+            await engine_b.dispose()
+        return counts, attempts, after
+
+    counts, attempts, after = asyncio.run(go())
+    steps = [step for step, _ in attempts]
+    assert len(attempts) >= 10, steps  # every delete, and the commits between them
+    assert sum(step.startswith("after commit") for step in steps) >= 2, steps  # the commits a xact lock would lose
+    assert [step for step, result in attempts if result is not None] == [], "instance B purged while A held the lock"
+    assert counts is not None and counts["mfa_transactions"] == 1 and counts["attack_counters"] == 2
+    assert after is not None and sum(after.values()) == 0  # released: B purges at once, and finds nothing left
 
 
 def test_every_table_is_covered_or_deliberately_kept() -> None:
