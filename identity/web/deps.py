@@ -334,4 +334,4 @@ def build_token_endpoint(
     grants[MfaWebAuthnGrant.GRANT_TYPE] = MfaWebAuthnGrant(tenant, mfa, issuer, services.clock, webauthn)
     grants[WebAuthnGrant.GRANT_TYPE] = WebAuthnGrant(tenant, users, issuer, webauthn, mfa, rules)
     observer = TrailObserver(trail) if trail is not None else None
-    return TokenEndpoint(grants, tenant, realm=services.settings.issuer, observer=observer)
+    return TokenEndpoint(grants, tenant, challenge_realm=services.settings.issuer, observer=observer)

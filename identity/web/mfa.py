@@ -172,9 +172,9 @@ async def challenge(
     request: Request[Any, Any, State], services: NamedDependency[Services], db: NamedDependency[AsyncSession]
 ) -> Response[Any]:
     """Say which challenge the client should answer; for TOTP nothing is sent (``{"challenge_type":"otp"}``)."""
-    params = await parse_token_request(request, realm=services.settings.issuer)
+    params = await parse_token_request(request, challenge_realm=services.settings.issuer)
     client = await authenticate_client(
-        params, SqlTenantStore(db, issuer=services.settings.issuer), realm=services.settings.issuer
+        params, SqlTenantStore(db, issuer=services.settings.issuer), challenge_realm=services.settings.issuer
     )
     if not client.grant_types & MFA_GRANT_TYPES:
         # A client that cannot redeem a challenge has no business asking for one (nor learning what it would be).

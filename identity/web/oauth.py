@@ -61,12 +61,12 @@ def refuse_repeated_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 async def parse_token_request(
-    request: Request[object, object, State], *, realm: str, client_ip: str | None = None
+    request: Request[object, object, State], *, challenge_realm: str, client_ip: str | None = None
 ) -> TokenRequest:
     """Read a form or JSON body into a `TokenRequest` (``client_ip``: the address decided at the edge)."""
     media_type = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
     raw = await request.body()
-    basic = parse_basic_authorization(request.headers.get("authorization"), realm=realm)
+    basic = parse_basic_authorization(request.headers.get("authorization"), challenge_realm=challenge_realm)
     if basic is not None:
         note(request.scope, client_id=basic.client_id[:128])
     transport = {
@@ -113,7 +113,7 @@ async def token(
     trail = request_trail(request, services.settings)
     token_request: TokenRequest | None = None
     try:
-        token_request = await parse_token_request(request, realm=services.settings.issuer, client_ip=trail.ip)
+        token_request = await parse_token_request(request, challenge_realm=services.settings.issuer, client_ip=trail.ip)
         if token_request.params.get("grant_type") in _HASHING:
             # Load shedding first: a password request past the hash queue is refused before any database work.
             try:
@@ -204,9 +204,9 @@ async def revoke(
     An unknown token, or one issued to another client, gets the same empty 200 (RFC 7009 §2.2), so the endpoint
     tells nothing about tokens the caller does not own.
     """
-    token_request = await parse_token_request(request, realm=services.settings.issuer)
+    token_request = await parse_token_request(request, challenge_realm=services.settings.issuer)
     tenant = SqlTenantStore(db, issuer=services.settings.issuer)
-    client = await authenticate_client(token_request, tenant, realm=services.settings.issuer)
+    client = await authenticate_client(token_request, tenant, challenge_realm=services.settings.issuer)
     token = token_request.require("token")
     unit = unit_of_work(services, db)
     try:

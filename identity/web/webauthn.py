@@ -114,9 +114,9 @@ async def has_webauthn(services: Services, db: AsyncSession, user_id: str) -> bo
 async def _client(
     request: Request[Any, Any, State], services: Services, db: AsyncSession
 ) -> tuple[TokenRequest, Client]:
-    params = await parse_token_request(request, realm=services.settings.issuer)
+    params = await parse_token_request(request, challenge_realm=services.settings.issuer)
     tenant = SqlTenantStore(db, issuer=services.settings.issuer)
-    return params, await authenticate_client(params, tenant, realm=services.settings.issuer)
+    return params, await authenticate_client(params, tenant, challenge_realm=services.settings.issuer)
 
 
 def _allowed(client: Client, grant_type: str) -> None:
