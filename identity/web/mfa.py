@@ -24,7 +24,7 @@ from identity.oauth2.errors import (
     UnauthorizedClient,
     UnsupportedChallengeType,
 )
-from identity.oauth2.grants.mfa import MALFORMED_MFA_TOKEN, MfaOtpGrant, MfaRecoveryCodeGrant, redeem_mfa_token
+from identity.oauth2.grants.mfa import MALFORMED_MFA_TOKEN, MfaOtpGrant, MfaRecoveryCodeGrant, live_mfa_transaction
 from identity.oauth2.grants.webauthn import MFA_WEBAUTHN
 from identity.oauth2.interfaces import MfaTransaction
 from identity.store import users as user_queries
@@ -63,7 +63,7 @@ async def _mfa_transaction(services: Services, db: AsyncSession, token: str) -> 
     """
     factors = build_factors(services, db)
     try:
-        transaction = await redeem_mfa_token(factors, token, client_id=None, clock=services.clock)
+        transaction = await live_mfa_transaction(factors, token, client_id=None, clock=services.clock)
     except OAuthError as exc:
         raise InvalidToken(exc.description) from None
     await _live_user(db, transaction.user_id)
@@ -180,7 +180,7 @@ async def challenge(
         # A client that cannot redeem a challenge has no business asking for one (nor learning what it would be).
         raise UnauthorizedClient(f"Grant type '{MfaOtpGrant.GRANT_TYPE}' not allowed for the client.")
     factors = build_factors(services, db)
-    transaction = await redeem_mfa_token(
+    transaction = await live_mfa_transaction(
         factors, params.get("mfa_token"), client_id=client.client_id, clock=services.clock
     )
     user = await factors.user(transaction)

@@ -35,7 +35,7 @@ from identity.oauth2.errors import (
     UnauthorizedClient,
     UnsupportedChallengeType,
 )
-from identity.oauth2.grants.mfa import redeem_mfa_token
+from identity.oauth2.grants.mfa import live_mfa_transaction
 from identity.oauth2.grants.webauthn import MFA_WEBAUTHN, WEBAUTHN
 from identity.oauth2.interfaces import Client, MfaTransaction
 from identity.store import mfa as mfa_queries
@@ -141,7 +141,7 @@ async def primary_authenticate(
     if hint == MFA_WEBAUTHN or (hint == WEBAUTHN and params.get("mfa_token") is not None):
         _allowed(client, MFA_WEBAUTHN)
         factors = build_factors(services, db)
-        transaction = await redeem_mfa_token(
+        transaction = await live_mfa_transaction(
             factors, params.get("mfa_token"), client_id=client.client_id, clock=services.clock
         )
         return await challenge_webauthn(services, db, transaction, challenge_type=MFA_WEBAUTHN)
