@@ -27,12 +27,10 @@ from identity.oauth2.errors import (
 from identity.oauth2.grants.mfa import MALFORMED_MFA_TOKEN, MfaOtpGrant, MfaRecoveryCodeGrant, live_mfa_transaction
 from identity.oauth2.grants.webauthn import MFA_WEBAUTHN
 from identity.oauth2.interfaces import MfaTransaction
-from identity.store import users as user_queries
 from identity.store.tenant import SqlTenantStore, tenant_settings
-from identity.tokens.rotation import is_revoked
-from identity.tokens.verify import InvalidAccessToken, verify_access_token
 from identity.web import openapi
 from identity.web.addresses import request_trail
+from identity.web.bearer import bearer_token, is_jwt, live_user, mfa_api_user
 from identity.web.deps import Services, build_factors
 from identity.web.errors import NO_STORE
 from identity.web.oauth import parse_token_request, refuse_repeated_members
@@ -42,17 +40,6 @@ __all__ = ["associate", "challenge", "list_authenticators", "remove_authenticato
 
 _MAX_BODY = 16 * 1024
 MFA_GRANT_TYPES = frozenset({MfaOtpGrant.GRANT_TYPE, MfaRecoveryCodeGrant.GRANT_TYPE, MFA_WEBAUTHN})
-
-
-def _bearer(request: Request[Any, Any, State]) -> str:
-    scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise InvalidToken("missing bearer token")
-    return token.strip()
-
-
-def _is_jwt(token: str) -> bool:
-    return token.count(".") == 2
 
 
 async def _mfa_transaction(services: Services, db: AsyncSession, token: str) -> MfaTransaction:
@@ -66,44 +53,8 @@ async def _mfa_transaction(services: Services, db: AsyncSession, token: str) -> 
         transaction = await live_mfa_transaction(factors, token, client_id=None, clock=services.clock)
     except OAuthError as exc:
         raise InvalidToken(exc.description) from None
-    await _live_user(db, transaction.user_id)
+    await live_user(db, transaction.user_id)
     return transaction
-
-
-async def _live_user(db: AsyncSession, user_id: str, *, scope: str | None = None) -> None:
-    """The token's user must still exist and not be blocked (else 401 ``invalid_token``, as ``/userinfo``)."""
-    found = await user_queries.by_user_id(db, user_id)
-    await db.commit()
-    if found is None:
-        raise InvalidToken("the user no longer exists", scope=scope)
-    if found[0].blocked:
-        raise InvalidToken("user is blocked", scope=scope)
-
-
-async def _access_token_user(services: Services, db: AsyncSession, token: str, scope: str) -> str:
-    """The live user of an MFA-API access token with ``scope``."""
-    user_id = _access_token_subject(services, token, scope)
-    if await is_revoked(db, token):
-        raise InvalidToken("the token's signing key was revoked", scope=scope)
-    await _live_user(db, user_id, scope=scope)
-    return user_id
-
-
-def _access_token_subject(services: Services, token: str, scope: str) -> str:
-    try:
-        claims = verify_access_token(
-            services.key_ring,
-            token,
-            issuer=services.settings.issuer,
-            audience=services.settings.issuer + "mfa/",
-            now=services.clock.now(),
-            required_scope=scope,
-        )
-    except InvalidAccessToken as exc:
-        raise InvalidToken(str(exc), scope=scope) from None
-    if "mfa" not in claims.get("amr", []):
-        raise InvalidToken("token was not issued after a second factor", scope=scope)
-    return str(claims["sub"])
 
 
 @get("/mfa/authenticators", operation_class=openapi.LIST_AUTHENTICATORS, tags=["mfa"])
@@ -111,9 +62,9 @@ async def list_authenticators(
     request: Request[Any, Any, State], services: NamedDependency[Services], db: NamedDependency[AsyncSession]
 ) -> Response[Any]:
     """The user's authenticators, for an ``mfa_token`` or an MFA-API token with ``read:authenticators``."""
-    token = _bearer(request)
-    if _is_jwt(token):
-        user_id = await _access_token_user(services, db, token, "read:authenticators")
+    token = bearer_token(request)
+    if is_jwt(token):
+        user_id = (await mfa_api_user(services, db, token, "read:authenticators")).user_id
     else:
         user_id = (await _mfa_transaction(services, db, token)).user_id
     listed = await build_factors(services, db).list_authenticators(user_id)
@@ -127,8 +78,8 @@ async def associate(
     request: Request[Any, Any, State], services: NamedDependency[Services], db: NamedDependency[AsyncSession]
 ) -> Response[Any]:
     """Start an OTP enrollment with an ``mfa_token`` (only while the user has no active factor)."""
-    token = _bearer(request)
-    if _is_jwt(token):
+    token = bearer_token(request)
+    if is_jwt(token):
         raise InvalidToken("enrollment needs the mfa_token of a login")
     transaction = await _mfa_transaction(services, db, token)
     body = await _json_or_form(request)
@@ -221,10 +172,10 @@ async def remove_authenticator(
     db: NamedDependency[AsyncSession],
 ) -> Response[None]:
     """Delete an authenticator, for an MFA-API token with ``remove:authenticators`` (an mfa_token is not enough)."""
-    token = _bearer(request)
-    if not _is_jwt(token):
+    token = bearer_token(request)
+    if not is_jwt(token):
         raise InvalidToken("an access token for the MFA API is required", scope="remove:authenticators")
-    user_id = await _access_token_user(services, db, token, "remove:authenticators")
+    user_id = (await mfa_api_user(services, db, token, "remove:authenticators")).user_id
     if not await build_factors(services, db).remove(user_id, authenticator_id):
         return Response(
             {"error": "not_found", "error_description": "Authenticator not found"},  # type: ignore[arg-type]
