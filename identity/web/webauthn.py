@@ -42,6 +42,7 @@ from identity.store import mfa as mfa_queries
 from identity.store import users as user_queries
 from identity.store.tenant import SqlTenantStore
 from identity.web import openapi
+from identity.web.bearer import bearer_token, is_jwt, mfa_api_user
 from identity.web.deps import Services, build_factors, build_webauthn
 from identity.web.errors import NO_STORE
 from identity.web.oauth import parse_token_request
@@ -208,12 +209,10 @@ async def passkey_register(
 
     ``Authorization: Bearer`` an MFA-API access token with the ``enroll`` scope (obtained after a second factor).
     """
-    from identity.web.mfa import _access_token_subject, _bearer, _is_jwt
-
-    token = _bearer(request)
-    if not _is_jwt(token):
+    token = bearer_token(request)
+    if not is_jwt(token):
         raise InvalidToken("an access token for the MFA API with the enroll scope is required", scope="enroll")
-    user_id = _access_token_subject(services, token, "enroll")
+    user_id = (await mfa_api_user(services, db, token, "enroll")).user_id
     params, client = await _client(request, services, db)
     _allowed(client, WEBAUTHN)
     found = await user_queries.by_user_id(db, user_id)
