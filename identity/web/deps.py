@@ -17,7 +17,7 @@ from identity.accounts.webauthn import WebAuthnFactors, WebAuthnService
 from identity.audit import AuditLog, AuditTrail
 from identity.clock import Clock
 from identity.crypto import SecretBox
-from identity.oauth2 import TokenEndpoint
+from identity.oauth2 import RevocationEndpoint, TokenEndpoint
 from identity.oauth2.grants import (
     ClientCredentialsGrant,
     Grant,
@@ -60,6 +60,7 @@ __all__ = [
     "TrailObserver",
     "build_authenticator",
     "build_factors",
+    "build_revocation_endpoint",
     "build_token_endpoint",
     "build_webauthn",
     "provide_session",
@@ -335,3 +336,10 @@ def build_token_endpoint(
     grants[WebAuthnGrant.GRANT_TYPE] = WebAuthnGrant(tenant, users, issuer, webauthn, mfa, rules)
     observer = TrailObserver(trail) if trail is not None else None
     return TokenEndpoint(grants, tenant, challenge_realm=services.settings.issuer, observer=observer)
+
+
+def build_revocation_endpoint(services: Services, session: AsyncSession, unit: UnitOfWork) -> RevocationEndpoint:
+    """The revocation endpoint (RFC 7009), bound to this request's session and unit of work."""
+    tenant = SqlTenantStore(session, issuer=services.settings.issuer)
+    refresh_tokens = SqlRefreshTokens(session, services.box, services.clock)
+    return RevocationEndpoint(tenant, refresh_tokens, unit, challenge_realm=services.settings.issuer)
