@@ -35,8 +35,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.accounts.factors import AlreadyEnrolled, Enrollment, FactorService
 from identity.mfa import qr, recovery, totp
-from identity.oauth2.errors import OAuthError, PasswordLeakedError
-from identity.oauth2.grants.password import WRONG_CREDENTIALS
+from identity.oauth2.errors import InvalidRequest, OAuthError, PasswordLeakedError
+from identity.oauth2.grants.password import WRONG_CREDENTIALS, password_connection, takes_passwords
 from identity.oauth2.interfaces import (
     Client,
     Connection,
@@ -72,7 +72,6 @@ MAX_SESSION_SECONDS = 60 * 60
 PENDING_SECONDS = 10 * 60
 """How long a QR code stays valid before it has been confirmed."""
 _MAX_BODY = 16 * 1024
-_PASSWORD_STRATEGIES = frozenset({"auth0"})
 
 ENROLLMENT_PROTOCOL = "enrollment-page"
 """``event.transaction.protocol`` when the rules run for a sign-in to these pages."""
@@ -185,7 +184,7 @@ async def _tenant_name(db: AsyncSession) -> str:
 
 async def _directories(services: Services, db: AsyncSession) -> tuple[list[str], str | None]:
     tenant = SqlTenantStore(db, issuer=services.settings.issuer)
-    names = [c.name for c in await tenant.connections() if c.strategy in _PASSWORD_STRATEGIES]
+    names = [c.name for c in await tenant.connections() if takes_passwords(c)]
     default = (await tenant.settings()).default_directory
     await db.commit()
     return names, default if default in names else (names[0] if names else None)
@@ -229,10 +228,12 @@ async def sign_in(
     if not username or not isinstance(password, str) or not password:
         error = "Enter your email or username and your password."
         return await _sign_in_page(services, db, status=400, error=error, username=username, selected=realm)
-    directories, default = await _directories(services, db)
+    _, default = await _directories(services, db)
     name = realm or default
-    connection = await SqlTenantStore(db, issuer=services.settings.issuer).connection(name) if name else None
-    if connection is None or connection.name not in directories:
+    try:
+        # The grant's directory checks, without a client: the pages serve every database connection.
+        connection = await password_connection(SqlTenantStore(db, issuer=services.settings.issuer), name or "")
+    except InvalidRequest:
         error = "Choose a directory from the list."
         return await _sign_in_page(services, db, status=400, error=error, username=username)
     trail = request_trail(request, services.settings)
