@@ -427,7 +427,7 @@ def users_delete(user_id: str) -> None:
 def users_mfa_reset(user_id: str) -> None:
     """Remove every second factor of USER_ID (lost device); the user enrolls again at the next login."""
     settings = _settings()
-    removed = _factors(settings, lambda factors: factors.reset(user_id))
+    removed = _factors(settings, lambda factors: factors.authenticators.reset(user_id))
     _record_event(settings, "gd_unenroll", user_id=user_id, description="Every second factor removed by an operator")
     click.echo(json.dumps({"user_id": user_id, "removed": removed}))
 
@@ -450,7 +450,7 @@ def users_recovery_code_regenerate(user_id: str) -> None:
     from identity.mfa.recovery import display
 
     settings = _settings()
-    code = _factors(settings, lambda factors: factors.regenerate_recovery_code(user_id))
+    code = _factors(settings, lambda factors: factors.recovery.regenerate(user_id))
     click.echo(json.dumps({"user_id": user_id, "recovery_code": code, "display": display(code)}))
 
 

@@ -57,7 +57,7 @@ from webauthn.helpers.structs import (
 )
 
 from identity.accounts.errors import AccountError
-from identity.accounts.factors import FactorService
+from identity.accounts.factors import AttemptBucket
 from identity.clock import Clock
 from identity.crypto import sha256_hex
 from identity.oauth2.interfaces import FactorCheck, MfaTransaction, User, WebAuthnOutcome
@@ -676,11 +676,11 @@ async def _burn_challenge(session: AsyncSession, challenge_pk: int, now: datetim
 
 
 class WebAuthnFactors:
-    """`identity.oauth2.interfaces.WebAuthnFactor` for the grants: ceremonies plus the factor service's bucket."""
+    """`identity.oauth2.interfaces.WebAuthnFactor` for the grants: ceremonies plus the users' attempt bucket."""
 
-    def __init__(self, webauthn: WebAuthnService, factors: FactorService) -> None:
+    def __init__(self, webauthn: WebAuthnService, attempts: AttemptBucket) -> None:
         self.webauthn = webauthn
-        self.factors = factors
+        self.attempts = attempts
 
     async def _user(self, user_pk: int | None) -> User | None:
         if user_pk is None:
@@ -702,13 +702,13 @@ class WebAuthnFactors:
         user_pk = await self._transaction_user(transaction)
         if ceremony is None or user_pk is None or ceremony.user_pk != user_pk:
             return WebAuthnOutcome(FactorCheck.INVALID)
-        if not await self.factors.reserve_attempt(user_pk):
+        if not await self.attempts.reserve(user_pk):
             return WebAuthnOutcome(FactorCheck.RATE_LIMITED)
         registered = await self.webauthn.register(
             ceremony, credential, name="Security key", burn_transaction=transaction.id
         )
         if registered.check is not FactorCheck.INVALID:
-            await self.factors.refund_attempt(user_pk)
+            await self.attempts.refund(user_pk)
         return WebAuthnOutcome(
             registered.check,
             authenticator_id=registered.authenticator_id,
@@ -721,15 +721,15 @@ class WebAuthnFactors:
         ceremony = await self.webauthn.ceremony(credential, Purpose.MFA_ASSERT, transaction_pk=transaction.id)
         user_pk = await self._transaction_user(transaction)
         if ceremony is None or user_pk is None:
-            if user_pk is not None and not await self.factors.reserve_attempt(user_pk):
+            if user_pk is not None and not await self.attempts.reserve(user_pk):
                 return WebAuthnOutcome(FactorCheck.RATE_LIMITED)
             return WebAuthnOutcome(FactorCheck.INVALID)
         assertion = await self.webauthn.authenticate(
             ceremony,
             credential,
             user_pk=user_pk,
-            take_attempt=self.factors.reserve_attempt,
-            refund_attempt=self.factors.refund_attempt,
+            take_attempt=self.attempts.reserve,
+            refund_attempt=self.attempts.refund,
             burn_transaction=transaction.id,
             exclude=transaction.first_factor,
         )
@@ -759,11 +759,11 @@ class WebAuthnFactors:
         # Plain values: a lost race rolls the session back, which expires the row's attributes.
         connection, owner = ceremony.connection, ceremony.user_pk
         if ceremony.purpose == Purpose.PASSKEY_REGISTER.value:
-            if owner is None or not await self.factors.reserve_attempt(owner):
+            if owner is None or not await self.attempts.reserve(owner):
                 return WebAuthnOutcome(FactorCheck.RATE_LIMITED)
             registered = await self.webauthn.register(ceremony, credential, name=_passkey_name(credential))
             if registered.check is not FactorCheck.INVALID:
-                await self.factors.refund_attempt(owner)
+                await self.attempts.refund(owner)
             return WebAuthnOutcome(
                 registered.check,
                 user=await self._user(owner) if registered.check is FactorCheck.ACCEPTED else None,
@@ -776,8 +776,8 @@ class WebAuthnFactors:
             ceremony,
             credential,
             user_pk=None,
-            take_attempt=self.factors.reserve_attempt,
-            refund_attempt=self.factors.refund_attempt,
+            take_attempt=self.attempts.reserve,
+            refund_attempt=self.attempts.refund,
         )
         return WebAuthnOutcome(
             assertion.check,

@@ -12,13 +12,14 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from msgspec import UNSET, Struct, UnsetType
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from identity.accounts.factors import NotEnrolled
+from identity.accounts.factors import Factor, FactorType, NotEnrolled
 from identity.accounts.users import UserService
 from identity.management.audit import user_deleted
 from identity.management.errors import ERROR_RESPONSES, ManagementError, bad_request, not_found
 from identity.store import users as user_queries
 from identity.store.models import UserRow
 from identity.web.deps import Services, build_factors
+from identity.web.mfa import wire_time
 
 __all__ = ["USER_HANDLERS", "UserOut", "parse_query"]
 
@@ -295,7 +296,7 @@ async def get_user(
 ) -> UserOut:
     """One user, with ``multifactor`` when an authenticator is enrolled."""
     row, connection = await UserService(db, services.hasher).get(user_id)
-    enrolled = await build_factors(services, db).has_active_factor(user_id)
+    enrolled = await build_factors(services, db).authenticators.has_active(user_id)
     return user_out(row, connection, multifactor=["guardian"] if enrolled else [])
 
 
@@ -344,8 +345,15 @@ async def delete_user(
     user_deleted(services, request, user_id, connection)
 
 
-def _methods(listed: list[dict[str, Any]]) -> list[AuthenticationMethod]:
-    return [AuthenticationMethod(**item) for item in listed]
+_METHOD_TYPES = {FactorType.TOTP: "totp", FactorType.RECOVERY_CODE: "recovery-code"}
+
+
+def _method(factor: Factor) -> AuthenticationMethod:
+    """A factor by Auth0's authentication-method names: a synced passkey, or a (roaming) security key."""
+    kind = _METHOD_TYPES.get(factor.type) or ("passkey" if factor.synced else "webauthn-roaming")
+    return AuthenticationMethod(
+        id=factor.id, type=kind, confirmed=factor.active, created_at=factor.created_at, enrolled_at=factor.confirmed_at
+    )
 
 
 @get(
@@ -363,7 +371,7 @@ async def list_authentication_methods(
     include_totals: FromQuery[bool] = False,
 ) -> list[AuthenticationMethod] | MethodPage:
     """The user's authenticators and recovery code."""
-    methods = _methods(await build_factors(services, db).authentication_methods(user_id))
+    methods = [_method(f) for f in await build_factors(services, db).authenticators.listed(user_id)]
     offset, limit = paging(page or 0, per_page or 50)
     shown = methods[offset : offset + limit] if page is not None or per_page is not None else methods
     if include_totals:
@@ -381,11 +389,11 @@ async def list_enrollments(
     services: NamedDependency[Services], db: NamedDependency[AsyncSession], user_id: FromPath[str]
 ) -> list[Enrollment]:
     """The user's confirmed authenticators, in Guardian's older shape."""
-    listed = await build_factors(services, db).list_authenticators(user_id)
+    listed = await build_factors(services, db).authenticators.listed(user_id)
     return [
-        Enrollment(id=item["id"], status="confirmed", type="authenticator", enrolled_at=item.get("created_at"))
-        for item in listed
-        if item["authenticator_type"] == "otp" and item["active"]
+        Enrollment(id=f.id, status="confirmed", type="authenticator", enrolled_at=wire_time(f.created_at))
+        for f in listed
+        if f.type is FactorType.TOTP and f.active
     ]
 
 
@@ -400,7 +408,7 @@ async def delete_authentication_methods(
     services: NamedDependency[Services], db: NamedDependency[AsyncSession], user_id: FromPath[str]
 ) -> None:
     """Remove every factor and end the user's sessions (lost device)."""
-    await build_factors(services, db).reset(user_id)
+    await build_factors(services, db).authenticators.reset(user_id)
 
 
 @delete(
@@ -414,7 +422,7 @@ async def delete_authenticators(
     services: NamedDependency[Services], db: NamedDependency[AsyncSession], user_id: FromPath[str]
 ) -> None:
     """The same MFA reset as ``DELETE /users/{id}/authentication-methods``."""
-    await build_factors(services, db).reset(user_id)
+    await build_factors(services, db).authenticators.reset(user_id)
 
 
 @delete(
@@ -431,7 +439,7 @@ async def delete_authentication_method(
     method_id: FromPath[str],
 ) -> None:
     """Remove one factor; with the last authenticator the recovery code goes too."""
-    if not await build_factors(services, db).remove(user_id, method_id):
+    if not await build_factors(services, db).authenticators.remove(user_id, method_id):
         raise not_found("The authentication method does not exist.", "inexistent_authentication_method")
 
 
@@ -446,9 +454,9 @@ async def delete_enrollment(
     services: NamedDependency[Services], db: NamedDependency[AsyncSession], enrollment_id: FromPath[str]
 ) -> None:
     """Remove one authenticator by its enrollment id (as listed by ``/users/{id}/enrollments``)."""
-    factors = build_factors(services, db)
-    user_id = await factors.owner(enrollment_id)
-    if user_id is None or not await factors.remove(user_id, enrollment_id):
+    authenticators = build_factors(services, db).authenticators
+    user_id = await authenticators.owner(enrollment_id)
+    if user_id is None or not await authenticators.remove(user_id, enrollment_id):
         raise not_found("The enrollment does not exist.", "inexistent_enrollment")
 
 
@@ -464,7 +472,7 @@ async def regenerate_recovery_code(
 ) -> RecoveryCode:
     """Replace the user's recovery code; the old one stops working."""
     try:
-        code = await build_factors(services, db).regenerate_recovery_code(user_id)
+        code = await build_factors(services, db).recovery.regenerate(user_id)
     except NotEnrolled:
         raise ManagementError(400, "The user has no enrolled factor", "user_not_enrolled") from None
     return RecoveryCode(recovery_code=code)

@@ -33,7 +33,7 @@ from litestar.response import Redirect, Template
 from markupsafe import Markup
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from identity.accounts.factors import AlreadyEnrolled, Enrollment, FactorService
+from identity.accounts.factors import AlreadyEnrolled, Enrollment, FactorService, FactorType
 from identity.mfa import qr, recovery, totp
 from identity.oauth2.errors import InvalidRequest, OAuthError, PasswordLeakedError
 from identity.oauth2.grants.password import WRONG_CREDENTIALS, password_connection, takes_passwords
@@ -63,14 +63,12 @@ from identity.web.sessions import (
     start_session,
 )
 
-__all__ = ["ENROLLMENT_CLIENT", "ENROLLMENT_PROTOCOL", "MAX_SESSION_SECONDS", "PENDING_SECONDS", "enroll_router"]
+__all__ = ["ENROLLMENT_CLIENT", "ENROLLMENT_PROTOCOL", "MAX_SESSION_SECONDS", "enroll_router"]
 
 logger = logging.getLogger("identity.web.enroll")
 
 MAX_SESSION_SECONDS = 60 * 60
 """A session ends an hour after sign-in however active it is (it also ends after 15 idle minutes)."""
-PENDING_SECONDS = 10 * 60
-"""How long a QR code stays valid before it has been confirmed."""
 _MAX_BODY = 16 * 1024
 
 ENROLLMENT_PROTOCOL = "enrollment-page"
@@ -137,8 +135,11 @@ async def _field(request: AnyRequest, name: str, *, limit: int = 1024) -> str:
 
 
 def _code_shape_ok(otp: str) -> bool:
-    digits = otp.replace(" ", "")
-    return len(digits) == totp.DIGITS and digits.isdigit()
+    return totp.well_formed(otp)
+
+
+def _day(moment: datetime) -> str:
+    return moment.strftime("%-d %B %Y")
 
 
 async def _visitor(request: AnyRequest, services: Services, db: AsyncSession) -> Visitor | None:
@@ -162,7 +163,7 @@ async def _place(request: AnyRequest, services: Services, db: AsyncSession) -> t
     if visitor is None:
         had_session = any(name.endswith("identity-session") for name in request.cookies)
         return (START + "?notice=expired" if had_session else START), None
-    if not await build_factors(services, db).has_active_factor(visitor.user_id):
+    if not await build_factors(services, db).authenticators.has_active(visitor.user_id):
         return SETUP, visitor
     return (MANAGE if visitor.passed_mfa else VERIFY), visitor
 
@@ -270,7 +271,7 @@ async def sign_in(
     store = request.app.stores.get(STORE_NAME)
     if isinstance(store, SqlSessionStore):
         await store.purge_expired()
-    has_factor = await build_factors(services, db).has_active_factor(user.user_id)
+    has_factor = await build_factors(services, db).authenticators.has_active(user.user_id)
     return _redirect(VERIFY if has_factor else SETUP)
 
 
@@ -358,7 +359,7 @@ async def verify(
     otp = await _field(request, "otp", limit=16)
     tenant = await _tenant_name(db)
     if recovery_code:
-        check, new_code = await factors.redeem_user_recovery_code(visitor.user_id, recovery_code)
+        check, new_code = await factors.recovery.swap_user_code(visitor.user_id, recovery_code)
         if check is FactorCheck.ACCEPTED and new_code is not None:
             logger.info("enroll second factor passed user=%s factor=recovery-code", visitor.user_id)
             _audit(request, services, visitor, "gd_recovery_succeed")
@@ -369,7 +370,7 @@ async def verify(
         return await verify_page(services, db, visitor, status=status, recovery_error=error)
     if not _code_shape_ok(otp):
         return await verify_page(services, db, visitor, status=400, error="Enter the 6-digit code.")
-    check = await factors.verify_user_otp(visitor.user_id, otp)
+    check = await factors.otp.spend_user_code(visitor.user_id, otp)
     if check is FactorCheck.ACCEPTED:
         logger.info("enroll second factor passed user=%s factor=otp", visitor.user_id)
         _audit(request, services, visitor, "gd_auth_succeed")
@@ -406,10 +407,10 @@ def _setup_page(
 
 async def _enrollment(factors: FactorService, user_id: str, issuer: str) -> tuple[Enrollment, bool]:
     """The pending enrollment (``True``) or a new one when there is none or it expired (``False``)."""
-    pending = await factors.pending_otp(user_id, issuer=issuer, max_age=PENDING_SECONDS)
+    pending = await factors.enrollment.pending(user_id, issuer=issuer)
     if pending is not None:
         return pending, True
-    return await factors.associate_otp(user_id, issuer=issuer), False
+    return await factors.enrollment.associate(user_id, issuer=issuer), False
 
 
 async def setup_page_with_error(
@@ -463,14 +464,14 @@ async def setup(
     otp = await _field(request, "otp", limit=16)
     if not _code_shape_ok(otp):
         return _setup_page(enrollment, visitor, status=400, error="Enter the 6-digit code your app shows.")
-    check = await factors.verify_user_otp(visitor.user_id, otp)
+    check = await factors.otp.confirm_enrollment(visitor.user_id, otp)
     if check is not FactorCheck.ACCEPTED:
         status, error = _CODE_ERRORS.get(check, _CODE_ERRORS[FactorCheck.INVALID])
         return _setup_page(enrollment, visitor, status=status, error=error)
     logger.info("enroll authenticator activated user=%s authenticator=%s", visitor.user_id, enrollment.authenticator_id)
     _audit(request, services, visitor, "gd_enrollment_complete")
     _start_session(request, services, visitor.user_id, visitor.connection, mfa=True)
-    code = await factors.regenerate_recovery_code(visitor.user_id)
+    code = await factors.recovery.regenerate(visitor.user_id)
     return _page("recovery", visitor=visitor, tenant=tenant, code=recovery.display(code), first=True)
 
 
@@ -480,13 +481,9 @@ async def setup(
 async def _manage_page(
     services: Services, db: AsyncSession, visitor: Visitor, *, status: int = 200, **context: Any
 ) -> Template:
-    listed = await build_factors(services, db).list_authenticators(visitor.user_id)
-    apps = [
-        {"id": a["id"], "added": datetime.fromisoformat(a["created_at"]).strftime("%-d %B %Y")}
-        for a in listed
-        if a["authenticator_type"] == "otp" and a["active"]
-    ]
-    has_recovery = any(a["authenticator_type"] == "recovery-code" for a in listed)
+    listed = await build_factors(services, db).authenticators.listed(visitor.user_id)
+    apps = [{"id": f.id, "added": _day(f.created_at)} for f in listed if f.type is FactorType.TOTP and f.active]
+    has_recovery = any(f.type is FactorType.RECOVERY_CODE for f in listed)
     keys = (await key_context(services, db, visitor.user_id))["keys"]
     return _page(
         "manage",
@@ -522,28 +519,28 @@ async def remove(
         return _redirect(where)
     factors = build_factors(services, db)
     authenticator_id = await _field(request, "authenticator_id", limit=64)
-    apps = {a["id"] for a in await factors.list_authenticators(visitor.user_id) if a["authenticator_type"] == "otp"}
+    apps = {f.id for f in await factors.authenticators.listed(visitor.user_id) if f.type is FactorType.TOTP}
     if authenticator_id not in apps:  # only apps: the recovery code goes with the last one
         return await _manage_page(services, db, visitor, status=404, error="That authenticator no longer exists.")
     recovery_code = await _field(request, "recovery_code", limit=64)
     otp = await _field(request, "otp", limit=16)
     new_code = None
     if recovery_code:
-        check, new_code = await factors.redeem_user_recovery_code(visitor.user_id, recovery_code)
+        check, new_code = await factors.recovery.swap_user_code(visitor.user_id, recovery_code)
         errors = _RECOVERY_ERRORS
     elif _code_shape_ok(otp):
-        check, errors = await factors.verify_user_otp(visitor.user_id, otp), _CODE_ERRORS
+        check, errors = await factors.otp.spend_user_code(visitor.user_id, otp), _CODE_ERRORS
     else:
         return await _manage_page(services, db, visitor, status=400, error="Enter the 6-digit code your app shows.")
     if check is not FactorCheck.ACCEPTED:
         status, error = errors.get(check, errors[FactorCheck.INVALID])
         key = "recovery_error" if recovery_code else "error"
         return await _manage_page(services, db, visitor, status=status, **{key: error})
-    if not await factors.remove(visitor.user_id, authenticator_id):
+    if not await factors.authenticators.remove(visitor.user_id, authenticator_id):
         return await _manage_page(services, db, visitor, status=404, error="That authenticator no longer exists.")
     logger.info("enroll authenticator removed user=%s authenticator=%s", visitor.user_id, authenticator_id)
     _audit(request, services, visitor, "gd_unenroll")
-    if new_code is not None and await factors.has_active_factor(visitor.user_id):
+    if new_code is not None and await factors.authenticators.has_active(visitor.user_id):
         tenant = await _tenant_name(db)
         return _page(
             "recovery", status=200, visitor=visitor, tenant=tenant, code=recovery.display(new_code), first=False

@@ -23,6 +23,7 @@ from litestar.di import NamedDependency
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.accounts.errors import AccountError
+from identity.accounts.factors import FactorType
 from identity.accounts.webauthn import Purpose, WebAuthnService
 from identity.mfa import recovery
 from identity.oauth2.interfaces import FactorCheck
@@ -50,20 +51,14 @@ async def _user_pk(db: AsyncSession, user_id: str) -> int:
 
 async def key_context(services: Services, db: AsyncSession, user_id: str) -> dict[str, Any]:
     """What the verify and manage pages show about the visitor's factors: keys, and whether an app is on."""
-    listed = await build_factors(services, db).list_authenticators(user_id)
+    listed = await build_factors(services, db).authenticators.listed(user_id)
     keys = [
-        {"id": a["id"], "name": a.get("name", "Security key"), "added": _day(a["created_at"])}
-        for a in listed
-        if a["authenticator_type"] == "webauthn" and a["active"]
+        {"id": f.id, "name": f.name or "Security key", "added": f.created_at.strftime("%-d %B %Y")}
+        for f in listed
+        if f.type is FactorType.WEBAUTHN and f.active
     ]
-    has_app = any(a["authenticator_type"] == "otp" and a["active"] for a in listed)
+    has_app = any(f.type is FactorType.TOTP and f.active for f in listed)
     return {"keys": keys, "has_app": has_app}
-
-
-def _day(iso: str) -> str:
-    from datetime import datetime
-
-    return datetime.fromisoformat(iso).strftime("%-d %B %Y")
 
 
 def _bind(request: Any) -> str:
@@ -106,15 +101,15 @@ async def _assert(
         return FactorCheck.INVALID, webauthn
     ceremony = await webauthn.ceremony(credential, Purpose.PAGE_ASSERT, session_binding=binding)
     if ceremony is None or ceremony.user_pk != user_pk:
-        if not await factors.reserve_attempt(user_pk):
+        if not await factors.attempts.reserve(user_pk):
             return FactorCheck.RATE_LIMITED, webauthn
         return FactorCheck.INVALID, webauthn
     assertion = await webauthn.authenticate(
         ceremony,
         credential,
         user_pk=user_pk,
-        take_attempt=factors.reserve_attempt,
-        refund_attempt=factors.refund_attempt,
+        take_attempt=factors.attempts.reserve,
+        refund_attempt=factors.attempts.refund,
     )
     return assertion.check, webauthn
 
@@ -168,7 +163,7 @@ def _routes() -> list[Any]:
         logger.info("enroll security key added user=%s authenticator=%s", visitor.user_id, registered.authenticator_id)
         if where == pages.SETUP:
             pages._start_session(request, services, visitor.user_id, visitor.connection, mfa=True)
-            code = await build_factors(services, db).regenerate_recovery_code(visitor.user_id)
+            code = await build_factors(services, db).recovery.regenerate(visitor.user_id)
             tenant = await pages._tenant_name(db)
             return pages._page(
                 "recovery", visitor=visitor, tenant=tenant, code=recovery.display(code), first=True, factor="key"
@@ -232,11 +227,11 @@ def _routes() -> list[Any]:
         otp = await pages._field(request, "otp", limit=16)
         new_code = None
         if recovery_code:
-            check, new_code = await factors.redeem_user_recovery_code(visitor.user_id, recovery_code)
+            check, new_code = await factors.recovery.swap_user_code(visitor.user_id, recovery_code)
         elif otp:
             if not pages._code_shape_ok(otp):
                 return await pages._manage_page(services, db, visitor, status=400, key_error="Enter the 6-digit code.")
-            check = await factors.verify_user_otp(visitor.user_id, otp)
+            check = await factors.otp.spend_user_code(visitor.user_id, otp)
         else:
             check, _ = await _assert(request, services, db, visitor.user_id)
         if check is not FactorCheck.ACCEPTED:
@@ -245,10 +240,10 @@ def _routes() -> list[Any]:
                 "That code is not right." if otp else _KEY_ERROR)  # fmt: skip
             status = 429 if check is FactorCheck.RATE_LIMITED else 400
             return await pages._manage_page(services, db, visitor, status=status, key_error=error)
-        if not await factors.remove(visitor.user_id, authenticator_id):
+        if not await factors.authenticators.remove(visitor.user_id, authenticator_id):
             return await pages._manage_page(services, db, visitor, status=404, key_error="That key no longer exists.")
         logger.info("enroll security key removed user=%s authenticator=%s", visitor.user_id, authenticator_id)
-        if new_code is not None and await factors.has_active_factor(visitor.user_id):
+        if new_code is not None and await factors.authenticators.has_active(visitor.user_id):
             tenant = await pages._tenant_name(db)
             return pages._page("recovery", visitor=visitor, tenant=tenant, code=recovery.display(new_code), first=False)
         request.session["notice"] = "key-removed"  # the manage page, or setup when it was the last factor

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -12,7 +13,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from identity.accounts.factors import AlreadyEnrolled
+from identity.accounts.factors import AlreadyEnrolled, Challenge, Factor, FactorType
 from identity.oauth2.client_auth import authenticate_client
 from identity.oauth2.errors import (
     AccessDenied,
@@ -67,8 +68,28 @@ async def list_authenticators(
         user_id = (await mfa_api_user(services, db, token, "read:authenticators")).user_id
     else:
         user_id = (await _mfa_transaction(services, db, token)).user_id
-    listed = await build_factors(services, db).list_authenticators(user_id)
-    return Response(listed, media_type=MediaType.JSON, headers=NO_STORE)
+    listed = await build_factors(services, db).authenticators.listed(user_id)
+    return Response([authenticator_json(f) for f in listed], media_type=MediaType.JSON, headers=NO_STORE)
+
+
+def authenticator_json(factor: Factor) -> dict[str, Any]:
+    """A factor as the MFA API lists it (API.md §2.3): ``otp``, ``webauthn`` (named) or ``recovery-code``."""
+    if factor.type is FactorType.RECOVERY_CODE:
+        return {"id": factor.id, "authenticator_type": "recovery-code", "active": True}
+    entry: dict[str, Any] = {
+        "id": factor.id,
+        "authenticator_type": "webauthn" if factor.type is FactorType.WEBAUTHN else "otp",
+        "active": factor.active,
+        "created_at": wire_time(factor.created_at),
+    }
+    if factor.type is FactorType.WEBAUTHN:
+        entry["name"] = factor.name or "Security key"
+    return entry
+
+
+def wire_time(moment: datetime) -> str:
+    """A stored time as the MFA and Guardian APIs write it (ISO 8601, ``Z`` for UTC)."""
+    return moment.isoformat().replace("+00:00", "Z")
 
 
 @post(
@@ -94,7 +115,7 @@ async def associate(
         raise InvalidRequest("Only the 'otp' and 'webauthn' authenticator types are supported")
     label = (await tenant_settings(db)).friendly_name
     try:
-        enrollment = await build_factors(services, db).associate_otp(transaction.user_id, issuer=label)
+        enrollment = await build_factors(services, db).enrollment.associate(transaction.user_id, issuer=label)
     except AlreadyEnrolled:
         raise AccessDenied("User is already enrolled") from None
     answer: dict[str, Any] = {
@@ -139,22 +160,14 @@ async def challenge(
         raise InvalidGrant(MALFORMED_MFA_TOKEN)
     if user.blocked:
         raise Unauthorized("user is blocked")
-    asked = (params.get("challenge_type") or "otp oob webauthn").split()
-    authenticators = await factors.list_authenticators(transaction.user_id)
-    keys = [a for a in authenticators if a["authenticator_type"] == "webauthn" and a["active"]]
-    if (wanted_key := params.get("authenticator_id")) is not None:
-        keys = [a for a in keys if a["id"] == wanted_key]
-    has_otp = any(a["authenticator_type"] == "otp" for a in authenticators)
-    # The first type the client names that the user has wins (omitted: OTP first, as before); an
-    # authenticator_id picks that authenticator.
-    otp_first = has_otp and "otp" in asked and "webauthn" in asked and asked.index("otp") < asked.index("webauthn")
-    if keys and "webauthn" in asked and (wanted_key is not None or not otp_first):
+    chosen = await factors.choose_challenge(
+        transaction.user_id,
+        challenge_type=params.get("challenge_type"),
+        authenticator_id=params.get("authenticator_id"),
+    )
+    if chosen is Challenge.WEBAUTHN:
         return await challenge_webauthn(services, db, transaction)
-    otp = [a for a in authenticators if a["authenticator_type"] == "otp"]
-    active = [a for a in otp if a["active"]] or otp
-    if (wanted := params.get("authenticator_id")) is not None:
-        active = [a for a in active if a["id"] == wanted]
-    if "otp" not in asked or not active:
+    if chosen is None:
         raise UnsupportedChallengeType("User does not have any authenticator of the requested challenge type")
     return Response({"challenge_type": "otp"}, media_type=MediaType.JSON, headers=NO_STORE)
 
@@ -176,7 +189,7 @@ async def remove_authenticator(
     if not is_jwt(token):
         raise InvalidToken("an access token for the MFA API is required", scope="remove:authenticators")
     user_id = (await mfa_api_user(services, db, token, "remove:authenticators")).user_id
-    if not await build_factors(services, db).remove(user_id, authenticator_id):
+    if not await build_factors(services, db).authenticators.remove(user_id, authenticator_id):
         return Response(
             {"error": "not_found", "error_description": "Authenticator not found"},  # type: ignore[arg-type]
             status_code=404,

@@ -73,10 +73,10 @@ async def _user_pk(db: AsyncSession, user_id: str) -> int:
 async def associate_webauthn(services: Services, db: AsyncSession, transaction: MfaTransaction) -> Response[Any]:
     """``/mfa/associate`` for ``webauthn``: creation options bound to the mfa_token (no active factor yet)."""
     factors = build_factors(services, db)
-    if await factors.has_active_factor(transaction.user_id):
+    if await factors.authenticators.has_active(transaction.user_id):
         raise AccessDenied("User is already enrolled")
     try:
-        recovery_code = await factors.pending_recovery_code(transaction.user_id)
+        recovery_code = await factors.recovery.pending(transaction.user_id)
     except AlreadyEnrolled:
         raise AccessDenied("User is already enrolled") from None
     options = await build_webauthn(services, db).registration_options(
