@@ -29,7 +29,7 @@ from identity.oauth2.grants import MFA_OTP, MFA_RECOVERY_CODE
 from identity.settings import Settings
 from identity.store.models import AuthenticatorRow
 from identity.web.enroll import MAX_SESSION_SECONDS
-from identity.web.sessions import IDLE_SECONDS, session_config
+from identity.web.enroll.sessions import IDLE_SECONDS, session_config
 from tests.conftest import (
     ALICE_CUSTOMER_PASSWORD,
     ALICE_EMPLOYEE_PASSWORD,
