@@ -29,7 +29,7 @@ from identity.accounts.factors.enrollment import PENDING_ENROLLMENT_SECONDS, Enr
 from identity.accounts.factors.gate import MFA_POLICIES, MfaGate
 from identity.accounts.factors.otp import OtpCodes
 from identity.accounts.factors.recovery import RecoveryCodes
-from identity.accounts.factors.removal import Proof, Removal, RemovalOutcome
+from identity.accounts.factors.removal import Proof, Removal, RemovalOutcome, remove_with_proof
 from identity.accounts.factors.service import FactorService
 from identity.accounts.factors.transactions import MfaTransactions
 
@@ -57,4 +57,5 @@ __all__ = [
     "Removal",
     "RemovalOutcome",
     "choose_challenge",
+    "remove_with_proof",
 ]

@@ -11,12 +11,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import Enum
+from typing import TYPE_CHECKING
 
-from identity.accounts.factors.authenticators import Authenticators, FactorType
-from identity.accounts.factors.otp import OtpCodes
-from identity.accounts.factors.recovery import RecoveryCodes
+from identity.accounts.factors.authenticators import FactorType
 from identity.mfa import totp
 from identity.oauth2.interfaces import FactorCheck
+
+if TYPE_CHECKING:
+    from identity.accounts.factors.service import FactorService
 
 __all__ = ["Proof", "Removal", "RemovalOutcome", "remove_with_proof"]
 
@@ -54,9 +56,7 @@ class Removal:
 
 
 async def remove_with_proof(
-    authenticators: Authenticators,
-    otp_codes: OtpCodes,
-    recovery_codes: RecoveryCodes,
+    factors: FactorService,
     user_id: str,
     authenticator_id: str,
     *,
@@ -69,16 +69,17 @@ async def remove_with_proof(
 
     ``security_key`` checks a key's assertion; without it, a removal needs the recovery code or an app's code.
     """
+    authenticators = factors.authenticators
     if authenticator_id not in {f.id for f in await authenticators.listed(user_id) if f.type is kind}:
         return Removal(RemovalOutcome.NOT_FOUND)  # only apps and keys: the recovery code goes with the last one
     new_code = None
     if recovery_code:
         proof = Proof.RECOVERY_CODE
-        check, new_code = await recovery_codes.swap_user_code(user_id, recovery_code)
+        check, new_code = await factors.recovery.swap_user_code(user_id, recovery_code)
     elif otp or security_key is None:
         if not totp.well_formed(otp):
             return Removal(RemovalOutcome.NO_PROOF, Proof.OTP if otp else None)
-        proof, check = Proof.OTP, await otp_codes.spend_user_code(user_id, otp)
+        proof, check = Proof.OTP, await factors.otp.spend_user_code(user_id, otp)
     else:
         proof, check = Proof.SECURITY_KEY, await security_key()
     if check is not FactorCheck.ACCEPTED:

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.accounts.factors.attempts import AttemptBucket
-from identity.accounts.factors.authenticators import Authenticators, FactorType
+from identity.accounts.factors.authenticators import Authenticators
 from identity.accounts.factors.challenge import Challenge, choose_challenge
 from identity.accounts.factors.enrollment import OtpEnrollments
 from identity.accounts.factors.gate import MfaGate
 from identity.accounts.factors.otp import OtpCodes
 from identity.accounts.factors.recovery import RecoveryCodes
-from identity.accounts.factors.removal import Removal, remove_with_proof
 from identity.accounts.factors.transactions import MfaTransactions
 from identity.clock import Clock
 from identity.crypto import SecretBox
@@ -27,8 +24,8 @@ class FactorService:
     """Second factors over one request's session.
 
     The grants see it as `identity.oauth2.interfaces.MfaService`. The MFA API, the enrollment pages, the Management
-    API and the CLI use its parts (one session, one clock and one attempt bucket between them) and the two decisions
-    that combine them: `choose_challenge` and `remove_with_proof`.
+    API and the CLI use its parts (one session, one clock and one attempt bucket between them); what combines them
+    is `choose_challenge` here and `identity.accounts.factors.removal.remove_with_proof`.
     """
 
     def __init__(self, session: AsyncSession, box: SecretBox, clock: Clock, unit: UnitOfWork | None = None) -> None:
@@ -73,7 +70,7 @@ class FactorService:
         user_pk = await self.transactions.user_pk(transaction)
         return await self.recovery.swap(user_pk, code, burn_transaction=transaction.id)
 
-    # --- decisions of the MFA API and the pages --------------------------------------------------------------------
+    # --- the MFA API's choice of challenge --------------------------------------------------------------------
 
     async def choose_challenge(
         self, user_id: str, *, challenge_type: str | None, authenticator_id: str | None
@@ -81,19 +78,3 @@ class FactorService:
         """The challenge ``/mfa/challenge`` answers with (`identity.accounts.factors.challenge`)."""
         factors = await self.authenticators.listed(user_id)
         return choose_challenge(factors, challenge_type=challenge_type, authenticator_id=authenticator_id)
-
-    async def remove_with_proof(
-        self,
-        user_id: str,
-        authenticator_id: str,
-        *,
-        kind: FactorType,
-        recovery_code: str = "",
-        otp: str = "",
-        security_key: Callable[[], Awaitable[FactorCheck]] | None = None,
-    ) -> Removal:
-        """Remove a factor after a fresh second factor (`identity.accounts.factors.removal`)."""
-        return await remove_with_proof(
-            self.authenticators, self.otp, self.recovery, user_id, authenticator_id,
-            kind=kind, recovery_code=recovery_code, otp=otp, security_key=security_key,
-        )  # fmt: skip

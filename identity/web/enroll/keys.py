@@ -28,7 +28,7 @@ from identity.mfa import recovery
 from identity.oauth2.interfaces import FactorCheck
 from identity.store import users as user_queries
 from identity.web.deps import Services, build_factors, build_webauthn
-from identity.web.enroll.manage import manage_page
+from identity.web.enroll.manage import manage_page, removal_form
 from identity.web.enroll.pages import (
     CODE_ERRORS,
     MANAGE,
@@ -215,15 +215,11 @@ async def remove(
     db: NamedDependency[AsyncSession],
 ) -> Response[Any]:
     """Remove a key with a fresh second factor: a new code from the app, the recovery code, or a key."""
-    authenticator_id = await field(request, "authenticator_id", limit=64)
-    removal = await build_factors(services, db).remove_with_proof(
-        visitor.user_id,
-        authenticator_id,
-        kind=FactorType.WEBAUTHN,
-        recovery_code=await field(request, "recovery_code", limit=64),
-        otp=await field(request, "otp", limit=16),
-        security_key=lambda: _assert(request, services, db, visitor.user_id),
-    )
+
+    async def key() -> FactorCheck:  # asked only when no code was typed
+        return await _assert(request, services, db, visitor.user_id)
+
+    authenticator_id, removal = await removal_form(request, services, db, visitor, FactorType.WEBAUTHN, key)
     if removal.outcome is RemovalOutcome.NOT_FOUND:
         return await manage_page(services, db, visitor, status=404, key_error="That key no longer exists.")
     if removal.outcome is RemovalOutcome.NO_PROOF:

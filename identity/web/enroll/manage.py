@@ -9,6 +9,7 @@ Security keys are added and removed by `identity.web.enroll.keys`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from litestar import Response, get, post
@@ -16,8 +17,9 @@ from litestar.di import NamedDependency
 from litestar.response import Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from identity.accounts.factors import FactorType, Proof, RemovalOutcome
+from identity.accounts.factors import FactorType, Proof, Removal, RemovalOutcome, remove_with_proof
 from identity.mfa import recovery
+from identity.oauth2.interfaces import FactorCheck
 from identity.web.deps import Services, build_factors
 from identity.web.enroll.pages import (
     CODE_ERRORS,
@@ -34,12 +36,34 @@ from identity.web.enroll.pages import (
 )
 from identity.web.enroll.visitor import Visitor, audit, for_pages
 
-__all__ = ["manage", "manage_page", "remove"]
+__all__ = ["manage", "manage_page", "removal_form", "remove"]
 
 logger = logging.getLogger("identity.web.enroll")
 
 _KEY_REMOVED = "The security key was removed."
 _GONE = "That authenticator no longer exists."
+
+
+async def removal_form(
+    request: AnyRequest,
+    services: Services,
+    db: AsyncSession,
+    visitor: Visitor,
+    kind: FactorType,
+    security_key: Callable[[], Awaitable[FactorCheck]] | None = None,
+) -> tuple[str, Removal]:
+    """Remove the factor a manage-page form names, with the proof it carries: the id, and how it went."""
+    authenticator_id = await field(request, "authenticator_id", limit=64)
+    removal = await remove_with_proof(
+        build_factors(services, db),
+        visitor.user_id,
+        authenticator_id,
+        kind=kind,
+        recovery_code=await field(request, "recovery_code", limit=64),
+        otp=await field(request, "otp", limit=16),
+        security_key=security_key,
+    )
+    return authenticator_id, removal
 
 
 async def manage_page(
@@ -70,14 +94,7 @@ async def remove(
     db: NamedDependency[AsyncSession],
 ) -> Response[Any]:
     """Remove an authenticator app: only with a fresh code (a time step not used before) or the recovery code."""
-    authenticator_id = await field(request, "authenticator_id", limit=64)
-    removal = await build_factors(services, db).remove_with_proof(
-        visitor.user_id,
-        authenticator_id,
-        kind=FactorType.TOTP,
-        recovery_code=await field(request, "recovery_code", limit=64),
-        otp=await field(request, "otp", limit=16),
-    )
+    authenticator_id, removal = await removal_form(request, services, db, visitor, FactorType.TOTP)
     if removal.outcome is RemovalOutcome.NOT_FOUND:
         return await manage_page(services, db, visitor, status=404, error=_GONE)
     if removal.outcome is RemovalOutcome.NO_PROOF:
