@@ -28,7 +28,7 @@ from identity.mfa import recovery
 from identity.oauth2.interfaces import FactorCheck
 from identity.store import users as user_queries
 from identity.web.deps import Services, build_factors, build_webauthn
-from identity.web.enroll.manage import manage_page, removal_form
+from identity.web.enroll.manage import removal_form
 from identity.web.enroll.pages import (
     CODE_ERRORS,
     MANAGE,
@@ -36,13 +36,13 @@ from identity.web.enroll.pages import (
     START,
     VERIFY,
     AnyRequest,
+    factor_page,
     field,
     page,
     redirect,
     tenant_name,
 )
 from identity.web.enroll.setup import setup_page_with_error
-from identity.web.enroll.verify import verify_page
 from identity.web.enroll.visitor import Visitor, for_pages, sign_in_visitor
 
 __all__ = ["KEY_ROUTES"]
@@ -158,14 +158,14 @@ async def add(
             error = registered.reason
         if visitor.page == SETUP:
             return await setup_page_with_error(services, db, visitor, error)
-        return await manage_page(services, db, visitor, status=400, key_error=error)
+        return await factor_page("manage", services, db, visitor, status=400, key_error=error)
     logger.info("enroll security key added user=%s authenticator=%s", visitor.user_id, registered.authenticator_id)
     if visitor.page == SETUP:
         sign_in_visitor(request, services, visitor.user_id, visitor.connection, mfa=True)
         code = await build_factors(services, db).recovery.regenerate(visitor.user_id)
         tenant = await tenant_name(db)
         return page("recovery", visitor=visitor, tenant=tenant, code=recovery.display(code), first=True, factor="key")
-    return await manage_page(services, db, visitor, notice=_ADDED)
+    return await factor_page("manage", services, db, visitor, notice=_ADDED)
 
 
 @post(
@@ -202,8 +202,13 @@ async def verify(
         sign_in_visitor(request, services, visitor.user_id, visitor.connection, mfa=True)
         return redirect(MANAGE)
     limited = check is FactorCheck.RATE_LIMITED
-    return await verify_page(
-        services, db, visitor, status=429 if limited else 400, key_error=_RATE_LIMITED if limited else _KEY_ERROR
+    return await factor_page(
+        "verify",
+        services,
+        db,
+        visitor,
+        status=429 if limited else 400,
+        key_error=_RATE_LIMITED if limited else _KEY_ERROR,
     )
 
 
@@ -221,13 +226,13 @@ async def remove(
 
     authenticator_id, removal = await removal_form(request, services, db, visitor, FactorType.WEBAUTHN, key)
     if removal.outcome is RemovalOutcome.NOT_FOUND:
-        return await manage_page(services, db, visitor, status=404, key_error="That key no longer exists.")
+        return await factor_page("manage", services, db, visitor, status=404, key_error="That key no longer exists.")
     if removal.outcome is RemovalOutcome.NO_PROOF:
-        return await manage_page(services, db, visitor, status=400, key_error="Enter the 6-digit code.")
+        return await factor_page("manage", services, db, visitor, status=400, key_error="Enter the 6-digit code.")
     if removal.outcome is RemovalOutcome.REFUSED:
         limited = removal.check is FactorCheck.RATE_LIMITED
         error = _RATE_LIMITED if limited else _REFUSED.get(removal.proof or Proof.SECURITY_KEY, _KEY_ERROR)
-        return await manage_page(services, db, visitor, status=429 if limited else 400, key_error=error)
+        return await factor_page("manage", services, db, visitor, status=429 if limited else 400, key_error=error)
     logger.info("enroll security key removed user=%s authenticator=%s", visitor.user_id, authenticator_id)
     if removal.new_recovery_code is not None:
         code = recovery.display(removal.new_recovery_code)

@@ -27,7 +27,7 @@ from identity.web.enroll.pages import (
     RECOVERY_ERRORS,
     START,
     AnyRequest,
-    factor_summary,
+    factor_page,
     field,
     page,
     redirect,
@@ -36,7 +36,7 @@ from identity.web.enroll.pages import (
 )
 from identity.web.enroll.visitor import Visitor, audit, for_pages
 
-__all__ = ["manage", "manage_page", "removal_form", "remove"]
+__all__ = ["manage", "removal_form", "remove"]
 
 logger = logging.getLogger("identity.web.enroll")
 
@@ -66,14 +66,6 @@ async def removal_form(
     return authenticator_id, removal
 
 
-async def manage_page(
-    services: Services, db: AsyncSession, visitor: Visitor, *, status: int = 200, **context: Any
-) -> Template:
-    """The manage page: the visitor's apps, keys and recovery code, with what ``context`` adds (errors, notices)."""
-    factors = await factor_summary(services, db, visitor.user_id)
-    return page("manage", status=status, visitor=visitor, tenant=await tenant_name(db), **factors, **context)
-
-
 @get("/manage", include_in_schema=False, opt=for_pages(MANAGE))
 async def manage(
     request: AnyRequest,
@@ -83,7 +75,7 @@ async def manage(
 ) -> Template:
     """The enrolled factors, with forms to remove them."""
     notice = _KEY_REMOVED if request.session.pop("notice", None) == "key-removed" else None
-    return await manage_page(services, db, visitor, notice=notice)
+    return await factor_page("manage", services, db, visitor, notice=notice)
 
 
 @post("/remove", status_code=303, include_in_schema=False, opt=for_pages(MANAGE))
@@ -96,15 +88,17 @@ async def remove(
     """Remove an authenticator app: only with a fresh code (a time step not used before) or the recovery code."""
     authenticator_id, removal = await removal_form(request, services, db, visitor, FactorType.TOTP)
     if removal.outcome is RemovalOutcome.NOT_FOUND:
-        return await manage_page(services, db, visitor, status=404, error=_GONE)
+        return await factor_page("manage", services, db, visitor, status=404, error=_GONE)
     if removal.outcome is RemovalOutcome.NO_PROOF:
-        return await manage_page(services, db, visitor, status=400, error="Enter the 6-digit code your app shows.")
+        return await factor_page(
+            "manage", services, db, visitor, status=400, error="Enter the 6-digit code your app shows."
+        )
     if removal.outcome is RemovalOutcome.REFUSED:
         if removal.proof is Proof.RECOVERY_CODE:
             status, error = refusal(removal.check, RECOVERY_ERRORS)
-            return await manage_page(services, db, visitor, status=status, recovery_error=error)
+            return await factor_page("manage", services, db, visitor, status=status, recovery_error=error)
         status, error = refusal(removal.check, CODE_ERRORS)
-        return await manage_page(services, db, visitor, status=status, error=error)
+        return await factor_page("manage", services, db, visitor, status=status, error=error)
     logger.info("enroll authenticator removed user=%s authenticator=%s", visitor.user_id, authenticator_id)
     audit(request, services, visitor, "gd_unenroll")
     if removal.new_recovery_code is not None:

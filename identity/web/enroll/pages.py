@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from litestar import Request
 from litestar.datastructures import State
@@ -16,6 +16,9 @@ from identity.oauth2.interfaces import FactorCheck
 from identity.store.tenant import tenant_settings
 from identity.web.deps import Services, build_factors
 
+if TYPE_CHECKING:
+    from identity.web.enroll.visitor import Visitor
+
 __all__ = [
     "CODE_ERRORS",
     "MANAGE",
@@ -25,6 +28,7 @@ __all__ = [
     "VERIFY",
     "AnyRequest",
     "day",
+    "factor_page",
     "factor_summary",
     "field",
     "page",
@@ -79,6 +83,14 @@ async def tenant_name(db: AsyncSession) -> str:
 def day(moment: datetime) -> str:
     """A date as the pages write it (``3 March 2026``)."""
     return moment.strftime("%-d %B %Y")
+
+
+async def factor_page(
+    name: str, services: Services, db: AsyncSession, visitor: Visitor, *, status: int = 200, **context: Any
+) -> Template:
+    """A page about the visitor's factors (verify, manage), with what ``context`` adds (errors, notices)."""
+    factors = await factor_summary(services, db, visitor.user_id)
+    return page(name, status=status, visitor=visitor, tenant=await tenant_name(db), **factors, **context)
 
 
 async def factor_summary(services: Services, db: AsyncSession, user_id: str) -> dict[str, Any]:

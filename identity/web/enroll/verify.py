@@ -25,7 +25,7 @@ from identity.web.enroll.pages import (
     RECOVERY_ERRORS,
     VERIFY,
     AnyRequest,
-    factor_summary,
+    factor_page,
     field,
     page,
     redirect,
@@ -34,17 +34,9 @@ from identity.web.enroll.pages import (
 )
 from identity.web.enroll.visitor import Visitor, audit, for_pages, sign_in_visitor
 
-__all__ = ["verify", "verify_form", "verify_page"]
+__all__ = ["verify", "verify_form"]
 
 logger = logging.getLogger("identity.web.enroll")
-
-
-async def verify_page(
-    services: Services, db: AsyncSession, visitor: Visitor, *, status: int = 200, **context: Any
-) -> Template:
-    """The second-factor page: the app's code, the visitor's security keys (with JavaScript), the recovery code."""
-    factors = await factor_summary(services, db, visitor.user_id)
-    return page("verify", status=status, visitor=visitor, tenant=await tenant_name(db), **factors, **context)
 
 
 @get("/verify", include_in_schema=False, opt=for_pages(VERIFY))
@@ -52,7 +44,7 @@ async def verify_form(
     visitor: NamedDependency[Visitor], services: NamedDependency[Services], db: NamedDependency[AsyncSession]
 ) -> Template:
     """Ask for the code of the enrolled app (or the recovery code) before anything can change."""
-    return await verify_page(services, db, visitor)
+    return await factor_page("verify", services, db, visitor)
 
 
 @post("/verify", status_code=200, include_in_schema=False, opt=for_pages(VERIFY))
@@ -77,9 +69,9 @@ async def verify(
         status, error = refusal(check, RECOVERY_ERRORS)
         limited = check is FactorCheck.RATE_LIMITED
         audit(request, services, visitor, "gd_recovery_rate_limit_exceed" if limited else "gd_recovery_failed")
-        return await verify_page(services, db, visitor, status=status, recovery_error=error)
+        return await factor_page("verify", services, db, visitor, status=status, recovery_error=error)
     if not totp.well_formed(otp):
-        return await verify_page(services, db, visitor, status=400, error="Enter the 6-digit code.")
+        return await factor_page("verify", services, db, visitor, status=400, error="Enter the 6-digit code.")
     check = await factors.otp.spend_user_code(visitor.user_id, otp)
     if check is FactorCheck.ACCEPTED:
         logger.info("enroll second factor passed user=%s factor=otp", visitor.user_id)
@@ -89,4 +81,4 @@ async def verify(
     status, error = refusal(check, CODE_ERRORS)
     limited = check is FactorCheck.RATE_LIMITED
     audit(request, services, visitor, "gd_otp_rate_limit_exceed" if limited else "gd_auth_failed")
-    return await verify_page(services, db, visitor, status=status, error=error)
+    return await factor_page("verify", services, db, visitor, status=status, error=error)
