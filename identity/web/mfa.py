@@ -37,7 +37,7 @@ from identity.web.errors import NO_STORE
 from identity.web.oauth import parse_token_request, refuse_repeated_members
 from identity.web.webauthn import associate_webauthn, challenge_webauthn
 
-__all__ = ["associate", "challenge", "list_authenticators", "remove_authenticator"]
+__all__ = ["associate", "authenticator_json", "challenge", "list_authenticators", "remove_authenticator", "wire_time"]
 
 _MAX_BODY = 16 * 1024
 MFA_GRANT_TYPES = frozenset({MfaOtpGrant.GRANT_TYPE, MfaRecoveryCodeGrant.GRANT_TYPE, MFA_WEBAUTHN})
