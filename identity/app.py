@@ -23,6 +23,7 @@ from identity.audit import AuditLog
 from identity.clock import Clock, SystemClock
 from identity.crypto import SecretBox
 from identity.management import management_router
+from identity.management.errors import management_paths
 from identity.oauth2.errors import OAuthError
 from identity.observability.metrics import Metrics, metrics_handler, start_metrics_server
 from identity.observability.requests import RequestObserver, trusted_client_ip
@@ -190,8 +191,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         },
         exception_handlers={
             OAuthError: handle_oauth_error,
-            HTTPException: handle_http_exception,
-            Exception: handle_unexpected,
+            # Under /api/v2 (an unknown route or method there too), Auth0's error shape.
+            HTTPException: management_paths(handle_http_exception),
+            Exception: management_paths(handle_unexpected),
         },
         after_request=_security_headers(settings),
         template_config=TemplateConfig(directory=resource("templates"), engine=JinjaTemplateEngine),

@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,6 +22,10 @@ from identity.accounts.passwords import PasswordHasher
 from identity.settings import Settings
 from identity.store.db import create_engine, create_sessionmaker, migrate, pending_migrations
 from identity.tenant_file import ApplyReport, TenantFileError, apply_tenant, load_tenant_file
+
+if TYPE_CHECKING:
+    from identity.audit import LogEvent
+    from identity.management.operations import Record
 
 __all__ = ["main"]
 
@@ -413,10 +417,13 @@ def users_set_password(user_id: str) -> None:
 def users_delete(user_id: str) -> None:
     """Delete USER_ID with its factors and sessions."""
     from identity.accounts.users import UserService
+    from identity.management.operations import delete_user
 
     settings = _settings()
     try:
-        _with_session(settings, lambda session, hasher: UserService(session, hasher).delete(user_id))
+        _with_session(
+            settings, lambda session, hasher: delete_user(UserService(session, hasher), user_id, _record(session))
+        )
     except AccountError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(json.dumps({"user_id": user_id, "deleted": True}))
@@ -426,21 +433,30 @@ def users_delete(user_id: str) -> None:
 @click.argument("user_id")
 def users_mfa_reset(user_id: str) -> None:
     """Remove every second factor of USER_ID (lost device); the user enrolls again at the next login."""
+    from identity.management.operations import reset_mfa
+
     settings = _settings()
-    removed = _factors(settings, lambda factors: factors.authenticators.reset(user_id))
-    _record_event(settings, "gd_unenroll", user_id=user_id, description="Every second factor removed by an operator")
+    removed = _factors(settings, lambda factors: reset_mfa(factors, user_id, _record(factors.session)))
     click.echo(json.dumps({"user_id": user_id, "removed": removed}))
 
 
-def _record_event(settings: Settings, event_type: str, **fields: Any) -> None:
-    """Write one audit event from the CLI (to the table and, as JSON, to the ``identity.audit`` logger)."""
+def _record(session: AsyncSession) -> Record:
+    """Where the CLI's audit events go (`identity.management.operations`).
+
+    The table, written at once on ``session``, and the ``identity.audit`` logger as JSON; ``details.source`` says
+    the CLI acted.
+    """
+    from dataclasses import replace
+
     from identity.audit import AuditLog
     from identity.store import audit
-    from identity.store.audit import LogEvent
 
-    event = LogEvent(type=event_type, details={"source": "cli"}, **fields)
-    AuditLog(None).emit(event)  # the JSON line only; the row is written here, synchronously
-    _with_session(settings, lambda session, _: audit.record(session, [event]))
+    async def record(event: LogEvent) -> None:
+        event = replace(event, details={**event.details, "source": "cli"})
+        AuditLog(None).emit(event)  # the JSON line only; the row is written here, synchronously
+        await audit.record(session, [event])
+
+    return record
 
 
 @users.command("recovery-code-regenerate")
@@ -665,17 +681,11 @@ def users_blocks(identifier: str, connection: str | None) -> None:
 @click.option("--connection", default=None, help="Only this directory (default: every directory).")
 def users_unblock(identifier: str, connection: str | None) -> None:
     """Lift the brute-force blocks of IDENTIFIER (an email or username) from every address, and log it."""
-    from identity.accounts.attack import unblock_identifier
+    from identity.management.operations import unblock
 
     settings = _settings()
-
-    removed = _with_session(settings, lambda session, _: unblock_identifier(session, identifier, connection=connection))
-    _record_event(
-        settings,
-        "ublkdu",
-        description=f"Brute-force block released by an operator ({removed} counter(s))",
-        user_name=identifier[:320],
-        connection=connection,
+    removed = _with_session(
+        settings, lambda session, _: unblock(session, [identifier], _record(session), connection=connection)
     )
     click.echo(json.dumps({"identifier": identifier, "connection": connection, "removed": removed}))
 

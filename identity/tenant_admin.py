@@ -1,9 +1,9 @@
 """Reading and changing the tenant's configuration one object at a time (Management API, ``identity tenant export``).
 
-Every change goes through the tenant file's checks and appliers (`identity.tenant_file`): an object the API creates
-is validated by the same rules as one written in a tenant file, and the export is in the file's shape, so
-``identity tenant apply`` of an export recreates the tenant (secrets and users aside). Nothing is written unless
-every check passed; each change is one transaction.
+Every change goes through the tenant file's checks (`identity.tenant_schema`) and appliers (`identity.tenant_file`):
+an object the API creates is validated by the same rules as one written in a tenant file, and the export is in the
+file's shape, so ``identity tenant apply`` of an export recreates the tenant (secrets and users aside). Nothing is
+written unless every check passed; each change is one transaction.
 """
 
 from __future__ import annotations
@@ -19,8 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from identity.audiences import mfa_api_audience
-from identity.crypto import sha256_hex
-from identity.store.config import bump_config_version
+from identity.store import tenant_writes as writes
 from identity.store.models import (
     ApiRow,
     ClientConnectionRow,
@@ -32,25 +31,25 @@ from identity.store.models import (
     row_id,
 )
 from identity.store.rules import all_rules
-from identity.store.tenant import tenant_row
+from identity.store.tenant import api_scopes, is_management_audience, tenant_row
 from identity.tenant_file import (
     ISSUER_KEYWORD,
-    TENANT_KEYS,
     ApplyReport,
-    TenantFileError,
-    api_scopes,
     apply_api,
     apply_client,
     apply_connection,
     apply_settings,
     check_references,
-    is_management_audience,
-    new_client_grant_id,
-    validate_api,
-    validate_client,
-    validate_client_grant,
-    validate_connection,
-    validate_settings,
+)
+from identity.tenant_schema import (
+    TENANT_KEYS,
+    ApiTable,
+    ClientGrantTable,
+    ClientTable,
+    ConnectionTable,
+    TenantFileError,
+    TenantTable,
+    check,
 )
 
 __all__ = [
@@ -91,8 +90,7 @@ class TenantAdmin:
 
     async def _commit(self) -> None:
         """Commit a configuration change and tell every instance's cache (`identity.store.config`)."""
-        await bump_config_version(self.session)
-        await self.session.commit()
+        await writes.commit_change(self.session)
 
     # --- settings -------------------------------------------------------------------------------------------
 
@@ -105,7 +103,7 @@ class TenantAdmin:
     async def update_settings(self, changes: Mapping[str, Any]) -> dict[str, Any]:
         """Change some settings (``None`` or ``""`` clears default_directory/default_audience)."""
         merged = {**(await self.settings()), **changes}
-        validate_settings("tenant settings", {key: value for key, value in merged.items() if value is not None})
+        check("tenant settings", {key: value for key, value in merged.items() if value is not None}, TenantTable)
         await apply_settings(self.session, {key: "" if value is None else value for key, value in changes.items()})
         await check_references(self.session, {"tenant": {key: value for key, value in changes.items() if value}})
         await self._commit()
@@ -129,12 +127,11 @@ class TenantAdmin:
 
     async def create_connection(self, entry: Mapping[str, Any], enabled_clients: Sequence[str]) -> dict[str, Any]:
         """A new connection (its name must be free)."""
-        validate_connection("connection", entry)
+        check("connection", entry, ConnectionTable)
         found = await self.session.execute(select(ConnectionRow.id).where(col(ConnectionRow.name) == entry["name"]))
         if found.first() is not None:
             raise ConfigConflict(f"A connection with the same name already exists: {entry['name']}")
         row = await apply_connection(self.session, entry, ApplyReport())
-        await self.session.flush()
         await self._set_enabled_clients(row, enabled_clients)
         await self._commit()
         return await self.connection(_connection_id(row))
@@ -222,7 +219,7 @@ class TenantAdmin:
 
     async def create_api(self, entry: Mapping[str, Any]) -> ApiRow:
         """A new API; its identifier must be free and not a built-in API's."""
-        validate_api("resource server", entry)
+        check("resource server", entry, ApiTable)
         identifier = entry["identifier"]
         if is_management_audience(identifier, self.issuer) or identifier == mfa_api_audience(self.issuer):
             raise ConfigConflict("The identifier is a system API's")
@@ -239,7 +236,7 @@ class TenantAdmin:
         entry = {**api_entry(row), **changes}
         if entry["identifier"] != row.identifier:
             raise TenantFileError("identifier: the identifier of a resource server cannot change")
-        validate_api("resource server", entry)
+        check("resource server", entry, ApiTable)
         await apply_api(self.session, entry, ApplyReport())
         await self._commit()
         return await self.api(row.identifier)
@@ -272,7 +269,7 @@ class TenantAdmin:
     async def create_client(self, entry: Mapping[str, Any]) -> Created:
         """A new client with a generated id; a confidential one gets a generated secret, returned once."""
         entry = {"client_id": secrets.token_hex(16), **entry}
-        validate_client("client", entry)
+        check("client", entry, ClientTable)
         report = ApplyReport()
         await apply_client(self.session, entry, report)
         await self._commit()
@@ -287,7 +284,7 @@ class TenantAdmin:
         entry = {**current, **changes}
         if entry["token_endpoint_auth_method"] != "none" and row.secret_hash is None:
             raise ConfigConflict("A public client cannot become confidential: create a new client")
-        validate_client("client", entry)
+        check("client", entry, ClientTable)
         await apply_client(self.session, entry, ApplyReport())
         await self._commit()
         return await self.client(client_id)
@@ -297,8 +294,7 @@ class TenantAdmin:
         row = await self._client_row(client_id)
         if row.token_endpoint_auth_method == "none":
             raise ConfigConflict("A public client has no secret")
-        secret = secrets.token_urlsafe(48)
-        row.secret_hash = sha256_hex(secret)
+        secret = writes.new_client_secret(row)
         self.session.add(row)
         await self._commit()
         return Created(await self.client(client_id), secret)
@@ -345,28 +341,19 @@ class TenantAdmin:
 
     async def create_client_grant(self, entry: Mapping[str, Any]) -> dict[str, Any]:
         """A new grant; one per client and audience, scopes the API has."""
-        validate_client_grant("client grant", entry)
+        check("client grant", entry, ClientGrantTable)
         client = await self._client_row(entry["client_id"])
         await self._check_grant_scopes(entry["audience"], entry["scope"])
-        query = select(ClientGrantRow.id).where(
-            col(ClientGrantRow.client_pk) == client.id, col(ClientGrantRow.audience) == entry["audience"]
-        )
-        if (await self.session.execute(query)).first() is not None:
+        if await writes.client_grant_row(self.session, client, entry["audience"]) is not None:
             raise ConfigConflict("A client grant for that client and audience already exists")
-        row = ClientGrantRow(
-            public_id=new_client_grant_id(),
-            client_pk=row_id(client),
-            audience=entry["audience"],
-            scopes=list(dict.fromkeys(entry["scope"])),
-        )
-        self.session.add(row)
+        row = writes.add_client_grant(self.session, client, entry["audience"], list(dict.fromkeys(entry["scope"])))
         await self._commit()
         return _grant_entry(row, client.client_id)
 
     async def update_client_grant(self, grant_id: str, scope: Sequence[str]) -> dict[str, Any]:
         """Replace a grant's scopes."""
         row, owner = await self._grant_row(grant_id)
-        validate_client_grant("client grant", {"client_id": owner, "audience": row.audience, "scope": list(scope)})
+        check("client grant", {"client_id": owner, "audience": row.audience, "scope": list(scope)}, ClientGrantTable)
         await self._check_grant_scopes(row.audience, scope)
         row.scopes = list(dict.fromkeys(scope))
         self.session.add(row)

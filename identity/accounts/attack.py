@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from identity import tenant_defaults as defaults
 from identity.network import Networks, counting_key
 from identity.oauth2.interfaces import LoginBlocked
 from identity.store import attack as counters
@@ -38,10 +39,10 @@ PER_IDENTIFIER_AND_IP = "count_per_identifier_and_ip"
 ACCOUNT_LOCKOUT = "count_per_identifier"
 BRUTE_FORCE_MODES = (PER_IDENTIFIER_AND_IP, ACCOUNT_LOCKOUT)
 SUSPICIOUS_IP_DEFAULTS: dict[str, Any] = {
-    "enabled": True,
-    "shields": ["block"],
+    "enabled": defaults.SUSPICIOUS_IP_ENABLED,
+    "shields": list(defaults.SUSPICIOUS_IP_SHIELDS),
     "allowlist": [],
-    "stage": {"pre-login": {"max_attempts": 100, "rate": 864_000}},
+    "stage": {"pre-login": {"max_attempts": defaults.SUSPICIOUS_IP_MAX_ATTEMPTS, "rate": defaults.SUSPICIOUS_IP_RATE}},
 }
 """Auth0's defaults: 100 failed logins per address, one more allowed every 864000 ms (14.4 minutes)."""
 PWD_LEAK_LOG_SECONDS = 3600
@@ -62,16 +63,16 @@ def suspicious_ip_settings(stored: Mapping[str, Any]) -> dict[str, Any]:
 class ProtectionPolicy:
     """What the tenant asks of attack protection, read once per login."""
 
-    brute_force: bool = True
-    mode: str = PER_IDENTIFIER_AND_IP
-    max_attempts: int = 10
-    block_seconds: int = 900
+    brute_force: bool = defaults.BRUTE_FORCE_ENABLED
+    mode: str = defaults.BRUTE_FORCE_MODE
+    max_attempts: int = defaults.BRUTE_FORCE_MAX_ATTEMPTS
+    block_seconds: int = defaults.BRUTE_FORCE_BLOCK_SECONDS
     allowlist: Networks = field(default_factory=Networks)
-    ip_throttling: bool = True
+    ip_throttling: bool = defaults.SUSPICIOUS_IP_ENABLED
     ip_allowlist: Networks = field(default_factory=Networks)
-    ip_max_attempts: int = 100
-    ip_seconds_per_token: float = 864.0
-    breached_passwords: bool = False
+    ip_max_attempts: int = defaults.SUSPICIOUS_IP_MAX_ATTEMPTS
+    ip_seconds_per_token: float = defaults.SUSPICIOUS_IP_RATE / 1000
+    breached_passwords: bool = defaults.BREACHED_PASSWORD_ENABLED
     """Breached password detection (API.md §4.6): refuse a correct password that the breached lists contain."""
 
     @classmethod
@@ -85,11 +86,13 @@ class ProtectionPolicy:
             max_attempts=row.brute_force_max_attempts,
             block_seconds=row.brute_force_block_seconds,
             allowlist=Networks.parse(row.brute_force_allowlist or []),
-            ip_throttling=bool(throttling["enabled"]) and "block" in throttling.get("shields", ["block"]),
+            ip_throttling=bool(throttling["enabled"]) and "block" in throttling["shields"],
             ip_allowlist=Networks.parse(throttling.get("allowlist") or []),
             ip_max_attempts=int(stage["max_attempts"]),
             ip_seconds_per_token=float(stage["rate"]) / 1000,
-            breached_passwords=bool((row.breached_password_detection or {}).get("enabled", False)),
+            breached_passwords=bool(
+                (row.breached_password_detection or {}).get("enabled", defaults.BREACHED_PASSWORD_ENABLED)
+            ),
         )
 
 

@@ -30,7 +30,7 @@ __all__ = ["DirectoryAuthenticator", "UserService", "new_user_id", "user_identif
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _USERNAME = re.compile(r"^[A-Za-z0-9_.+\-]{1,128}$")
 _USER_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,50}$")
-_PROFILE_FIELDS = ("email_verified", "name", "nickname", "picture")
+_PROFILE_FIELDS = ("email_verified", "name", "given_name", "family_name", "nickname", "picture")
 
 
 def new_user_id() -> str:
@@ -165,6 +165,8 @@ class UserService:
         email_verified: bool = False,
         blocked: bool = False,
         name: str | None = None,
+        given_name: str | None = None,
+        family_name: str | None = None,
         nickname: str | None = None,
         picture: str | None = None,
         user_id: str | None = None,
@@ -191,6 +193,8 @@ class UserService:
             email_verified=email_verified,
             blocked=blocked,
             name=name or email or username,
+            given_name=given_name,
+            family_name=family_name,
             nickname=nickname or (email.split("@")[0] if email else username),
             picture=picture,
             app_metadata=dict(app_metadata or {}),
@@ -235,8 +239,9 @@ class UserService:
         """Change a user (admin API, CLI). Every change is checked before any is written.
 
         ``changes`` may hold ``blocked``, ``password``, ``email``, ``username``, ``email_verified``, ``name``,
-        ``nickname``, ``picture``, and ``app_metadata``/``user_metadata`` (merged key by key; a ``None`` value removes
-        the key, as Auth0's PATCH does). A new password or a block ends every session of the user.
+        ``given_name``, ``family_name``, ``nickname``, ``picture``, and ``app_metadata``/``user_metadata`` (merged key
+        by key; a ``None`` value removes the key, as Auth0's PATCH does). A new password or a block ends every session
+        of the user.
         """
         row, connection = await self.get(user_id)
         end_sessions: str | None = None

@@ -1,11 +1,13 @@
 """Every Management API call leaves one audit event (``sapi`` or ``fapi``) naming the client that made it.
 
 The event says which operation ran, on which path, with which answer status; never a request or response body (a
-body may hold a password or a new client secret). A deleted user leaves an ``sdu`` event too (`user_deleted`).
+body may hold a password or a new client secret). An administrative action leaves its own event too (``sdu``,
+``gd_unenroll``, ``ublkdu``: `identity.management.operations`), through `recorder`.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from litestar import Request
@@ -13,10 +15,11 @@ from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from identity.audit import LogEvent
+from identity.management.operations import Record
 from identity.web.addresses import request_trail
 from identity.web.deps import Services
 
-__all__ = ["ManagementAuditMiddleware", "user_deleted"]
+__all__ = ["ManagementAuditMiddleware", "recorder"]
 
 
 def _client(scope: Scope) -> str | None:
@@ -72,9 +75,24 @@ def _audience(services: Services) -> str:
     return services.settings.issuer + "api/v2/"
 
 
-def user_deleted(services: Services, request: Request[Any, Any, Any], user_id: str, connection: str) -> None:
-    """The ``sdu`` event of a user deleted through the API."""
+def recorder(services: Services, request: Request[Any, Any, Any]) -> Record:
+    """Where the API's administrative events go (`identity.management.operations`).
+
+    The audit queue, each event with the request's client and addresses.
+    """
     trail = request_trail(request, services.settings)
     trail.client_id = _client(request.scope)
-    trail.user_id, trail.connection = user_id, connection
-    services.audit.emit(trail.event("sdu"))
+
+    async def record(event: LogEvent) -> None:
+        services.audit.emit(
+            replace(
+                event,
+                client_id=trail.client_id,
+                ip=trail.ip,
+                client_ip=trail.client_ip,
+                user_agent=trail.user_agent,
+                hostname=trail.hostname,
+            )
+        )
+
+    return record

@@ -22,7 +22,10 @@ __all__ = [
     "ManagementError",
     "bad_request",
     "conflict",
+    "is_management_path",
+    "management_paths",
     "not_found",
+    "not_supported",
 ]
 
 logger = logging.getLogger("identity.management")
@@ -49,26 +52,42 @@ ERROR_RESPONSES = {
 }
 """The error answers every Management API operation documents (``/schema``)."""
 
+_PREFIX = "/api/v2"
+_CLIENT_GONE = "client disconnected prematurely"  # Litestar's InternalServerException while reading the body
+_ERROR_CODES = {
+    400: "invalid_body",
+    401: "invalid_token",
+    403: "insufficient_scope",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "too_many_requests",
+    500: "internal_error",
+    503: "service_unavailable",
+}
+"""``errorCode`` of an answer that names none: the schema requires one on every error (framework errors too)."""
+
 
 class ManagementError(Exception):
-    """An error answer of the Management API."""
+    """An error answer of the Management API; without ``error_code`` the status's own (`_ERROR_CODES`)."""
 
     def __init__(self, status_code: int, message: str, error_code: str | None = None) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.message = message
-        self.error_code = error_code
+        phrase = HTTPStatus(status_code).phrase
+        self.error_code = error_code or _ERROR_CODES.get(status_code) or "_".join(phrase.lower().split())
 
     def to_body(self) -> dict[str, Any]:
         """Auth0's error body."""
-        body: dict[str, Any] = {
+        return {
             "statusCode": self.status_code,
             "error": HTTPStatus(self.status_code).phrase,
             "message": self.message,
+            "errorCode": self.error_code,
         }
-        if self.error_code is not None:
-            body["errorCode"] = self.error_code
-        return body
 
 
 def bad_request(message: str, error_code: str = "invalid_body") -> ManagementError:
@@ -84,6 +103,13 @@ def not_found(message: str, error_code: str = "inexistent_resource") -> Manageme
 def conflict(message: str, error_code: str = "conflict") -> ManagementError:
     """A 409."""
     return ManagementError(409, message, error_code)
+
+
+def not_supported(field: str, why: str) -> ManagementError:
+    """A 400 for a member Auth0 defines that identity does not support (not an unknown member): says why."""
+    return bad_request(
+        f"Payload validation error: '{field} is not supported: {why}' on property {field}.", "operation_not_supported"
+    )
 
 
 def _render(error: ManagementError, headers: dict[str, str] | None = None) -> Response[Any]:
@@ -116,6 +142,9 @@ def _validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response
 
 def _http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     status = exc.status_code
+    if status >= 500 and exc.detail == _CLIENT_GONE:
+        logger.info("request abandoned: %s", exc.detail)  # not a server failure (see identity.web.errors)
+        return _render(bad_request("The request body was not received."))
     if status >= 500:
         logger.error("management request failed: %s", exc.detail)
         return _render(ManagementError(500, "Internal error"))
@@ -123,7 +152,7 @@ def _http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     if status == 400:
         # Litestar's own words for a body that is not JSON at all.
         return _render(bad_request(f"Payload validation error: '{detail}'.", "invalid_body"))
-    return _render(ManagementError(status, detail))
+    return _render(ManagementError(status, detail), exc.headers)
 
 
 def _account(_: Request[Any, Any, Any], exc: AccountError) -> Response[Any]:
@@ -153,6 +182,26 @@ def _config_conflict(_: Request[Any, Any, Any], exc: ConfigConflict) -> Response
 def _unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     logger.exception("unhandled error in the Management API", exc_info=exc)
     return _render(ManagementError(500, "Internal error"))
+
+
+def is_management_path(path: str) -> bool:
+    """Whether ``path`` is under the Management API's base (``/api/v2``)."""
+    return path == _PREFIX or path.startswith(_PREFIX + "/")
+
+
+def management_paths(fallback: Any) -> Any:
+    """An app-level exception handler: Auth0's shape under ``/api/v2``, ``fallback`` elsewhere.
+
+    An unknown route (404) or method (405) is refused before any route, so the Management router's own handlers
+    never see it; the app's handlers do.
+    """
+
+    def handle(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+        if not is_management_path(request.scope["path"]):
+            return fallback(request, exc)  # type: ignore[no-any-return]
+        return _http(request, exc) if isinstance(exc, HTTPException) else _unexpected(request, exc)
+
+    return handle
 
 
 EXCEPTION_HANDLERS: Any = {

@@ -11,15 +11,18 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from litestar import delete, get
+from litestar import Request, delete, get
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, QueryParameter
 from msgspec import Struct
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from identity.accounts.attack import unblock_identifier, user_blocks
+from identity.accounts.attack import user_blocks
 from identity.accounts.users import UserService
+from identity.management import operations
+from identity.management.audit import recorder
 from identity.management.errors import ERROR_RESPONSES, ManagementError, bad_request, not_found
+from identity.management.paging import DEFAULT_PER_PAGE, Page, PerPage, Take
 from identity.store import audit
 from identity.web.deps import Services
 
@@ -27,7 +30,6 @@ __all__ = ["LOG_HANDLERS", "parse_log_query"]
 
 _TERM = re.compile(r'\s*(?:(AND|OR)\s+|([a-z_]+):(\[[^\]]*\]|\((?:[^()"]|"[^"]*")*\)|"(?:[^"\\]|\\.)*"|[^\s"()\[\]]+))')
 _FIELDS = {"type", "user_id", "client_id", "ip", "connection", "date"}
-_MAX_TAKE = 100
 
 
 class LogPage(Struct):
@@ -138,12 +140,12 @@ async def list_logs(
     db: NamedDependency[AsyncSession],
     q: FromQuery[str | None] = None,
     search: FromQuery[str | None] = None,
-    page: Annotated[int, QueryParameter(ge=0, le=10_000)] = 0,
-    per_page: Annotated[int, QueryParameter(ge=1, le=100)] = 50,
+    page: Page = 0,
+    per_page: PerPage = DEFAULT_PER_PAGE,
     sort: FromQuery[str | None] = None,
     include_totals: FromQuery[bool] = False,
     from_: Annotated[str | None, QueryParameter(name="from")] = None,
-    take: Annotated[int | None, QueryParameter(ge=1, le=_MAX_TAKE)] = None,
+    take: Take = None,
     fields: FromQuery[str | None] = None,
     include_fields: FromQuery[bool] = True,
 ) -> list[dict[str, Any]] | LogPage:
@@ -158,7 +160,7 @@ async def list_logs(
     if from_ is not None or take is not None:
         if from_ is not None and await audit.get(db, from_) is None:
             raise _bad_query("from: no log event has that id", "from")
-        events = await audit.after(db, from_, criteria, take=take or 50)
+        events = await audit.after(db, from_, criteria, take=take or DEFAULT_PER_PAGE)
         await db.commit()
         return [event.to_dict() for event in events]
     return await _page(db, criteria, page, per_page, sort, include_totals)
@@ -184,8 +186,8 @@ async def list_user_logs(
     services: NamedDependency[Services],
     db: NamedDependency[AsyncSession],
     user_id: FromPath[str],
-    page: Annotated[int, QueryParameter(ge=0, le=10_000)] = 0,
-    per_page: Annotated[int, QueryParameter(ge=1, le=100)] = 50,
+    page: Page = 0,
+    per_page: PerPage = DEFAULT_PER_PAGE,
     sort: FromQuery[str | None] = None,
     include_totals: FromQuery[bool] = False,
 ) -> list[dict[str, Any]] | LogPage:
@@ -223,10 +225,13 @@ async def list_blocks_by_identifier(
     summary="Lift the blocks of an identifier",
 )
 async def delete_blocks_by_identifier(
-    db: NamedDependency[AsyncSession], identifier: Annotated[str, QueryParameter(min_length=1, max_length=320)]
+    request: Request[Any, Any, Any],
+    services: NamedDependency[Services],
+    db: NamedDependency[AsyncSession],
+    identifier: Annotated[str, QueryParameter(min_length=1, max_length=320)],
 ) -> None:
-    """Lift every brute-force block of the identifier, from every address."""
-    await unblock_identifier(db, identifier)
+    """Lift every brute-force block of the identifier, from every address (logged as ``ublkdu``)."""
+    await operations.unblock(db, [identifier], recorder(services, request))
 
 
 @get("/user-blocks/{user_id:str}", opt={"scope": "read:users"}, responses=ERROR_RESPONSES, summary="A user's blocks")
@@ -252,12 +257,15 @@ async def list_user_blocks(
     summary="Lift a user's blocks",
 )
 async def delete_user_blocks(
-    services: NamedDependency[Services], db: NamedDependency[AsyncSession], user_id: FromPath[str]
+    request: Request[Any, Any, Any],
+    services: NamedDependency[Services],
+    db: NamedDependency[AsyncSession],
+    user_id: FromPath[str],
 ) -> None:
     """Lift the brute-force blocks of the user's email and username (not an administrator's ``blocked``)."""
     identifiers, connection = await _user_identifiers(services, db, user_id)
-    for identifier in identifiers:
-        await unblock_identifier(db, identifier, connection=connection)
+    record = recorder(services, request)
+    await operations.unblock(db, identifiers, record, connection=connection, user_id=user_id)
 
 
 LOG_HANDLERS = [

@@ -9,13 +9,16 @@ from typing import Annotated, Any
 from litestar import Request, delete, get, patch, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
-from msgspec import UNSET, Struct, UnsetType
+from msgspec import UNSET, Meta, Struct, UnsetType
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.accounts.factors import Factor, FactorType, NotEnrolled
 from identity.accounts.users import UserService
-from identity.management.audit import user_deleted
+from identity.management import operations
+from identity.management.audit import recorder
 from identity.management.errors import ERROR_RESPONSES, ManagementError, bad_request, not_found
+from identity.management.fields import check_user
+from identity.management.paging import DEFAULT_PER_PAGE, Page, PerPage, one_page
 from identity.store import users as user_queries
 from identity.store.models import UserRow
 from identity.web.deps import Services, build_factors
@@ -23,7 +26,6 @@ from identity.web.mfa import wire_time
 
 __all__ = ["USER_HANDLERS", "UserOut", "parse_query"]
 
-_MAX_PER_PAGE = 100
 _TERM = re.compile(r'\s*(?:(AND)\s+|([A-Za-z_][A-Za-z0-9_.]*):("(?:[^"\\]|\\.)*"|[^\s"()]+))')
 
 
@@ -44,6 +46,8 @@ class UserOut(Struct):
     email_verified: bool
     username: str | None
     name: str | None
+    given_name: str | None
+    family_name: str | None
     nickname: str | None
     picture: str | None
     blocked: bool
@@ -68,7 +72,10 @@ class UserPage(Struct):
 
 
 class UserCreate(Struct, forbid_unknown_fields=True):
-    """``POST /users``: ``connection`` and ``password`` are required, and an ``email`` or a ``username``."""
+    """``POST /users``: ``connection`` and ``password`` are required, and an ``email`` or a ``username``.
+
+    ``phone_number`` and ``phone_verified`` belong to SMS connections: refused unless empty (`fields.check_user`).
+    """
 
     connection: str
     password: str | None = None
@@ -80,10 +87,14 @@ class UserCreate(Struct, forbid_unknown_fields=True):
     """Accepted for compatibility; identity sends no email."""
     blocked: bool = False
     name: str | None = None
+    given_name: Annotated[str, Meta(min_length=1, max_length=150)] | None = None
+    family_name: Annotated[str, Meta(min_length=1, max_length=150)] | None = None
     nickname: str | None = None
     picture: str | None = None
     app_metadata: dict[str, Any] = {}
     user_metadata: dict[str, Any] = {}
+    phone_number: str | UnsetType | None = UNSET
+    phone_verified: bool | UnsetType = UNSET
 
 
 class UserPatch(Struct, forbid_unknown_fields=True):
@@ -98,10 +109,14 @@ class UserPatch(Struct, forbid_unknown_fields=True):
     email_verified: bool | UnsetType = UNSET
     verify_email: bool | UnsetType = UNSET
     name: str | UnsetType | None = UNSET
+    given_name: Annotated[str, Meta(min_length=1, max_length=150)] | UnsetType | None = UNSET
+    family_name: Annotated[str, Meta(min_length=1, max_length=150)] | UnsetType | None = UNSET
     nickname: str | UnsetType | None = UNSET
     picture: str | UnsetType | None = UNSET
     app_metadata: dict[str, Any] | UnsetType | None = UNSET
     user_metadata: dict[str, Any] | UnsetType | None = UNSET
+    phone_number: str | UnsetType | None = UNSET
+    phone_verified: bool | UnsetType = UNSET
 
 
 class AuthenticationMethod(Struct):
@@ -112,16 +127,6 @@ class AuthenticationMethod(Struct):
     confirmed: bool
     created_at: datetime
     enrolled_at: datetime | None = None
-
-
-class MethodPage(Struct):
-    """A page of authentication methods with the total."""
-
-    start: int
-    limit: int
-    length: int
-    total: int
-    authenticators: list[AuthenticationMethod]
 
 
 class Enrollment(Struct):
@@ -139,6 +144,10 @@ class RecoveryCode(Struct):
     recovery_code: str
 
 
+_NOT_STORED = ("connection", "verify_email", "phone_number", "phone_verified")
+"""Members of a PATCH body that name no stored change (``phone_*`` only as in force: none)."""
+
+
 def user_out(row: UserRow, connection: str, *, multifactor: list[str] | None = None) -> UserOut:
     """The Management API's view of a user row."""
     return UserOut(
@@ -147,6 +156,8 @@ def user_out(row: UserRow, connection: str, *, multifactor: list[str] | None = N
         email_verified=row.email_verified,
         username=row.username,
         name=row.name,
+        given_name=row.given_name,
+        family_name=row.family_name,
         nickname=row.nickname,
         picture=row.picture,
         blocked=row.blocked,
@@ -221,8 +232,8 @@ def paging(page: int, per_page: int) -> tuple[int, int]:
 @get("/users", responses=ERROR_RESPONSES, opt={"scope": "read:users"}, summary="Search users")
 async def list_users(
     db: NamedDependency[AsyncSession],
-    page: Annotated[int, QueryParameter(ge=0, le=10_000)] = 0,
-    per_page: Annotated[int, QueryParameter(ge=1, le=_MAX_PER_PAGE)] = 50,
+    page: Page = 0,
+    per_page: PerPage = DEFAULT_PER_PAGE,
     include_totals: FromQuery[bool] = False,
     q: FromQuery[str | None] = None,
     sort: FromQuery[str | None] = None,
@@ -273,6 +284,7 @@ async def create_user(
     """A new user in a database connection."""
     if data.password is None:
         raise bad_request("Payload validation error: 'Missing required property: password' on property password.")
+    check_user({"phone_number": data.phone_number, "phone_verified": data.phone_verified})
     row, connection = await UserService(db, services.hasher).create(
         data.connection,
         password=data.password,
@@ -281,6 +293,8 @@ async def create_user(
         email_verified=data.email_verified,
         blocked=data.blocked,
         name=data.name,
+        given_name=data.given_name,
+        family_name=data.family_name,
         nickname=data.nickname,
         picture=data.picture,
         user_id=data.user_id,
@@ -308,12 +322,14 @@ async def update_user(
     data: JSONBody[UserPatch],
 ) -> UserOut:
     """Block, change the password, email, profile or metadata. A new password or a block ends the user's sessions."""
+    check_user({"phone_number": data.phone_number, "phone_verified": data.phone_verified})
     changes = {
         name: getattr(data, name)
         for name in UserPatch.__struct_fields__
-        if getattr(data, name) is not UNSET and name not in ("connection", "verify_email")
+        if getattr(data, name) is not UNSET and name not in _NOT_STORED
     }
-    if not changes:
+    in_force_only = data.phone_number is not UNSET or data.phone_verified is not UNSET
+    if not changes and not in_force_only:
         raise bad_request("Payload validation error: 'the body changes nothing'.")
     service = UserService(db, services.hasher)
     row, connection = await service.get(user_id)
@@ -321,7 +337,8 @@ async def update_user(
         raise bad_request("Payload validation error: 'connection is not the user's connection' on property connection.")
     if "email" in changes and changes["email"] is None:
         raise bad_request("Payload validation error: 'email cannot be null' on property email.")
-    row, connection = await service.update(user_id, changes)
+    if changes:
+        row, connection = await service.update(user_id, changes)
     return user_out(row, connection)
 
 
@@ -339,10 +356,7 @@ async def delete_user(
     user_id: FromPath[str],
 ) -> None:
     """Delete the user with its factors and sessions (logged as ``sdu``)."""
-    service = UserService(db, services.hasher)
-    _, connection = await service.get(user_id)
-    await service.delete(user_id)
-    user_deleted(services, request, user_id, connection)
+    await operations.delete_user(UserService(db, services.hasher), user_id, recorder(services, request))
 
 
 _METHOD_TYPES = {FactorType.TOTP: "totp", FactorType.RECOVERY_CODE: "recovery-code"}
@@ -356,6 +370,11 @@ def _method(factor: Factor) -> AuthenticationMethod:
     )
 
 
+async def _methods(services: Services, db: AsyncSession, user_id: str) -> list[AuthenticationMethod]:
+    """The user's factors by Auth0's names, the recovery code first."""
+    return [_method(f) for f in await build_factors(services, db).authenticators.listed(user_id)]
+
+
 @get(
     "/users/{user_id:str}/authentication-methods",
     responses=ERROR_RESPONSES,
@@ -366,17 +385,52 @@ async def list_authentication_methods(
     services: NamedDependency[Services],
     db: NamedDependency[AsyncSession],
     user_id: FromPath[str],
-    page: Annotated[int | None, QueryParameter(ge=0, le=10_000)] = None,
-    per_page: Annotated[int | None, QueryParameter(ge=1, le=_MAX_PER_PAGE)] = None,
+    page: Page = 0,
+    per_page: PerPage = DEFAULT_PER_PAGE,
     include_totals: FromQuery[bool] = False,
-) -> list[AuthenticationMethod] | MethodPage:
-    """The user's authenticators and recovery code."""
-    methods = [_method(f) for f in await build_factors(services, db).authenticators.listed(user_id)]
-    offset, limit = paging(page or 0, per_page or 50)
-    shown = methods[offset : offset + limit] if page is not None or per_page is not None else methods
-    if include_totals:
-        return MethodPage(start=offset, limit=limit, length=len(shown), total=len(methods), authenticators=shown)
-    return shown
+) -> list[AuthenticationMethod] | dict[str, Any]:
+    """The user's authenticators and recovery code, a page at a time."""
+    methods = await _methods(services, db, user_id)
+    return one_page("authenticators", methods, page, per_page, include_totals)
+
+
+@get(
+    "/users/{user_id:str}/authentication-methods/{method_id:str}",
+    responses=ERROR_RESPONSES,
+    opt={"scope": "read:authentication_methods"},
+    summary="One of a user's second factors",
+)
+async def get_authentication_method(
+    services: NamedDependency[Services],
+    db: NamedDependency[AsyncSession],
+    user_id: FromPath[str],
+    method_id: FromPath[str],
+) -> AuthenticationMethod:
+    """One authenticator or the recovery code, by the id the list shows."""
+    methods = await _methods(services, db, user_id)
+    for method in methods:
+        if method.id == method_id:
+            return method
+    raise not_found("The authentication method does not exist.", "inexistent_authentication_method")
+
+
+@post(
+    "/users/{user_id:str}/multifactor/actions/invalidate-remember-browser",
+    responses=ERROR_RESPONSES,
+    opt={"scope": "update:users"},
+    status_code=204,
+    summary="Forget the browsers that skip MFA (none: identity remembers no browser)",
+)
+async def invalidate_remember_browser(
+    services: NamedDependency[Services], db: NamedDependency[AsyncSession], user_id: FromPath[str]
+) -> None:
+    """Done as soon as asked: identity has no "remember this browser", so no login of the user ever skips MFA.
+
+    Accepted (204, as Auth0 answers) rather than refused, because support scripts call it right after an MFA
+    reset; the user must exist.
+    """
+    await UserService(db, services.hasher).get(user_id)
+    await db.commit()
 
 
 @get(
@@ -405,10 +459,13 @@ async def list_enrollments(
     summary="Reset MFA: delete every second factor",
 )
 async def delete_authentication_methods(
-    services: NamedDependency[Services], db: NamedDependency[AsyncSession], user_id: FromPath[str]
+    request: Request[Any, Any, Any],
+    services: NamedDependency[Services],
+    db: NamedDependency[AsyncSession],
+    user_id: FromPath[str],
 ) -> None:
-    """Remove every factor and end the user's sessions (lost device)."""
-    await build_factors(services, db).authenticators.reset(user_id)
+    """Remove every factor and end the user's sessions (lost device); logged as ``gd_unenroll``."""
+    await operations.reset_mfa(build_factors(services, db), user_id, recorder(services, request))
 
 
 @delete(
@@ -419,10 +476,13 @@ async def delete_authentication_methods(
     summary="Reset MFA (older endpoint)",
 )
 async def delete_authenticators(
-    services: NamedDependency[Services], db: NamedDependency[AsyncSession], user_id: FromPath[str]
+    request: Request[Any, Any, Any],
+    services: NamedDependency[Services],
+    db: NamedDependency[AsyncSession],
+    user_id: FromPath[str],
 ) -> None:
     """The same MFA reset as ``DELETE /users/{id}/authentication-methods``."""
-    await build_factors(services, db).authenticators.reset(user_id)
+    await operations.reset_mfa(build_factors(services, db), user_id, recorder(services, request))
 
 
 @delete(
@@ -433,13 +493,14 @@ async def delete_authenticators(
     summary="Delete one second factor",
 )
 async def delete_authentication_method(
+    request: Request[Any, Any, Any],
     services: NamedDependency[Services],
     db: NamedDependency[AsyncSession],
     user_id: FromPath[str],
     method_id: FromPath[str],
 ) -> None:
-    """Remove one factor; with the last authenticator the recovery code goes too."""
-    if not await build_factors(services, db).authenticators.remove(user_id, method_id):
+    """Remove one factor (logged as ``gd_unenroll``); with the last authenticator the recovery code goes too."""
+    if not await operations.remove_factor(build_factors(services, db), user_id, method_id, recorder(services, request)):
         raise not_found("The authentication method does not exist.", "inexistent_authentication_method")
 
 
@@ -451,12 +512,16 @@ async def delete_authentication_method(
     summary="Delete one Guardian enrollment",
 )
 async def delete_enrollment(
-    services: NamedDependency[Services], db: NamedDependency[AsyncSession], enrollment_id: FromPath[str]
+    request: Request[Any, Any, Any],
+    services: NamedDependency[Services],
+    db: NamedDependency[AsyncSession],
+    enrollment_id: FromPath[str],
 ) -> None:
     """Remove one authenticator by its enrollment id (as listed by ``/users/{id}/enrollments``)."""
-    authenticators = build_factors(services, db).authenticators
-    user_id = await authenticators.owner(enrollment_id)
-    if user_id is None or not await authenticators.remove(user_id, enrollment_id):
+    factors = build_factors(services, db)
+    user_id = await factors.authenticators.owner(enrollment_id)
+    record = recorder(services, request)
+    if user_id is None or not await operations.remove_factor(factors, user_id, enrollment_id, record):
         raise not_found("The enrollment does not exist.", "inexistent_enrollment")
 
 
@@ -486,6 +551,8 @@ USER_HANDLERS = [
     update_user,
     delete_user,
     list_authentication_methods,
+    get_authentication_method,
+    invalidate_remember_browser,
     list_enrollments,
     delete_authentication_methods,
     delete_authenticators,

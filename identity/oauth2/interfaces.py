@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol
 
+from identity import tenant_defaults as defaults
+
 if TYPE_CHECKING:
     from identity.oauth2.requests import TokenRequest
 
@@ -54,16 +56,16 @@ __all__ = [
 class RefreshTokenPolicy:
     """A client's refresh-token settings, named as Auth0's ``refresh_token`` object (API.md §1.7)."""
 
-    rotation_type: str = "rotating"
+    rotation_type: str = defaults.REFRESH_ROTATION_TYPE
     """``rotating``: every use returns a new token and retires the old; ``non-rotating``: the token is reused."""
-    expiration_type: str = "expiring"
-    token_lifetime: int = 2_592_000
+    expiration_type: str = defaults.REFRESH_EXPIRATION_TYPE
+    token_lifetime: int = defaults.REFRESH_TOKEN_LIFETIME
     """Absolute lifetime of a family, in seconds (rotation does not extend it)."""
-    idle_token_lifetime: int = 2_592_000
+    idle_token_lifetime: int = defaults.REFRESH_IDLE_TOKEN_LIFETIME
     """A family unused this long expires (renewed on every exchange)."""
-    infinite_token_lifetime: bool = False
-    infinite_idle_token_lifetime: bool = False
-    leeway: int = 0
+    infinite_token_lifetime: bool = defaults.REFRESH_INFINITE_TOKEN_LIFETIME
+    infinite_idle_token_lifetime: bool = defaults.REFRESH_INFINITE_IDLE_TOKEN_LIFETIME
+    leeway: int = defaults.REFRESH_LEEWAY
     """Seconds during which the immediately previous token may be presented again (it gets the same successor)."""
 
     @property
@@ -87,7 +89,7 @@ class Client:
     """Names of the connections (user directories) enabled for this client."""
     metadata: Mapping[str, str] = field(default_factory=dict)
     refresh_token: RefreshTokenPolicy = field(default_factory=RefreshTokenPolicy)
-    ip_header_trusted: bool = False
+    ip_header_trusted: bool = defaults.CLIENT_IP_HEADER_TRUSTED
     """Auth0's ``is_token_endpoint_ip_header_trusted``: a confidential client's ``auth0-forwarded-for`` is believed."""
 
 
@@ -97,7 +99,7 @@ class Connection:
 
     id: int
     name: str
-    strategy: str = "auth0"
+    strategy: str = defaults.CONNECTION_STRATEGY
 
 
 @dataclass(frozen=True)
@@ -107,9 +109,9 @@ class Api:
     identifier: str
     name: str
     scopes: tuple[str, ...]
-    signing_alg: str = "RS256"
-    token_lifetime: int = 86_400
-    allow_offline_access: bool = False
+    signing_alg: str = defaults.API_SIGNING_ALG
+    token_lifetime: int = defaults.API_TOKEN_LIFETIME
+    allow_offline_access: bool = defaults.API_ALLOW_OFFLINE_ACCESS
     requires_mfa: bool = False
     """Tokens for this API are only issued after a second factor (the built-in MFA API)."""
     machine_only: bool = False
@@ -122,7 +124,7 @@ class TenantSettings:
 
     default_directory: str | None = None
     default_audience: str | None = None
-    mfa_policy: str = "if-enrolled"
+    mfa_policy: str = defaults.MFA_POLICY
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,8 @@ class User:
     email_verified: bool = False
     username: str | None = None
     name: str | None = None
+    given_name: str | None = None
+    family_name: str | None = None
     nickname: str | None = None
     picture: str | None = None
     blocked: bool = False

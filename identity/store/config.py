@@ -149,7 +149,11 @@ def cached_config(session: AsyncSession) -> TenantConfig | None:
 
 
 class ConfigCache:
-    """This process's current `TenantConfig`, checked against the database's version at most once a second.
+    """This process's current `TenantConfig`, checked against the database's version.
+
+    `attach` (every request with a database session) reads the version with the request's first statement, so a
+    change committed on any instance holds from the next request on; `get` (paths without a session) checks at most
+    every ``check_interval`` seconds.
 
     ``on_reload`` runs after each new snapshot is loaded (with a session), e.g. to reload the signing keys; with
     ``max_age`` 0 (no caching) only when the version changed.

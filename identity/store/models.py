@@ -13,6 +13,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlmodel import Field, SQLModel
 
+from identity import tenant_defaults as defaults
+
 __all__ = [
     "ApiRow",
     "AttackCounterRow",
@@ -80,28 +82,28 @@ class TenantRow(SQLModel, table=True):
     __tablename__ = "tenant"
 
     id: int = Field(default=1, primary_key=True)
-    friendly_name: str = Field(default="identity", max_length=255)
+    friendly_name: str = Field(default=defaults.FRIENDLY_NAME, max_length=255)
     default_directory: str | None = Field(default=None, max_length=128)
     default_audience: str | None = Field(default=None, max_length=600)
-    mfa_policy: str = Field(default="if-enrolled", max_length=16)
+    mfa_policy: str = Field(default=defaults.MFA_POLICY, max_length=16)
     """``never``, ``if-enrolled`` (MFA exactly when the user has an active factor) or ``always``."""
-    mfa_token_lifetime: int = Field(default=600)
-    brute_force_max_attempts: int = Field(default=10)
+    mfa_token_lifetime: int = Field(default=defaults.MFA_TOKEN_LIFETIME)
+    brute_force_max_attempts: int = Field(default=defaults.BRUTE_FORCE_MAX_ATTEMPTS)
     """Consecutive failed logins for one identifier from one IP before that pair is blocked (Auth0: 10)."""
-    brute_force_block_seconds: int = Field(default=900)
-    webauthn_user_verification: str = Field(default="preferred", max_length=16)
-    """WebAuthn user verification: ``required`` (refuse assertions without UV), ``preferred`` or ``discouraged``."""
-    webauthn_attestation: str = Field(default="none", max_length=16)
-    """The attestation asked at registration: ``none`` (default), ``indirect`` or ``direct``."""
+    brute_force_block_seconds: int = Field(default=defaults.BRUTE_FORCE_BLOCK_SECONDS)
     """How long a count (and a block) lasts after the last failure."""
-    brute_force_enabled: bool = Field(default=True)
-    brute_force_mode: str = Field(default="count_per_identifier_and_ip", max_length=32)
+    webauthn_user_verification: str = Field(default=defaults.WEBAUTHN_USER_VERIFICATION, max_length=16)
+    """WebAuthn user verification: ``required`` (refuse assertions without UV), ``preferred`` or ``discouraged``."""
+    webauthn_attestation: str = Field(default=defaults.WEBAUTHN_ATTESTATION, max_length=16)
+    """The attestation asked at registration: ``none`` (default), ``indirect`` or ``direct``."""
+    brute_force_enabled: bool = Field(default=defaults.BRUTE_FORCE_ENABLED)
+    brute_force_mode: str = Field(default=defaults.BRUTE_FORCE_MODE, max_length=32)
     """Auth0's modes: ``count_per_identifier_and_ip``, or ``count_per_identifier`` (account lockout, growing waits)."""
     brute_force_allowlist: list[str] = _json(list)
     """Addresses and CIDRs never counted or blocked by brute-force protection."""
     suspicious_ip_throttling: dict[str, Any] = _json(dict)
     """Auth0's ``suspicious_ip_throttling`` object (``enabled``, ``allowlist``, ``stage.pre-login``); missing keys
-    take Auth0's defaults (100 attempts, one back every 864000 ms)."""
+    take Auth0's defaults (`identity.tenant_defaults`)."""
     password_min_length: int | None = Field(default=None)
     """NIST SP 800-63B: 15 when the password is the only factor, 8 with MFA; ``None`` picks by ``mfa_policy``."""
     breached_password_detection: dict[str, Any] = _json(dict)
@@ -117,7 +119,7 @@ class ConnectionRow(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(max_length=128, unique=True)
-    strategy: str = Field(default="auth0", max_length=32)
+    strategy: str = Field(default=defaults.CONNECTION_STRATEGY, max_length=32)
     created_at: datetime = _created()
 
 
@@ -130,9 +132,9 @@ class ApiRow(SQLModel, table=True):
     identifier: str = Field(max_length=600, unique=True)
     name: str = Field(max_length=255)
     scopes: list[str] = _json(list)
-    signing_alg: str = Field(default="RS256", max_length=16)
-    token_lifetime: int = Field(default=86_400)
-    allow_offline_access: bool = Field(default=False)
+    signing_alg: str = Field(default=defaults.API_SIGNING_ALG, max_length=16)
+    token_lifetime: int = Field(default=defaults.API_TOKEN_LIFETIME)
+    allow_offline_access: bool = Field(default=defaults.API_ALLOW_OFFLINE_ACCESS)
     created_at: datetime = _created()
 
 
@@ -145,12 +147,12 @@ class ClientRow(SQLModel, table=True):
     client_id: str = Field(max_length=128, unique=True)
     name: str = Field(max_length=255)
     secret_hash: str | None = Field(default=None, max_length=64)
-    token_endpoint_auth_method: str = Field(default="client_secret_post", max_length=32)
+    token_endpoint_auth_method: str = Field(default=defaults.CLIENT_AUTH_METHOD, max_length=32)
     grant_types: list[str] = _json(list)
     client_metadata: dict[str, str] = _json(dict)
     refresh_token: dict[str, Any] = _json(dict)
     """Auth0's ``refresh_token`` settings object; missing keys take the defaults."""
-    is_token_endpoint_ip_header_trusted: bool = Field(default=False)
+    is_token_endpoint_ip_header_trusted: bool = Field(default=defaults.CLIENT_IP_HEADER_TRUSTED)
     """A confidential client whose ``auth0-forwarded-for`` header names the end user's address (API.md §4.4)."""
     created_at: datetime = _created()
 
@@ -193,6 +195,8 @@ class UserRow(SQLModel, table=True):
     email_verified: bool = Field(default=False)
     blocked: bool = Field(default=False)
     name: str | None = Field(default=None, max_length=255)
+    given_name: str | None = Field(default=None, max_length=150)
+    family_name: str | None = Field(default=None, max_length=150)
     nickname: str | None = Field(default=None, max_length=255)
     picture: str | None = Field(default=None, max_length=2048)
     app_metadata: dict[str, Any] = _json(dict)
@@ -323,9 +327,9 @@ class RuleRow(SQLModel, table=True):
     name: str = Field(max_length=128, unique=True)
     handler: str = Field(max_length=255)
     """``module:function``, importable by every instance."""
-    enabled: bool = Field(default=True)
+    enabled: bool = Field(default=defaults.RULE_ENABLED)
     position: int = Field(default=0)
-    timeout_seconds: float = Field(default=5.0)
+    timeout_seconds: float = Field(default=defaults.RULE_TIMEOUT_SECONDS)
     config: dict[str, Any] = _json(dict)
 
 

@@ -9,6 +9,7 @@ from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
+from identity import tenant_defaults as defaults
 from identity.store.models import RuleRow, UserRow, utcnow
 
 __all__ = ["SqlAppMetadata", "all_rules", "merge_app_metadata", "replace_rules"]
@@ -27,9 +28,9 @@ async def replace_rules(session: AsyncSession, rules: Sequence[Mapping[str, Any]
             RuleRow(
                 name=rule["name"],
                 handler=rule["handler"],
-                enabled=rule.get("enabled", True),
+                enabled=rule.get("enabled", defaults.RULE_ENABLED),
                 position=position,
-                timeout_seconds=float(rule.get("timeout_seconds", 5.0)),
+                timeout_seconds=float(rule.get("timeout_seconds", defaults.RULE_TIMEOUT_SECONDS)),
                 config=dict(rule.get("config", {})),
             )
         )

@@ -26,9 +26,11 @@ __all__ = [
     "MFA_API_SCOPES",
     "SqlTenantStore",
     "api_from_row",
+    "api_scopes",
     "api_signing_algs",
     "client_from_row",
     "connection_from_row",
+    "is_management_audience",
     "management_api",
     "mfa_api",
     "tenant_row",
@@ -59,6 +61,10 @@ MANAGEMENT_API_SCOPES = (
     "read:authentication_methods",
     "delete:authentication_methods",
     "delete:guardian_enrollments",
+    "read:guardian_factors",
+    "update:guardian_factors",
+    "read:mfa_policies",
+    "update:mfa_policies",
     "read:clients",
     "create:clients",
     "update:clients",
@@ -95,6 +101,19 @@ def management_api(issuer: str) -> Api:
         token_lifetime=86_400,
         machine_only=True,
     )
+
+
+def is_management_audience(audience: str, issuer: str | None) -> bool:
+    """Whether ``audience`` is the built-in Management API's (without an issuer: any ending in ``/api/v2/``)."""
+    return audience == issuer + "api/v2/" if issuer is not None else audience.endswith("/api/v2/")
+
+
+async def api_scopes(session: AsyncSession, audience: str, *, issuer: str | None) -> tuple[str, ...] | None:
+    """The scopes of the API ``audience`` (the Management API's included), or ``None`` when there is no such API."""
+    if is_management_audience(audience, issuer):
+        return MANAGEMENT_API_SCOPES
+    row = (await session.execute(select(ApiRow).where(col(ApiRow.identifier) == audience))).scalar()
+    return tuple(row.scopes) if row is not None else None
 
 
 @functools.cache

@@ -48,6 +48,8 @@ def user_from_row(row: UserRow, connection: str) -> User:
         email_verified=row.email_verified,
         username=row.username,
         name=row.name,
+        given_name=row.given_name,
+        family_name=row.family_name,
         nickname=row.nickname,
         picture=row.picture,
         blocked=row.blocked,

@@ -52,7 +52,7 @@ def profile_claims(user: User, scopes: tuple[str, ...] | set[str]) -> dict[str, 
     """The standard OIDC claims that ``scopes`` allow for ``user``."""
     claims: dict[str, Any] = {}
     if "profile" in scopes:
-        for name in ("name", "nickname", "picture"):
+        for name in ("name", "given_name", "family_name", "nickname", "picture"):
             if (value := getattr(user, name)) is not None:
                 claims[name] = value
         if user.username is not None:

@@ -142,6 +142,8 @@ USERINFO = _object(
     {
         "sub": _string("The user id."),
         "name": {"type": "string"},
+        "given_name": {"type": "string"},
+        "family_name": {"type": "string"},
         "nickname": {"type": "string"},
         "picture": {"type": "string"},
         "updated_at": {"type": "string"},

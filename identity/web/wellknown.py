@@ -57,6 +57,8 @@ def discovery_document(services: Services) -> dict[str, Any]:
             "email",
             "email_verified",
             "exp",
+            "family_name",
+            "given_name",
             "iat",
             "iss",
             "name",

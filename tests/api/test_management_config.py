@@ -3,51 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
 
-from identity.app import create_app
 from identity.settings import Settings
-from identity.store.tenant import MANAGEMENT_API_SCOPES
-from tests.api.support import alice_params
-from tests.conftest import API, ISSUER, apply, standard_tenant
-
-OPS, OPS_SECRET = "ops", "ops-secret-0123456789abcdefghijklmnopqrstuv"
-MANAGEMENT = ISSUER + "api/v2/"
+from tests.api.management_support import OPS, cc, login, open_management
+from tests.conftest import API
 
 
 @pytest.fixture
 def api(settings: Settings) -> Iterator[TestClient[Litestar]]:
-    data = standard_tenant()
-    data["clients"][0]["grant_types"] = [*data["clients"][0]["grant_types"], "refresh_token"]
-    data["clients"].append({"client_id": OPS, "client_secret": OPS_SECRET, "grant_types": ["client_credentials"]})
-    data["client_grants"] = [{"client_id": OPS, "audience": MANAGEMENT, "scope": list(MANAGEMENT_API_SCOPES)}]
-    data["rules"] = [{"name": "deny all", "handler": "tests.rule_handlers:deny", "enabled": False}]
-    apply(settings, data)
-    with TestClient(create_app(settings), base_url="https://identity.test") as client:
-        token = cc(client, MANAGEMENT).json()["access_token"]
-        client.headers["Authorization"] = f"Bearer {token}"
+    with open_management(settings) as client:
         yield client
-
-
-def cc(client: TestClient[Litestar], audience: str, client_id: str = OPS, secret: str = OPS_SECRET) -> Any:
-    return client.post(
-        "/oauth/token",
-        data={
-            "grant_type": "client_credentials",
-            "client_id": client_id,
-            "client_secret": secret,
-            "audience": audience,
-        },
-        headers={"Authorization": ""},
-    )
-
-
-def login(client: TestClient[Litestar], **overrides: str | None) -> Any:
-    return client.post("/oauth/token", data=alice_params(**overrides), headers={"Authorization": ""})
 
 
 def test_a_rule_toggled_through_the_api_runs_from_the_next_login(api: TestClient[Litestar]) -> None:

@@ -34,8 +34,11 @@ def test_every_management_route_is_described_with_bodies_errors_and_security(cli
         for status in ("400", "401", "403"):
             error = operation["responses"][status]["content"]["application/json"]["schema"]
             assert error == {"$ref": "#/components/schemas/ManagementErrorBody"}, (path, method)
-        if method in ("post", "patch") and "rotate-secret" not in path and "regeneration" not in path:
+        bodiless = ("rotate-secret", "regeneration", "invalidate-remember-browser")
+        if method in ("post", "patch", "put") and not any(action in path for action in bodiless):
             schema = operation["requestBody"]["content"]["application/json"]["schema"]
+            if schema.get("items") == {"type": "string"}:  # PUT /guardian/policies: a list of names
+                continue
             ref = schema.get("$ref") or schema["items"]["$ref"]  # a list body: PATCH /connections/{id}/clients
             assert ref.removeprefix("#/components/schemas/") in schemas, (path, method)
     assert set(schemas["ManagementErrorBody"]["required"]) == {"statusCode", "error", "message", "errorCode"}

@@ -1,7 +1,7 @@
 """Two instances cache the tenant configuration, and both follow a change made by ``identity tenant apply`` within 5 s.
 
-Each instance keeps the configuration in memory and checks the database's version counter about once a second
-(`identity.store.config`). The instances serve the old configuration first (so it is cached), then a separate
+Each instance keeps the configuration in memory and reads the database's version counter with each request's first
+statement (`identity.store.config`). The instances serve the old configuration first (so it is cached), then a separate
 process applies a change; both must answer with the new configuration within the 5 seconds the contract allows: a
 client that did not exist becomes usable, then a grant type taken away from it is refused.
 """
