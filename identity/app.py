@@ -36,11 +36,11 @@ from identity.tokens.keys import ensure_signing_keys
 from identity.web import openapi
 from identity.web.deps import Services, provide_session
 from identity.web.enroll import enroll_router
-from identity.web.errors import SECURITY_HEADERS, handle_http_exception, handle_oauth_error, handle_unexpected
+from identity.web.enroll.sessions import STORE_NAME, SqlSessionStore
+from identity.web.errors import handle_http_exception, handle_oauth_error, handle_unexpected, response_headers
 from identity.web.health import readyz, watch_for_shutdown
 from identity.web.mfa import associate, challenge, list_authenticators, remove_authenticator
 from identity.web.oauth import revoke, token
-from identity.web.sessions import STORE_NAME, SqlSessionStore
 from identity.web.userinfo import userinfo
 from identity.web.webauthn import passkey_challenge, passkey_register, primary_authenticate
 from identity.web.wellknown import jwks, oauth_authorization_server, openid_configuration
@@ -67,9 +67,7 @@ async def healthz(services: NamedDependency[Services]) -> Response[dict[str, str
 
 
 def _security_headers(settings: Settings) -> Callable[[Response[object]], Awaitable[Response[object]]]:
-    headers = dict(SECURITY_HEADERS)
-    if settings.issuer.startswith("https://"):
-        headers["Strict-Transport-Security"] = "max-age=31536000"  # the public URL is https: keep browsers on it
+    headers = response_headers(settings)
 
     async def add(response: Response[object]) -> Response[object]:
         for name, value in headers.items():

@@ -466,7 +466,7 @@ def users_recovery_code_regenerate(user_id: str) -> None:
     from identity.mfa.recovery import display
 
     settings = _settings()
-    code = _factors(settings, lambda factors: factors.regenerate_recovery_code(user_id))
+    code = _factors(settings, lambda factors: factors.recovery.regenerate(user_id))
     click.echo(json.dumps({"user_id": user_id, "recovery_code": code, "display": display(code)}))
 
 

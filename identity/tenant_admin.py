@@ -18,6 +18,7 @@ from sqlalchemy import delete, func
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
+from identity.audiences import mfa_api_audience
 from identity.store import tenant_writes as writes
 from identity.store.models import (
     ApiRow,
@@ -220,7 +221,7 @@ class TenantAdmin:
         """A new API; its identifier must be free and not a built-in API's."""
         check("resource server", entry, ApiTable)
         identifier = entry["identifier"]
-        if is_management_audience(identifier, self.issuer) or identifier == self.issuer + "mfa/":
+        if is_management_audience(identifier, self.issuer) or identifier == mfa_api_audience(self.issuer):
             raise ConfigConflict("The identifier is a system API's")
         found = await self.session.execute(select(ApiRow.id).where(col(ApiRow.identifier) == identifier))
         if found.first() is not None:

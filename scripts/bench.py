@@ -211,7 +211,7 @@ async def _enroll(db: Database, env: dict[str, str], count: int) -> list[tuple[s
             for n in range(count):
                 email = f"mfa{n}@bench.test"
                 row, _ = await users.create("customers", password=PASSWORD, email=email)
-                enrollment = await factors.associate_otp(row.user_id, issuer="bench")
+                enrollment = await factors.enrollment.associate(row.user_id, issuer="bench")
                 authenticator = (
                     await session.execute(
                         select(AuthenticatorRow).where(col(AuthenticatorRow.public_id) == enrollment.authenticator_id)

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-__all__ = ["AccountError", "InvalidUserData", "UnknownConnection", "UnknownUser", "UserExists"]
+__all__ = [
+    "AccountError",
+    "AlreadyEnrolled",
+    "InvalidUserData",
+    "NotEnrolled",
+    "UnknownConnection",
+    "UnknownUser",
+    "UserExists",
+]
 
 
 class AccountError(Exception):
@@ -23,3 +31,11 @@ class InvalidUserData(AccountError):
 
 class UnknownUser(AccountError):
     """No user has that ``user_id``."""
+
+
+class AlreadyEnrolled(AccountError):
+    """The user has an active factor: enrolling another needs a completed MFA first."""
+
+
+class NotEnrolled(AccountError):
+    """The user has no active factor."""

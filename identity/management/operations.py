@@ -48,7 +48,7 @@ async def _user_event(session: AsyncSession, event_type: str, user_id: str, desc
 async def reset_mfa(factors: FactorService, user_id: str, record: Record) -> int:
     """Remove every factor of the user and end the user's sessions (lost device); logs ``gd_unenroll``."""
     event = await _user_event(factors.session, "gd_unenroll", user_id, "Every second factor removed by an operator")
-    removed = await factors.reset(user_id)
+    removed = await factors.authenticators.reset(user_id)
     await record(event)
     return removed
 
@@ -56,7 +56,7 @@ async def reset_mfa(factors: FactorService, user_id: str, record: Record) -> int
 async def remove_factor(factors: FactorService, user_id: str, factor_id: str, record: Record) -> bool:
     """Remove one factor of the user; logs ``gd_unenroll`` when there was one."""
     event = await _user_event(factors.session, "gd_unenroll", user_id, "A second factor removed by an operator")
-    removed = await factors.remove(user_id, factor_id)
+    removed = await factors.authenticators.remove(user_id, factor_id)
     if removed:
         await record(event)
     return removed

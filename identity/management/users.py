@@ -12,7 +12,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from msgspec import UNSET, Meta, Struct, UnsetType
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from identity.accounts.factors import NotEnrolled
+from identity.accounts.factors import Factor, FactorType, NotEnrolled
 from identity.accounts.users import UserService
 from identity.management import operations
 from identity.management.audit import recorder
@@ -22,6 +22,7 @@ from identity.management.paging import DEFAULT_PER_PAGE, Page, PerPage, one_page
 from identity.store import users as user_queries
 from identity.store.models import UserRow
 from identity.web.deps import Services, build_factors
+from identity.web.mfa import wire_time
 
 __all__ = ["USER_HANDLERS", "UserOut", "parse_query"]
 
@@ -309,7 +310,7 @@ async def get_user(
 ) -> UserOut:
     """One user, with ``multifactor`` when an authenticator is enrolled."""
     row, connection = await UserService(db, services.hasher).get(user_id)
-    enrolled = await build_factors(services, db).has_active_factor(user_id)
+    enrolled = await build_factors(services, db).authenticators.has_active(user_id)
     return user_out(row, connection, multifactor=["guardian"] if enrolled else [])
 
 
@@ -358,8 +359,20 @@ async def delete_user(
     await operations.delete_user(UserService(db, services.hasher), user_id, recorder(services, request))
 
 
-def _methods(listed: list[dict[str, Any]]) -> list[AuthenticationMethod]:
-    return [AuthenticationMethod(**item) for item in listed]
+_METHOD_TYPES = {FactorType.TOTP: "totp", FactorType.RECOVERY_CODE: "recovery-code"}
+
+
+def _method(factor: Factor) -> AuthenticationMethod:
+    """A factor by Auth0's authentication-method names: a synced passkey, or a (roaming) security key."""
+    kind = _METHOD_TYPES.get(factor.type) or ("passkey" if factor.synced else "webauthn-roaming")
+    return AuthenticationMethod(
+        id=factor.id, type=kind, confirmed=factor.active, created_at=factor.created_at, enrolled_at=factor.confirmed_at
+    )
+
+
+async def _methods(services: Services, db: AsyncSession, user_id: str) -> list[AuthenticationMethod]:
+    """The user's factors by Auth0's names, the recovery code first."""
+    return [_method(f) for f in await build_factors(services, db).authenticators.listed(user_id)]
 
 
 @get(
@@ -377,7 +390,7 @@ async def list_authentication_methods(
     include_totals: FromQuery[bool] = False,
 ) -> list[AuthenticationMethod] | dict[str, Any]:
     """The user's authenticators and recovery code, a page at a time."""
-    methods = _methods(await build_factors(services, db).authentication_methods(user_id))
+    methods = await _methods(services, db, user_id)
     return one_page("authenticators", methods, page, per_page, include_totals)
 
 
@@ -394,7 +407,7 @@ async def get_authentication_method(
     method_id: FromPath[str],
 ) -> AuthenticationMethod:
     """One authenticator or the recovery code, by the id the list shows."""
-    methods = _methods(await build_factors(services, db).authentication_methods(user_id))
+    methods = await _methods(services, db, user_id)
     for method in methods:
         if method.id == method_id:
             return method
@@ -430,11 +443,11 @@ async def list_enrollments(
     services: NamedDependency[Services], db: NamedDependency[AsyncSession], user_id: FromPath[str]
 ) -> list[Enrollment]:
     """The user's confirmed authenticators, in Guardian's older shape."""
-    listed = await build_factors(services, db).list_authenticators(user_id)
+    listed = await build_factors(services, db).authenticators.listed(user_id)
     return [
-        Enrollment(id=item["id"], status="confirmed", type="authenticator", enrolled_at=item.get("created_at"))
-        for item in listed
-        if item["authenticator_type"] == "otp" and item["active"]
+        Enrollment(id=f.id, status="confirmed", type="authenticator", enrolled_at=wire_time(f.created_at))
+        for f in listed
+        if f.type is FactorType.TOTP and f.active
     ]
 
 
@@ -506,7 +519,7 @@ async def delete_enrollment(
 ) -> None:
     """Remove one authenticator by its enrollment id (as listed by ``/users/{id}/enrollments``)."""
     factors = build_factors(services, db)
-    user_id = await factors.owner(enrollment_id)
+    user_id = await factors.authenticators.owner(enrollment_id)
     record = recorder(services, request)
     if user_id is None or not await operations.remove_factor(factors, user_id, enrollment_id, record):
         raise not_found("The enrollment does not exist.", "inexistent_enrollment")
@@ -524,7 +537,7 @@ async def regenerate_recovery_code(
 ) -> RecoveryCode:
     """Replace the user's recovery code; the old one stops working."""
     try:
-        code = await build_factors(services, db).regenerate_recovery_code(user_id)
+        code = await build_factors(services, db).recovery.regenerate(user_id)
     except NotEnrolled:
         raise ManagementError(400, "The user has no enrolled factor", "user_not_enrolled") from None
     return RecoveryCode(recovery_code=code)

@@ -12,7 +12,7 @@ from urllib.parse import quote, urlencode
 import pyotp
 from pyotp.utils import strings_equal
 
-__all__ = ["DIGITS", "PERIOD", "VALID_WINDOW", "new_secret", "provisioning_uri", "verify"]
+__all__ = ["DIGITS", "PERIOD", "VALID_WINDOW", "new_secret", "provisioning_uri", "verify", "well_formed"]
 
 DIGITS = 6
 PERIOD = 30
@@ -36,11 +36,17 @@ def provisioning_uri(secret: str, *, issuer: str, account: str) -> str:
     return f"otpauth://totp/{label}?{query}"
 
 
+def well_formed(code: str) -> bool:
+    """Whether ``code`` has the shape of a code: `DIGITS` digits (spaces, as apps group them, do not count)."""
+    digits = code.strip().replace(" ", "")
+    return len(digits) == DIGITS and digits.isdigit()
+
+
 def verify(secret: str, code: str, *, at: float) -> int | None:
     """The time step ``code`` is valid for at time ``at`` (±1 step), or ``None``."""
-    code = code.strip().replace(" ", "")
-    if len(code) != DIGITS or not code.isdigit():
+    if not well_formed(code):
         return None
+    code = code.strip().replace(" ", "")
     totp = pyotp.TOTP(secret, digits=DIGITS, interval=PERIOD)
     step = totp.timecode(at)
     for candidate in range(step - VALID_WINDOW, step + VALID_WINDOW + 1):

@@ -3,5 +3,6 @@
 from identity.oauth2.endpoint import TokenEndpoint
 from identity.oauth2.errors import OAuthError
 from identity.oauth2.requests import TokenRequest
+from identity.oauth2.revocation import RevocationEndpoint
 
-__all__ = ["OAuthError", "TokenEndpoint", "TokenRequest"]
+__all__ = ["OAuthError", "RevocationEndpoint", "TokenEndpoint", "TokenRequest"]

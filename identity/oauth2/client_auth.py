@@ -20,7 +20,7 @@ AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
 _NO_SECRET_HASH = sha256_hex("identity: no such client")
 
 
-async def authenticate_client(request: TokenRequest, clients: TenantStore, *, realm: str) -> Client:
+async def authenticate_client(request: TokenRequest, clients: TenantStore, *, challenge_realm: str) -> Client:
     """The authenticated client of ``request``; `InvalidClient` or `InvalidRequest` otherwise."""
     body_id = request.get("client_id")
     body_secret = request.get("client_secret")
@@ -38,7 +38,7 @@ async def authenticate_client(request: TokenRequest, clients: TenantStore, *, re
         method = "client_secret_post" if body_secret is not None else "none"
         client_ids, candidates = (body_id,), (body_secret,) if body_secret is not None else ()
 
-    failure = InvalidClient(basic_realm=realm if basic is not None else None)
+    failure = InvalidClient(challenge_realm=challenge_realm if basic is not None else None)
     client = None
     for client_id in client_ids:
         if (client := await clients.client(client_id)) is not None:

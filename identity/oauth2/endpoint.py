@@ -17,11 +17,16 @@ class TokenEndpoint:
     """Dispatches a token request to its grant after authenticating the client."""
 
     def __init__(
-        self, grants: Mapping[str, Grant], tenant: TenantStore, *, realm: str, observer: TokenObserver | None = None
+        self,
+        grants: Mapping[str, Grant],
+        tenant: TenantStore,
+        *,
+        challenge_realm: str,
+        observer: TokenObserver | None = None,
     ) -> None:
         self.grants = grants
         self.tenant = tenant
-        self.realm = realm
+        self.challenge_realm = challenge_realm
         self.observer = observer
 
     async def handle(self, request: TokenRequest) -> TokenResponse:
@@ -30,7 +35,7 @@ class TokenEndpoint:
         grant = self.grants.get(grant_type)
         if grant is None:
             raise UnsupportedGrantType()
-        client = await authenticate_client(request, self.tenant, realm=self.realm)
+        client = await authenticate_client(request, self.tenant, challenge_realm=self.challenge_realm)
         request = request.for_client(client)
         if self.observer is not None:
             self.observer.client_authenticated(client, request)

@@ -19,6 +19,9 @@
     └── TemporarilyUnavailable      503 temporarily_unavailable (+ Retry-After; load shedding, RFC 6749 §4.1.2.1)
 
 Descriptions are fixed ASCII strings from ``shared/API.md`` §1.9; none of them says which credential was wrong.
+
+``challenge_realm`` is the ``realm`` of a ``WWW-Authenticate`` challenge (RFC 7235 §2.2: the protection space), not
+the ``realm`` parameter of Auth0's password-realm grant, which names a connection (user directory).
 """
 
 from __future__ import annotations
@@ -87,15 +90,15 @@ class InvalidClient(OAuthError):
     status_code = 401
     default_description = "Client authentication failed"
 
-    def __init__(self, description: str | None = None, *, basic_realm: str | None = None) -> None:
+    def __init__(self, description: str | None = None, *, challenge_realm: str | None = None) -> None:
         super().__init__(description)
-        self.basic_realm = basic_realm
+        self.challenge_realm = challenge_realm
 
     def headers(self) -> dict[str, str]:
         """RFC 6749 §5.2: a 401 after Basic authentication names the scheme the client must use."""
-        if self.basic_realm is None:
+        if self.challenge_realm is None:
             return {}
-        return {"WWW-Authenticate": f'Basic realm="{self.basic_realm}", charset="UTF-8"'}
+        return {"WWW-Authenticate": f'Basic realm="{self.challenge_realm}", charset="UTF-8"'}
 
 
 class InvalidGrant(OAuthError):
@@ -210,14 +213,16 @@ class InvalidToken(OAuthError):
     error = "invalid_token"
     status_code = 401
 
-    def __init__(self, description: str | None = None, *, realm: str = "identity", scope: str | None = None) -> None:
+    def __init__(
+        self, description: str | None = None, *, challenge_realm: str = "identity", scope: str | None = None
+    ) -> None:
         super().__init__(description)
-        self.realm = realm
+        self.challenge_realm = challenge_realm
         self.scope = scope
 
     def headers(self) -> dict[str, str]:
         """RFC 6750 §3: the challenge names the error (and the scope needed)."""
-        challenge = f'Bearer realm="{self.realm}", error="invalid_token"'
+        challenge = f'Bearer realm="{self.challenge_realm}", error="invalid_token"'
         if self.description:
             challenge += f', error_description="{self.description}"'
         if self.scope:

@@ -33,6 +33,7 @@ __all__ = [
     "PasswordLeaked",
     "RefreshTokenPolicy",
     "RefreshTokenStore",
+    "RevocableTokens",
     "RuleOutcome",
     "RulesPipeline",
     "StoredRefreshToken",
@@ -41,6 +42,7 @@ __all__ = [
     "TokenIssuer",
     "TokenObserver",
     "TokenResponse",
+    "Transaction",
     "User",
     "UserAuthenticator",
     "UserLookup",
@@ -479,15 +481,23 @@ class StoredRefreshToken:
     """No successor was issued from this token."""
 
 
-class RefreshTokenStore(Protocol):
+class RevocableTokens(Protocol):
+    """Refresh tokens as revocation needs them (RFC 7009): look one up, revoke its family."""
+
+    async def find(self, token: str) -> StoredRefreshToken | None:
+        """The stored token behind ``token``, or ``None``."""
+        ...
+
+    async def revoke_family(self, family_id: str, reason: str) -> None:
+        """Revoke every token of the family."""
+        ...
+
+
+class RefreshTokenStore(RevocableTokens, Protocol):
     """Refresh-token families: issue, look up, rotate, revoke."""
 
     async def issue(self, result: GrantResult) -> str:
         """Start a new family for ``result`` (under the client's policy) and return its first token."""
-        ...
-
-    async def find(self, token: str) -> StoredRefreshToken | None:
-        """The stored token behind ``token``, or ``None``."""
         ...
 
     async def rotate(self, stored: StoredRefreshToken, policy: RefreshTokenPolicy) -> str | None:
@@ -502,6 +512,14 @@ class RefreshTokenStore(Protocol):
         """Renew the idle expiry of a non-rotating token."""
         ...
 
-    async def revoke_family(self, family_id: str, reason: str) -> None:
-        """Revoke every token of the family."""
+
+class Transaction(Protocol):
+    """The request's unit of work (`identity.store.db.UnitOfWork`), as an endpoint drives it."""
+
+    async def write(self) -> None:
+        """From here on the request writes (on SQLite: take the write lock)."""
+        ...
+
+    async def commit(self) -> None:
+        """Make everything written durable."""
         ...

@@ -51,7 +51,7 @@ class BasicCredentials:
         return (self.client_secret,)
 
 
-def parse_basic_authorization(header: str | None, *, realm: str) -> BasicCredentials | None:
+def parse_basic_authorization(header: str | None, *, challenge_realm: str) -> BasicCredentials | None:
     """Decode a Basic header; ``None`` when there is no Basic header at all."""
     if not header:
         return None
@@ -61,12 +61,12 @@ def parse_basic_authorization(header: str | None, *, realm: str) -> BasicCredent
     try:
         decoded = base64.b64decode(value.strip().encode("ascii"), validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError, UnicodeEncodeError, ValueError):
-        raise InvalidClient(basic_realm=realm) from None
+        raise InvalidClient(challenge_realm=challenge_realm) from None
     client_id, sep, client_secret = decoded.partition(":")
     if not sep or not client_id:
-        raise InvalidClient(basic_realm=realm)
+        raise InvalidClient(challenge_realm=challenge_realm)
     if "\x00" in decoded or "%00" in decoded or len(decoded) > 2 * _MAX_PARAMETER_LENGTH:
-        raise InvalidClient(basic_realm=realm)  # never send a NUL or a huge id to the database
+        raise InvalidClient(challenge_realm=challenge_realm)  # never send a NUL or a huge id to the database
     # RFC 6749 §2.3.1: both parts are form-urlencoded before being joined.
     return BasicCredentials(
         unquote(client_id.replace("+", " ")),

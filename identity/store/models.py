@@ -334,7 +334,7 @@ class RuleRow(SQLModel, table=True):
 
 
 class WebSessionRow(SQLModel, table=True):
-    """A session of the enrollment pages (`identity.web.sessions`), shared by every instance on the database."""
+    """A session of the enrollment pages (`identity.web.enroll.sessions`), shared by every instance on the database."""
 
     __tablename__ = "web_session"
 

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
+from identity.audiences import mfa_api_audience
 from identity.oauth2.interfaces import Api, Client, ClientGrant, Connection, RefreshTokenPolicy, TenantSettings
 from identity.store.config import TenantConfig, cached_config
 from identity.store.models import (
@@ -43,7 +44,7 @@ _MFA_API_LIFETIME = 600  # fixed, as Auth0's (API.md §2.1)
 def mfa_api(issuer: str) -> Api:
     """The built-in MFA API (audience ``<issuer>mfa/``): its tokens are only issued after a second factor."""
     return Api(
-        identifier=issuer + "mfa/",
+        identifier=mfa_api_audience(issuer),
         name="MFA API",
         scopes=MFA_API_SCOPES,
         token_lifetime=_MFA_API_LIFETIME,

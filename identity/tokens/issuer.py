@@ -8,6 +8,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from identity.audiences import userinfo_audience
 from identity.clock import Clock
 from identity.oauth2.interfaces import (
     Api,
@@ -96,7 +97,7 @@ class JwtIssuer:
     @property
     def userinfo_audience(self) -> str:
         """The audience added to access tokens that may call ``/userinfo``."""
-        return self.issuer + "userinfo"
+        return userinfo_audience(self.issuer)
 
     async def issue(self, result: GrantResult) -> TokenResponse:
         """Sign the access token, and the ID token when ``openid`` was granted.

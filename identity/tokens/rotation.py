@@ -28,7 +28,7 @@ from sqlalchemy import func, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from identity.accounts.factors import _TOTP_PURPOSE
+from identity.accounts.factors import TOTP_PURPOSE as _TOTP_PURPOSE
 from identity.crypto import SecretBox
 from identity.store.models import ApiRow, AuthenticatorRow, RefreshTokenRow, SigningKeyRow, utcnow
 from identity.tokens.keys import _PURPOSE as _SIGNING_PURPOSE

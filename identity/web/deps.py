@@ -10,14 +10,14 @@ from typing import Any
 from litestar.di import NamedDependency
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from identity.accounts.factors import FactorService
+from identity.accounts.factors import AttemptBucket, FactorService
 from identity.accounts.passwords import PasswordHasher
 from identity.accounts.users import DirectoryAuthenticator
 from identity.accounts.webauthn import WebAuthnFactors, WebAuthnService
 from identity.audit import AuditLog, AuditTrail
 from identity.clock import Clock
 from identity.crypto import SecretBox
-from identity.oauth2 import TokenEndpoint
+from identity.oauth2 import RevocationEndpoint, TokenEndpoint
 from identity.oauth2.grants import (
     ClientCredentialsGrant,
     Grant,
@@ -60,6 +60,7 @@ __all__ = [
     "TrailObserver",
     "build_authenticator",
     "build_factors",
+    "build_revocation_endpoint",
     "build_token_endpoint",
     "build_webauthn",
     "provide_session",
@@ -199,7 +200,7 @@ class _TrailedFactors(FactorService):
         return await super().start(result)
 
     async def check_otp(self, transaction: MfaTransaction, otp: str) -> FactorCheck:
-        enrolled_before = await self.has_active_factor(transaction.user_id)
+        enrolled_before = await self.authenticators.has_active(transaction.user_id)
         check = await super().check_otp(transaction, otp)
         if check is FactorCheck.ACCEPTED and not enrolled_before:
             self.trail.also.append("gd_enrollment_complete")  # the code confirmed a pending enrollment
@@ -209,8 +210,8 @@ class _TrailedFactors(FactorService):
 class _TrailedWebAuthn(WebAuthnFactors):
     """WebAuthn for the grants, telling the audit trail about enrollments, passkey users and cloned keys."""
 
-    def __init__(self, webauthn: WebAuthnService, factors: FactorService, trail: AuditTrail) -> None:
-        super().__init__(webauthn, factors)
+    def __init__(self, webauthn: WebAuthnService, attempts: AttemptBucket, trail: AuditTrail) -> None:
+        super().__init__(webauthn, attempts)
         self.trail = trail
 
     def _cloned(self, outcome: WebAuthnOutcome) -> WebAuthnOutcome:
@@ -328,10 +329,17 @@ def build_token_endpoint(
     }
     webauthn: WebAuthnFactors
     if trail is not None:
-        webauthn = _TrailedWebAuthn(build_webauthn(services, session), mfa, trail)
+        webauthn = _TrailedWebAuthn(build_webauthn(services, session), mfa.attempts, trail)
     else:
-        webauthn = WebAuthnFactors(build_webauthn(services, session), mfa)
+        webauthn = WebAuthnFactors(build_webauthn(services, session), mfa.attempts)
     grants[MfaWebAuthnGrant.GRANT_TYPE] = MfaWebAuthnGrant(tenant, mfa, issuer, services.clock, webauthn)
     grants[WebAuthnGrant.GRANT_TYPE] = WebAuthnGrant(tenant, users, issuer, webauthn, mfa, rules)
     observer = TrailObserver(trail) if trail is not None else None
-    return TokenEndpoint(grants, tenant, realm=services.settings.issuer, observer=observer)
+    return TokenEndpoint(grants, tenant, challenge_realm=services.settings.issuer, observer=observer)
+
+
+def build_revocation_endpoint(services: Services, session: AsyncSession, unit: UnitOfWork) -> RevocationEndpoint:
+    """The revocation endpoint (RFC 7009), bound to this request's session and unit of work."""
+    tenant = SqlTenantStore(session, issuer=services.settings.issuer)
+    refresh_tokens = SqlRefreshTokens(session, services.box, services.clock)
+    return RevocationEndpoint(tenant, refresh_tokens, unit, challenge_realm=services.settings.issuer)

@@ -11,8 +11,16 @@ from litestar.exceptions import HTTPException
 
 from identity.oauth2.errors import OAuthError
 from identity.observability.requests import note
+from identity.settings import Settings
 
-__all__ = ["NO_STORE", "SECURITY_HEADERS", "handle_http_exception", "handle_oauth_error", "handle_unexpected"]
+__all__ = [
+    "NO_STORE",
+    "SECURITY_HEADERS",
+    "handle_http_exception",
+    "handle_oauth_error",
+    "handle_unexpected",
+    "response_headers",
+]
 
 logger = logging.getLogger("identity.web")
 
@@ -26,6 +34,16 @@ SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; "
     "img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
 }
+
+
+def response_headers(settings: Settings) -> dict[str, str]:
+    """What every response carries (the app's ``after_request`` adds them): `SECURITY_HEADERS`, HSTS under https."""
+    headers = dict(SECURITY_HEADERS)
+    if settings.issuer.startswith("https://"):
+        headers["Strict-Transport-Security"] = "max-age=31536000"  # the public URL is https: keep browsers on it
+    return headers
+
+
 _CLIENT_GONE = "client disconnected prematurely"  # Litestar's InternalServerException while reading the body
 _HTTP_ERROR_CODES = {
     400: "invalid_request",

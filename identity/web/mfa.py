@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -12,7 +13,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from identity.accounts.factors import AlreadyEnrolled
+from identity.accounts.factors import AlreadyEnrolled, Challenge, Factor, FactorType
 from identity.oauth2.client_auth import authenticate_client
 from identity.oauth2.errors import (
     AccessDenied,
@@ -24,35 +25,22 @@ from identity.oauth2.errors import (
     UnauthorizedClient,
     UnsupportedChallengeType,
 )
-from identity.oauth2.grants.mfa import MALFORMED_MFA_TOKEN, MfaOtpGrant, MfaRecoveryCodeGrant, redeem_mfa_token
+from identity.oauth2.grants.mfa import MALFORMED_MFA_TOKEN, MfaOtpGrant, MfaRecoveryCodeGrant, live_mfa_transaction
 from identity.oauth2.grants.webauthn import MFA_WEBAUTHN
 from identity.oauth2.interfaces import MfaTransaction
-from identity.store import users as user_queries
 from identity.store.tenant import SqlTenantStore, tenant_settings
-from identity.tokens.rotation import is_revoked
-from identity.tokens.verify import InvalidAccessToken, verify_access_token
 from identity.web import openapi
 from identity.web.addresses import request_trail
+from identity.web.bearer import bearer_token, is_jwt, live_user, mfa_api_user
 from identity.web.deps import Services, build_factors
 from identity.web.errors import NO_STORE
 from identity.web.oauth import parse_token_request, refuse_repeated_members
 from identity.web.webauthn import associate_webauthn, challenge_webauthn
 
-__all__ = ["associate", "challenge", "list_authenticators", "remove_authenticator"]
+__all__ = ["associate", "authenticator_json", "challenge", "list_authenticators", "remove_authenticator", "wire_time"]
 
 _MAX_BODY = 16 * 1024
 MFA_GRANT_TYPES = frozenset({MfaOtpGrant.GRANT_TYPE, MfaRecoveryCodeGrant.GRANT_TYPE, MFA_WEBAUTHN})
-
-
-def _bearer(request: Request[Any, Any, State]) -> str:
-    scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise InvalidToken("missing bearer token")
-    return token.strip()
-
-
-def _is_jwt(token: str) -> bool:
-    return token.count(".") == 2
 
 
 async def _mfa_transaction(services: Services, db: AsyncSession, token: str) -> MfaTransaction:
@@ -63,47 +51,11 @@ async def _mfa_transaction(services: Services, db: AsyncSession, token: str) -> 
     """
     factors = build_factors(services, db)
     try:
-        transaction = await redeem_mfa_token(factors, token, client_id=None, clock=services.clock)
+        transaction = await live_mfa_transaction(factors, token, client_id=None, clock=services.clock)
     except OAuthError as exc:
         raise InvalidToken(exc.description) from None
-    await _live_user(db, transaction.user_id)
+    await live_user(db, transaction.user_id)
     return transaction
-
-
-async def _live_user(db: AsyncSession, user_id: str, *, scope: str | None = None) -> None:
-    """The token's user must still exist and not be blocked (else 401 ``invalid_token``, as ``/userinfo``)."""
-    found = await user_queries.by_user_id(db, user_id)
-    await db.commit()
-    if found is None:
-        raise InvalidToken("the user no longer exists", scope=scope)
-    if found[0].blocked:
-        raise InvalidToken("user is blocked", scope=scope)
-
-
-async def _access_token_user(services: Services, db: AsyncSession, token: str, scope: str) -> str:
-    """The live user of an MFA-API access token with ``scope``."""
-    user_id = _access_token_subject(services, token, scope)
-    if await is_revoked(db, token):
-        raise InvalidToken("the token's signing key was revoked", scope=scope)
-    await _live_user(db, user_id, scope=scope)
-    return user_id
-
-
-def _access_token_subject(services: Services, token: str, scope: str) -> str:
-    try:
-        claims = verify_access_token(
-            services.key_ring,
-            token,
-            issuer=services.settings.issuer,
-            audience=services.settings.issuer + "mfa/",
-            now=services.clock.now(),
-            required_scope=scope,
-        )
-    except InvalidAccessToken as exc:
-        raise InvalidToken(str(exc), scope=scope) from None
-    if "mfa" not in claims.get("amr", []):
-        raise InvalidToken("token was not issued after a second factor", scope=scope)
-    return str(claims["sub"])
 
 
 @get("/mfa/authenticators", operation_class=openapi.LIST_AUTHENTICATORS, tags=["mfa"])
@@ -111,13 +63,33 @@ async def list_authenticators(
     request: Request[Any, Any, State], services: NamedDependency[Services], db: NamedDependency[AsyncSession]
 ) -> Response[Any]:
     """The user's authenticators, for an ``mfa_token`` or an MFA-API token with ``read:authenticators``."""
-    token = _bearer(request)
-    if _is_jwt(token):
-        user_id = await _access_token_user(services, db, token, "read:authenticators")
+    token = bearer_token(request)
+    if is_jwt(token):
+        user_id = (await mfa_api_user(services, db, token, "read:authenticators")).user_id
     else:
         user_id = (await _mfa_transaction(services, db, token)).user_id
-    listed = await build_factors(services, db).list_authenticators(user_id)
-    return Response(listed, media_type=MediaType.JSON, headers=NO_STORE)
+    listed = await build_factors(services, db).authenticators.listed(user_id)
+    return Response([authenticator_json(f) for f in listed], media_type=MediaType.JSON, headers=NO_STORE)
+
+
+def authenticator_json(factor: Factor) -> dict[str, Any]:
+    """A factor as the MFA API lists it (API.md §2.3): ``otp``, ``webauthn`` (named) or ``recovery-code``."""
+    if factor.type is FactorType.RECOVERY_CODE:
+        return {"id": factor.id, "authenticator_type": "recovery-code", "active": True}
+    entry: dict[str, Any] = {
+        "id": factor.id,
+        "authenticator_type": "webauthn" if factor.type is FactorType.WEBAUTHN else "otp",
+        "active": factor.active,
+        "created_at": wire_time(factor.created_at),
+    }
+    if factor.type is FactorType.WEBAUTHN:
+        entry["name"] = factor.name or "Security key"
+    return entry
+
+
+def wire_time(moment: datetime) -> str:
+    """A stored time as the MFA and Guardian APIs write it (ISO 8601, ``Z`` for UTC)."""
+    return moment.isoformat().replace("+00:00", "Z")
 
 
 @post(
@@ -127,8 +99,8 @@ async def associate(
     request: Request[Any, Any, State], services: NamedDependency[Services], db: NamedDependency[AsyncSession]
 ) -> Response[Any]:
     """Start an OTP enrollment with an ``mfa_token`` (only while the user has no active factor)."""
-    token = _bearer(request)
-    if _is_jwt(token):
+    token = bearer_token(request)
+    if is_jwt(token):
         raise InvalidToken("enrollment needs the mfa_token of a login")
     transaction = await _mfa_transaction(services, db, token)
     body = await _json_or_form(request)
@@ -143,7 +115,7 @@ async def associate(
         raise InvalidRequest("Only the 'otp' and 'webauthn' authenticator types are supported")
     label = (await tenant_settings(db)).friendly_name
     try:
-        enrollment = await build_factors(services, db).associate_otp(transaction.user_id, issuer=label)
+        enrollment = await build_factors(services, db).enrollment.associate(transaction.user_id, issuer=label)
     except AlreadyEnrolled:
         raise AccessDenied("User is already enrolled") from None
     answer: dict[str, Any] = {
@@ -172,15 +144,15 @@ async def challenge(
     request: Request[Any, Any, State], services: NamedDependency[Services], db: NamedDependency[AsyncSession]
 ) -> Response[Any]:
     """Say which challenge the client should answer; for TOTP nothing is sent (``{"challenge_type":"otp"}``)."""
-    params = await parse_token_request(request, realm=services.settings.issuer)
+    params = await parse_token_request(request, challenge_realm=services.settings.issuer)
     client = await authenticate_client(
-        params, SqlTenantStore(db, issuer=services.settings.issuer), realm=services.settings.issuer
+        params, SqlTenantStore(db, issuer=services.settings.issuer), challenge_realm=services.settings.issuer
     )
     if not client.grant_types & MFA_GRANT_TYPES:
         # A client that cannot redeem a challenge has no business asking for one (nor learning what it would be).
         raise UnauthorizedClient(f"Grant type '{MfaOtpGrant.GRANT_TYPE}' not allowed for the client.")
     factors = build_factors(services, db)
-    transaction = await redeem_mfa_token(
+    transaction = await live_mfa_transaction(
         factors, params.get("mfa_token"), client_id=client.client_id, clock=services.clock
     )
     user = await factors.user(transaction)
@@ -188,22 +160,14 @@ async def challenge(
         raise InvalidGrant(MALFORMED_MFA_TOKEN)
     if user.blocked:
         raise Unauthorized("user is blocked")
-    asked = (params.get("challenge_type") or "otp oob webauthn").split()
-    authenticators = await factors.list_authenticators(transaction.user_id)
-    keys = [a for a in authenticators if a["authenticator_type"] == "webauthn" and a["active"]]
-    if (wanted_key := params.get("authenticator_id")) is not None:
-        keys = [a for a in keys if a["id"] == wanted_key]
-    has_otp = any(a["authenticator_type"] == "otp" for a in authenticators)
-    # The first type the client names that the user has wins (omitted: OTP first, as before); an
-    # authenticator_id picks that authenticator.
-    otp_first = has_otp and "otp" in asked and "webauthn" in asked and asked.index("otp") < asked.index("webauthn")
-    if keys and "webauthn" in asked and (wanted_key is not None or not otp_first):
+    chosen = await factors.choose_challenge(
+        transaction.user_id,
+        challenge_type=params.get("challenge_type"),
+        authenticator_id=params.get("authenticator_id"),
+    )
+    if chosen is Challenge.WEBAUTHN:
         return await challenge_webauthn(services, db, transaction)
-    otp = [a for a in authenticators if a["authenticator_type"] == "otp"]
-    active = [a for a in otp if a["active"]] or otp
-    if (wanted := params.get("authenticator_id")) is not None:
-        active = [a for a in active if a["id"] == wanted]
-    if "otp" not in asked or not active:
+    if chosen is None:
         raise UnsupportedChallengeType("User does not have any authenticator of the requested challenge type")
     return Response({"challenge_type": "otp"}, media_type=MediaType.JSON, headers=NO_STORE)
 
@@ -221,11 +185,11 @@ async def remove_authenticator(
     db: NamedDependency[AsyncSession],
 ) -> Response[None]:
     """Delete an authenticator, for an MFA-API token with ``remove:authenticators`` (an mfa_token is not enough)."""
-    token = _bearer(request)
-    if not _is_jwt(token):
+    token = bearer_token(request)
+    if not is_jwt(token):
         raise InvalidToken("an access token for the MFA API is required", scope="remove:authenticators")
-    user_id = await _access_token_user(services, db, token, "remove:authenticators")
-    if not await build_factors(services, db).remove(user_id, authenticator_id):
+    user_id = (await mfa_api_user(services, db, token, "remove:authenticators")).user_id
+    if not await build_factors(services, db).authenticators.remove(user_id, authenticator_id):
         return Response(
             {"error": "not_found", "error_description": "Authenticator not found"},  # type: ignore[arg-type]
             status_code=404,

@@ -15,7 +15,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from identity.accounts.passwords import HashingUnavailable
 from identity.audit import AuditTrail, LogEvent
 from identity.oauth2 import TokenRequest
-from identity.oauth2.client_auth import authenticate_client
 from identity.oauth2.errors import (
     InvalidRequest,
     MfaRequired,
@@ -35,11 +34,9 @@ from identity.oauth2.grants import (
 from identity.oauth2.interfaces import TokenResponse
 from identity.oauth2.requests import parse_basic_authorization
 from identity.observability.requests import note
-from identity.store.tenant import SqlTenantStore
-from identity.tokens.refresh import SqlRefreshTokens
 from identity.web import openapi
 from identity.web.addresses import request_trail
-from identity.web.deps import Services, build_token_endpoint, unit_of_work
+from identity.web.deps import Services, build_revocation_endpoint, build_token_endpoint, unit_of_work
 from identity.web.errors import NO_STORE
 
 __all__ = ["parse_token_request", "refuse_repeated_members", "revoke", "token"]
@@ -61,12 +58,12 @@ def refuse_repeated_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 async def parse_token_request(
-    request: Request[object, object, State], *, realm: str, client_ip: str | None = None
+    request: Request[object, object, State], *, challenge_realm: str, client_ip: str | None = None
 ) -> TokenRequest:
     """Read a form or JSON body into a `TokenRequest` (``client_ip``: the address decided at the edge)."""
     media_type = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
     raw = await request.body()
-    basic = parse_basic_authorization(request.headers.get("authorization"), realm=realm)
+    basic = parse_basic_authorization(request.headers.get("authorization"), challenge_realm=challenge_realm)
     if basic is not None:
         note(request.scope, client_id=basic.client_id[:128])
     transport = {
@@ -113,7 +110,7 @@ async def token(
     trail = request_trail(request, services.settings)
     token_request: TokenRequest | None = None
     try:
-        token_request = await parse_token_request(request, realm=services.settings.issuer, client_ip=trail.ip)
+        token_request = await parse_token_request(request, challenge_realm=services.settings.issuer, client_ip=trail.ip)
         if token_request.params.get("grant_type") in _HASHING:
             # Load shedding first: a password request past the hash queue is refused before any database work.
             try:
@@ -199,23 +196,11 @@ def _failure_event(trail: AuditTrail, token_request: TokenRequest | None, error:
 async def revoke(
     request: Request[object, object, State], services: NamedDependency[Services], db: NamedDependency[AsyncSession]
 ) -> Response[object]:
-    """RFC 7009 token revocation for refresh tokens: the whole family is revoked.
-
-    An unknown token, or one issued to another client, gets the same empty 200 (RFC 7009 §2.2), so the endpoint
-    tells nothing about tokens the caller does not own.
-    """
-    token_request = await parse_token_request(request, realm=services.settings.issuer)
-    tenant = SqlTenantStore(db, issuer=services.settings.issuer)
-    client = await authenticate_client(token_request, tenant, realm=services.settings.issuer)
-    token = token_request.require("token")
+    """RFC 7009 token revocation (`identity.oauth2.RevocationEndpoint`): a refresh token's whole family goes."""
+    token_request = await parse_token_request(request, challenge_realm=services.settings.issuer)
     unit = unit_of_work(services, db)
     try:
-        await unit.write()
-        refresh_tokens = SqlRefreshTokens(db, services.box, services.clock)
-        stored = await refresh_tokens.find(token)
-        if stored is not None and stored.client_id == client.client_id:
-            await refresh_tokens.revoke_family(stored.family_id, "revoked")
-        await unit.commit()
+        await build_revocation_endpoint(services, db, unit).handle(token_request)
     finally:
         await unit.close()
     return Response(b"", headers=NO_STORE)

@@ -9,13 +9,11 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from identity.oauth2.errors import InvalidToken
-from identity.store import users as user_queries
+from identity.audiences import userinfo_audience
 from identity.store.userinfo import SqlUserinfoClaims
 from identity.tokens.issuer import profile_claims
-from identity.tokens.rotation import is_revoked
-from identity.tokens.verify import InvalidAccessToken, verify_access_token
 from identity.web import openapi
+from identity.web.bearer import access_token_claims, bearer_token, live_user
 from identity.web.deps import Services
 from identity.web.errors import NO_STORE
 
@@ -36,28 +34,10 @@ async def userinfo(
 
     Also the custom claims rules put in the ID token issued with this access token (API.md §3.1).
     """
-    scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise InvalidToken("missing bearer token", scope="openid")
-    try:
-        claims = verify_access_token(
-            services.key_ring,
-            token.strip(),
-            issuer=services.settings.issuer,
-            audience=services.settings.issuer + "userinfo",
-            now=services.clock.now(),
-            required_scope="openid",
-        )
-    except InvalidAccessToken as exc:
-        raise InvalidToken(str(exc), scope="openid") from None
-    if await is_revoked(db, token.strip()):
-        raise InvalidToken("the token's signing key was revoked", scope="openid")
-    found = await user_queries.by_user_id(db, str(claims["sub"]))
-    if found is None:
-        raise InvalidToken("the user no longer exists")
-    user = user_queries.user_from_row(*found)
-    if user.blocked:
-        raise InvalidToken("user is blocked")
+    token = bearer_token(request, scope="openid")
+    audience = userinfo_audience(services.settings.issuer)
+    claims = await access_token_claims(services, db, token, audience=audience, scope="openid")
+    user = await live_user(db, str(claims["sub"]))
     custom = await SqlUserinfoClaims(db).recall(str(claims.get("jti", "")))
     body = {**custom, "sub": user.user_id, **profile_claims(user, set(str(claims.get("scope", "")).split()))}
     return Response(body, media_type=MediaType.JSON, headers=NO_STORE)

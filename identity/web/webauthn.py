@@ -35,13 +35,14 @@ from identity.oauth2.errors import (
     UnauthorizedClient,
     UnsupportedChallengeType,
 )
-from identity.oauth2.grants.mfa import redeem_mfa_token
+from identity.oauth2.grants.mfa import live_mfa_transaction
 from identity.oauth2.grants.webauthn import MFA_WEBAUTHN, WEBAUTHN
 from identity.oauth2.interfaces import Client, MfaTransaction
 from identity.store import mfa as mfa_queries
 from identity.store import users as user_queries
 from identity.store.tenant import SqlTenantStore
 from identity.web import openapi
+from identity.web.bearer import bearer_token, is_jwt, mfa_api_user
 from identity.web.deps import Services, build_factors, build_webauthn
 from identity.web.errors import NO_STORE
 from identity.web.oauth import parse_token_request
@@ -72,10 +73,10 @@ async def _user_pk(db: AsyncSession, user_id: str) -> int:
 async def associate_webauthn(services: Services, db: AsyncSession, transaction: MfaTransaction) -> Response[Any]:
     """``/mfa/associate`` for ``webauthn``: creation options bound to the mfa_token (no active factor yet)."""
     factors = build_factors(services, db)
-    if await factors.has_active_factor(transaction.user_id):
+    if await factors.authenticators.has_active(transaction.user_id):
         raise AccessDenied("User is already enrolled")
     try:
-        recovery_code = await factors.pending_recovery_code(transaction.user_id)
+        recovery_code = await factors.recovery.pending(transaction.user_id)
     except AlreadyEnrolled:
         raise AccessDenied("User is already enrolled") from None
     options = await build_webauthn(services, db).registration_options(
@@ -114,9 +115,9 @@ async def has_webauthn(services: Services, db: AsyncSession, user_id: str) -> bo
 async def _client(
     request: Request[Any, Any, State], services: Services, db: AsyncSession
 ) -> tuple[TokenRequest, Client]:
-    params = await parse_token_request(request, realm=services.settings.issuer)
+    params = await parse_token_request(request, challenge_realm=services.settings.issuer)
     tenant = SqlTenantStore(db, issuer=services.settings.issuer)
-    return params, await authenticate_client(params, tenant, realm=services.settings.issuer)
+    return params, await authenticate_client(params, tenant, challenge_realm=services.settings.issuer)
 
 
 def _allowed(client: Client, grant_type: str) -> None:
@@ -141,7 +142,7 @@ async def primary_authenticate(
     if hint == MFA_WEBAUTHN or (hint == WEBAUTHN and params.get("mfa_token") is not None):
         _allowed(client, MFA_WEBAUTHN)
         factors = build_factors(services, db)
-        transaction = await redeem_mfa_token(
+        transaction = await live_mfa_transaction(
             factors, params.get("mfa_token"), client_id=client.client_id, clock=services.clock
         )
         return await challenge_webauthn(services, db, transaction, challenge_type=MFA_WEBAUTHN)
@@ -208,12 +209,10 @@ async def passkey_register(
 
     ``Authorization: Bearer`` an MFA-API access token with the ``enroll`` scope (obtained after a second factor).
     """
-    from identity.web.mfa import _access_token_subject, _bearer, _is_jwt
-
-    token = _bearer(request)
-    if not _is_jwt(token):
+    token = bearer_token(request)
+    if not is_jwt(token):
         raise InvalidToken("an access token for the MFA API with the enroll scope is required", scope="enroll")
-    user_id = _access_token_subject(services, token, "enroll")
+    user_id = (await mfa_api_user(services, db, token, "enroll")).user_id
     params, client = await _client(request, services, db)
     _allowed(client, WEBAUTHN)
     found = await user_queries.by_user_id(db, user_id)

@@ -7,6 +7,7 @@ from typing import Any
 from litestar import MediaType, Response, get
 from litestar.di import NamedDependency
 
+from identity.audiences import userinfo_audience
 from identity.oauth2.client_auth import AUTH_METHODS
 from identity.oauth2.grants import (
     MFA_OTP,
@@ -33,7 +34,7 @@ def discovery_document(services: Services) -> dict[str, Any]:
         "token_endpoint": issuer + "oauth/token",
         "jwks_uri": issuer + ".well-known/jwks.json",
         "mfa_challenge_endpoint": issuer + "mfa/challenge",
-        "userinfo_endpoint": issuer + "userinfo",
+        "userinfo_endpoint": userinfo_audience(issuer),  # the endpoint is its own audience
         "revocation_endpoint": issuer + "oauth/revoke",
         "primary_authenticate_endpoint": issuer + "oauth/primary-authenticate",
         "grant_types_supported": [

@@ -22,13 +22,14 @@ from litestar.testing import TestClient
 from sqlalchemy import text
 from sqlmodel import col, select
 
+from identity.accounts.factors import PENDING_ENROLLMENT_SECONDS
 from identity.app import create_app
 from identity.clock import FrozenClock
 from identity.oauth2.grants import MFA_OTP, MFA_RECOVERY_CODE
 from identity.settings import Settings
 from identity.store.models import AuthenticatorRow
-from identity.web.enroll import MAX_SESSION_SECONDS, PENDING_SECONDS
-from identity.web.sessions import IDLE_SECONDS, session_config
+from identity.web.enroll import MAX_SESSION_SECONDS
+from identity.web.enroll.sessions import IDLE_SECONDS, session_config
 from tests.conftest import (
     ALICE_CUSTOMER_PASSWORD,
     ALICE_EMPLOYEE_PASSWORD,
@@ -296,7 +297,7 @@ def test_the_qr_code_expires(pages: TestClient[Litestar], settings: Settings, cl
     sign_in(pages)
     setup = pages.get("/enroll/setup")
     old_secret = secret_on(setup.text)
-    age_pending_authenticators(settings, clock, PENDING_SECONDS + 1)
+    age_pending_authenticators(settings, clock, PENDING_ENROLLMENT_SECONDS + 1)
     answer = post(pages, "/enroll/setup", setup, otp=totp(old_secret, clock))
     assert answer.status_code == 400
     assert "expired" in alert(answer.text)

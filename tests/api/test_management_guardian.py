@@ -33,8 +33,8 @@ def alice(api: TestClient[Litestar]) -> str:
 def enroll_totp(settings: Settings, user_id: str) -> None:
     async def go(session: object, _: object) -> None:
         factors = FactorService(session, SecretBox(settings.encryption_keys), SystemClock())  # type: ignore[arg-type]
-        enrollment = await factors.associate_otp(user_id, issuer="test")
-        await factors.verify_user_otp(user_id, pyotp.TOTP(enrollment.secret).now())
+        enrollment = await factors.enrollment.associate(user_id, issuer="test")
+        await factors.otp.confirm_enrollment(user_id, pyotp.TOTP(enrollment.secret).now())
 
     run_db(settings, go)
 

@@ -360,7 +360,7 @@ def test_recovery_codes_are_only_shown_on_the_first_enrollment(mfa: Mfa) -> None
 
     async def enroll_another(session: Any, _: Any) -> Any:
         factors = FactorService(session, SecretBox(mfa.settings.encryption_keys), mfa.clock)
-        return await factors.associate_otp(enrolled.user_id, issuer="Test", allow_additional=True)
+        return await factors.enrollment.associate(enrolled.user_id, issuer="Test", allow_additional=True)
 
     another = run_db(mfa.settings, enroll_another)
 

@@ -269,7 +269,7 @@ def test_an_mfa_reset_ends_the_users_enrollment_sessions(start: Any, settings: S
     ((user_id,),) = sql(settings, "SELECT user_id FROM users WHERE email = :e AND username IS NULL", e=ALICE)
 
     async def reset(session: Any, _: Any) -> int:
-        return await FactorService(session, SecretBox(settings.encryption_keys), clock).reset(user_id)
+        return await FactorService(session, SecretBox(settings.encryption_keys), clock).authenticators.reset(user_id)
 
     run_db(settings, reset)
 

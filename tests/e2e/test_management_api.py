@@ -146,8 +146,8 @@ def enroll_totp(database_url: str, encryption_keys: EncryptionKeys, user_id: str
         try:
             async with create_sessionmaker(engine)() as session:
                 factors = FactorService(session, SecretBox(encryption_keys), SystemClock())
-                enrollment = await factors.associate_otp(user_id, issuer="E2E")
-                await factors.verify_user_otp(user_id, pyotp.TOTP(enrollment.secret).now())
+                enrollment = await factors.enrollment.associate(user_id, issuer="E2E")
+                await factors.otp.confirm_enrollment(user_id, pyotp.TOTP(enrollment.secret).now())
         finally:
             await engine.dispose()
 

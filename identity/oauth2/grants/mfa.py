@@ -5,8 +5,9 @@
 - ``http://auth0.com/oauth/grant-type/mfa-recovery-code``: ``mfa_token`` and ``recovery_code``; the response carries
   the new ``recovery_code`` that replaces the burned one.
 
-Both redeem the ``mfa_token`` the same way and issue what the password step would have issued (same audience, same
-scopes), with an ``amr`` naming the factors (RFC 8176; a documented divergence from Auth0, which leaves it out).
+Both look the ``mfa_token`` up the same way (`live_mfa_transaction`), burn it together with the factor, and issue
+what the password step would have issued (same audience, same scopes), with an ``amr`` naming the factors (RFC 8176;
+a documented divergence from Auth0, which leaves it out).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ __all__ = [
     "TOO_MANY_ATTEMPTS",
     "MfaOtpGrant",
     "MfaRecoveryCodeGrant",
-    "redeem_mfa_token",
+    "live_mfa_transaction",
 ]
 
 MALFORMED_MFA_TOKEN = "Malformed mfa_token"
@@ -53,11 +54,12 @@ INVALID_RECOVERY_CODE = "Invalid recovery_code."
 TOO_MANY_ATTEMPTS = "Too many failed attempts. Please try again later."
 
 
-async def redeem_mfa_token(
+async def live_mfa_transaction(
     mfa: MfaService, mfa_token: str | None, *, client_id: str | None, clock: Clock
 ) -> MfaTransaction:
-    """The live transaction behind ``mfa_token``, or the catalogue's error for it.
+    """The live transaction behind ``mfa_token``, or the catalogue's error for it. A lookup only: nothing is burned.
 
+    The token is consumed later, with the factor that answers it (`MfaService.check_otp` and the like).
     ``client_id`` ``None`` skips the client check (the MFA API's Bearer endpoints carry no client).
     """
     if mfa_token is None:
@@ -83,7 +85,9 @@ class _MfaGrant:
         self.clock = clock
 
     async def _transaction(self, request: TokenRequest, client: Client) -> MfaTransaction:
-        return await redeem_mfa_token(self.mfa, request.get("mfa_token"), client_id=client.client_id, clock=self.clock)
+        return await live_mfa_transaction(
+            self.mfa, request.get("mfa_token"), client_id=client.client_id, clock=self.clock
+        )
 
     async def _deferred(self, transaction: MfaTransaction, client: Client) -> GrantResult:
         """What the password step deferred, checked before any factor or token is spent on it."""

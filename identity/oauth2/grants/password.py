@@ -43,7 +43,17 @@ from identity.oauth2.policy import offline_access_allowed
 from identity.oauth2.requests import TokenRequest
 from identity.oauth2.scopes import resolve_scopes
 
-__all__ = ["BLOCKED", "SUSPICIOUS", "WRONG_CREDENTIALS", "PasswordGrant", "PasswordRealmGrant", "blocked_error"]
+__all__ = [
+    "BLOCKED",
+    "PASSWORD_STRATEGIES",
+    "SUSPICIOUS",
+    "WRONG_CREDENTIALS",
+    "PasswordGrant",
+    "PasswordRealmGrant",
+    "blocked_error",
+    "password_connection",
+    "takes_passwords",
+]
 
 WRONG_CREDENTIALS = "Wrong email or password."
 BLOCKED = (
@@ -54,7 +64,8 @@ SUSPICIOUS = (
     "We have detected suspicious login behavior and further attempts will be blocked. "
     "Please contact the administrator."
 )  # Auth0's text for suspicious-IP throttling.
-_PASSWORD_STRATEGIES = frozenset({"auth0"})
+PASSWORD_STRATEGIES = frozenset({"auth0"})
+"""Strategies of the connections whose users' passwords are checked here (Auth0's database connections)."""
 
 
 def blocked_error(blocked: LoginBlocked) -> TooManyAttempts:
@@ -62,6 +73,27 @@ def blocked_error(blocked: LoginBlocked) -> TooManyAttempts:
     if blocked.reason == LoginBlocked.SUSPICIOUS_IP:
         return TooManyAttempts(SUSPICIOUS, retry_after=blocked.retry_after)
     return TooManyAttempts(BLOCKED, retry_after=blocked.retry_after)
+
+
+def takes_passwords(connection: Connection) -> bool:
+    """Whether the users of ``connection`` sign in with a password checked here."""
+    return connection.strategy in PASSWORD_STRATEGIES
+
+
+async def password_connection(tenant: TenantStore, name: str, client: Client | None = None) -> Connection:
+    """The directory named ``name`` if passwords can be checked in it and ``client`` (when given) may use it.
+
+    Raises:
+        InvalidRequest: in Auth0's words, the connection is unknown, disabled for the client, or not a database one.
+    """
+    connection = await tenant.connection(name)
+    if connection is None:
+        raise InvalidRequest("the connection was not found")
+    if client is not None and connection.name not in client.connections:
+        raise InvalidRequest("the connection was disabled")
+    if not takes_passwords(connection):
+        raise InvalidRequest("specified strategy does not support requested operation")
+    return connection
 
 
 class PasswordGrant:
@@ -149,15 +181,7 @@ class PasswordGrant:
         return settings.default_directory
 
     async def _connection(self, request: TokenRequest, client: Client) -> Connection:
-        name = await self._realm(request)
-        connection = await self.tenant.connection(name)
-        if connection is None:
-            raise InvalidRequest("the connection was not found")
-        if connection.name not in client.connections:
-            raise InvalidRequest("the connection was disabled")
-        if connection.strategy not in _PASSWORD_STRATEGIES:
-            raise InvalidRequest("specified strategy does not support requested operation")
-        return connection
+        return await password_connection(self.tenant, await self._realm(request), client)
 
     async def _audience(self, request: TokenRequest) -> tuple[Api | None, str | None]:
         audience = request.get("audience")

@@ -28,7 +28,7 @@ def with_basic(basic_id: str, secret: str, **params: str) -> TokenRequest:
 
 
 async def auth(request: TokenRequest, tenant: FakeTenant):
-    return await authenticate_client(request, tenant, realm=REALM)
+    return await authenticate_client(request, tenant, challenge_realm=REALM)
 
 
 def test_supported_methods():

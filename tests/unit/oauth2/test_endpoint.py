@@ -25,7 +25,7 @@ def tenant() -> FakeTenant:
 
 @pytest.fixture
 def endpoint(grants, tenant) -> TokenEndpoint:
-    return TokenEndpoint(grants, tenant, realm=REALM)
+    return TokenEndpoint(grants, tenant, challenge_realm=REALM)
 
 
 @pytest.mark.parametrize("grant_type", [PASSWORD, PASSWORD_REALM])

@@ -64,7 +64,7 @@ def test_mfa_required_carries_the_mfa_token():
 
 def test_invalid_client_challenge_only_after_basic():
     assert InvalidClient().headers() == {}
-    assert InvalidClient(basic_realm="https://id.test/").headers() == {
+    assert InvalidClient(challenge_realm="https://id.test/").headers() == {
         "WWW-Authenticate": 'Basic realm="https://id.test/", charset="UTF-8"'
     }
 

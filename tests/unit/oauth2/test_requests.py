@@ -189,25 +189,27 @@ def test_scopes_split_on_whitespace_keep_order_and_drop_duplicates(raw, expected
 
 @pytest.mark.parametrize("header", [None, "", "Bearer abc", "Digest username=x", "Negotiate abc"])
 def test_no_basic_header_means_no_basic_credentials(header):
-    assert parse_basic_authorization(header, realm=REALM) is None
+    assert parse_basic_authorization(header, challenge_realm=REALM) is None
 
 
 def test_basic_header_is_decoded():
-    assert parse_basic_authorization(basic("my-app:my-secret"), realm=REALM) == BasicCredentials("my-app", "my-secret")
+    assert parse_basic_authorization(basic("my-app:my-secret"), challenge_realm=REALM) == BasicCredentials(
+        "my-app", "my-secret"
+    )
 
 
 def test_basic_scheme_is_case_insensitive():
     header = "bAsIc " + base64.b64encode(b"app:s").decode()
-    assert parse_basic_authorization(header, realm=REALM) == BasicCredentials("app", "s")
+    assert parse_basic_authorization(header, challenge_realm=REALM) == BasicCredentials("app", "s")
 
 
 def test_basic_secret_may_contain_colons():
-    assert parse_basic_authorization(basic("app:a:b:c"), realm=REALM) == BasicCredentials("app", "a:b:c")
+    assert parse_basic_authorization(basic("app:a:b:c"), challenge_realm=REALM) == BasicCredentials("app", "a:b:c")
 
 
 def test_basic_parts_are_form_url_decoded():
     # RFC 6749 §2.3.1: client_id and secret are form-urlencoded before being joined with ":".
-    parsed = parse_basic_authorization(basic("my%3Aapp:se%2Bcret+with%20space"), realm=REALM)
+    parsed = parse_basic_authorization(basic("my%3Aapp:se%2Bcret+with%20space"), challenge_realm=REALM)
     assert parsed == BasicCredentials("my:app", "se+cret with space")
 
 
@@ -226,7 +228,7 @@ def test_basic_parts_are_form_url_decoded():
 )
 def test_malformed_basic_header_is_invalid_client_with_challenge(header):
     with pytest.raises(InvalidClient) as caught:
-        parse_basic_authorization(header, realm=REALM)
+        parse_basic_authorization(header, challenge_realm=REALM)
     assert caught.value.status_code == 401
     assert caught.value.to_body() == {"error": "invalid_client", "error_description": "Client authentication failed"}
     assert caught.value.headers() == {"WWW-Authenticate": f'Basic realm="{REALM}", charset="UTF-8"'}

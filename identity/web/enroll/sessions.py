@@ -276,6 +276,6 @@ def start_session(request: Request[Any, Any, Any], data: dict[str, Any]) -> None
     request.scope.setdefault("state", {})[_ROTATE] = True
 
 
-def end_session(request: Request[Any, Any, Any]) -> None:
+def end_session(connection: ASGIConnection[Any, Any, Any, Any]) -> None:
     """Forget the session and expire its cookie."""
-    request.clear_session()
+    connection.clear_session()
