@@ -21,7 +21,7 @@ from identity.oauth2.grants.mfa import (
     TOO_MANY_ATTEMPTS,
     MfaOtpGrant,
     MfaRecoveryCodeGrant,
-    redeem_mfa_token,
+    live_mfa_transaction,
 )
 from identity.oauth2.interfaces import FactorCheck, MfaTransaction, User
 from identity.oauth2.requests import TokenRequest
@@ -188,10 +188,10 @@ async def test_lookup_without_client_skips_the_client_check():
     """The MFA API's Bearer endpoints carry no client: ``client_id=None`` accepts any client's transaction."""
     mfa = FakeMfa([ALICE])
     mfa.add(MFA_TOKEN, replace(TRANSACTION, client_id="someone-else"))
-    found = await redeem_mfa_token(mfa, MFA_TOKEN, client_id=None, clock=FrozenClock(NOW))
+    found = await live_mfa_transaction(mfa, MFA_TOKEN, client_id=None, clock=FrozenClock(NOW))
     assert found.id == TRANSACTION.id
     with pytest.raises(ExpiredToken):
-        await redeem_mfa_token(mfa, MFA_TOKEN, client_id=None, clock=FrozenClock(TRANSACTION.expires_at))
+        await live_mfa_transaction(mfa, MFA_TOKEN, client_id=None, clock=FrozenClock(TRANSACTION.expires_at))
 
 
 # -- the second factor's parameter and the deferred login -------------------------------------------------------------
