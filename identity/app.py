@@ -77,14 +77,39 @@ def _security_headers(settings: Settings) -> Callable[[Response[object]], Awaita
     return add
 
 
-async def _every(seconds: float, work: Callable[[], Awaitable[object]], name: str) -> None:
-    """Run ``work`` every ``seconds`` until cancelled; a failure is logged and retried at the next tick."""
-    while True:
+_STOP_SECONDS = 10.0
+"""How long shutdown waits for a background task to finish its current piece of work."""
+
+
+async def _every(seconds: float, work: Callable[[], Awaitable[object]], name: str, stopping: asyncio.Event) -> None:
+    """Run ``work`` every ``seconds`` until ``stopping`` is set (or the task is cancelled); failures are retried.
+
+    ``stopping`` is checked at every tick because a cancellation can be lost inside ``work``: on Python 3.11,
+    ``asyncio.wait_for`` swallows a cancel that arrives as its inner awaitable completes, and the task then slept
+    on, so a shutdown that only cancelled it waited forever (seen in the test suite).
+    """
+    while not stopping.is_set():
         await asyncio.sleep(seconds)
+        if stopping.is_set():
+            return
         try:
             await work()
         except Exception:
             logger.exception("%s failed; retrying in %s s", name, seconds)
+
+
+async def _stop(background: list[asyncio.Task[None]], stopping: asyncio.Event) -> None:
+    """Stop the background tasks: ask, then cancel (again, should a cancel be lost) for a bounded time."""
+    stopping.set()
+    pending = set(background)
+    for _ in range(int(_STOP_SECONDS)):
+        if not pending:
+            return
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=1.0)
+    for task in pending:
+        logger.warning("background task %r did not stop within %s s", task.get_name(), _STOP_SECONDS)
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
@@ -132,17 +157,22 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             if metrics is not None and settings.ops.metrics_port is not None
             else lambda: None
         )
-        background = [asyncio.create_task(_every(settings.ops.keys_refresh, services.refresh_keys, "key refresh"))]
+        stopping = asyncio.Event()
+        background = [
+            asyncio.create_task(
+                _every(settings.ops.keys_refresh, services.refresh_keys, "key refresh", stopping), name="key refresh"
+            )
+        ]
         if settings.ops.purge_interval > 0:
-            background.append(asyncio.create_task(_every(settings.ops.purge_interval, purge_now, "purge")))
+            background.append(
+                asyncio.create_task(_every(settings.ops.purge_interval, purge_now, "purge", stopping), name="purge")
+            )
         await services.audit.start()
         try:
             yield
         finally:
             services.draining = True
-            for task in background:
-                task.cancel()
-            await asyncio.gather(*background, return_exceptions=True)
+            await _stop(background, stopping)
             stop_metrics()
             if metrics is not None:
                 metrics.process_exited()
