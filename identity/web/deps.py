@@ -27,6 +27,7 @@ from identity.oauth2.grants import (
     PasswordRealmGrant,
     RefreshTokenGrant,
 )
+from identity.oauth2.grants.authorization_code import AuthorizationCodeGrant
 from identity.oauth2.grants.client_credentials import CredentialsExchangeHook
 from identity.oauth2.grants.webauthn import MfaWebAuthnGrant, WebAuthnGrant
 from identity.oauth2.interfaces import (
@@ -45,6 +46,7 @@ from identity.rules.pipeline import RuleLoadError
 from identity.settings import Settings
 from identity.store.config import ConfigCache
 from identity.store.db import UnitOfWork, WriteGate
+from identity.store.first_party import SqlFirstParty
 from identity.store.models import utcnow
 from identity.store.rules import SqlAppMetadata, all_rules
 from identity.store.tenant import SqlTenantStore
@@ -333,5 +335,10 @@ def build_token_endpoint(
         webauthn = WebAuthnFactors(build_webauthn(services, session), mfa)
     grants[MfaWebAuthnGrant.GRANT_TYPE] = MfaWebAuthnGrant(tenant, mfa, issuer, services.clock, webauthn)
     grants[WebAuthnGrant.GRANT_TYPE] = WebAuthnGrant(tenant, users, issuer, webauthn, mfa, rules)
+    # The codes of the first-party apps endpoint (identity.web.challenge).
+    codes = SqlFirstParty(session, services.clock)
+    grants[AuthorizationCodeGrant.GRANT_TYPE] = AuthorizationCodeGrant(
+        tenant, codes, users, refresh_tokens, issuer, services.clock, unit
+    )
     observer = TrailObserver(trail) if trail is not None else None
     return TokenEndpoint(grants, tenant, realm=services.settings.issuer, observer=observer)

@@ -164,6 +164,7 @@ _SUCCESS = {
     WEBAUTHN: "s",
     REFRESH_TOKEN: "sertft",
     "client_credentials": "seccft",
+    "authorization_code": "seacft",
 }
 _FAILURE = {
     PASSWORD: "fepft",
@@ -174,6 +175,7 @@ _FAILURE = {
     WEBAUTHN: "f",
     REFRESH_TOKEN: "fertft",
     "client_credentials": "feccft",
+    "authorization_code": "feacft",
 }
 _RATE_LIMITED = {
     MFA_OTP: "gd_otp_rate_limit_exceed",
