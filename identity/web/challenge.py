@@ -20,15 +20,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from identity.accounts.first_party import ChallengeFactors
 from identity.accounts.passwords import HashingUnavailable
 from identity.audit import AuditTrail, LogEvent
-from identity.clock import Clock
 from identity.oauth2 import TokenRequest
 from identity.oauth2.challenge import AuthorizationChallengeEndpoint, AuthorizationCodeResponse
 from identity.oauth2.challenge_methods import OtpMethod, RecoveryCodeMethod, WebAuthnMethod
 from identity.oauth2.errors import InvalidGrant, OAuthError, TemporarilyUnavailable, TooManyAttempts
-from identity.oauth2.first_party import PROTOCOL, AuthSession, InsufficientAuthorization, challenge_status
+from identity.oauth2.first_party import PROTOCOL, InsufficientAuthorization, challenge_status
 from identity.observability.requests import note
 from identity.store.db import UnitOfWork
-from identity.store.first_party import SqlFirstParty
 from identity.store.tenant import SqlTenantStore
 from identity.web import openapi
 from identity.web.addresses import request_trail
@@ -36,6 +34,7 @@ from identity.web.deps import (
     Services,
     TrailObserver,
     _TrailedFactors,
+    _TrailedFirstParty,
     _TrailedWebAuthn,
     build_authenticator,
     build_webauthn,
@@ -48,21 +47,6 @@ __all__ = ["authorize_challenge", "build_challenge_endpoint"]
 
 _MAX_BODY = 64 * 1024
 _RECOVERY = "recovery-code"
-
-
-class _TrailedSessions(SqlFirstParty):
-    """Sessions that tell the audit trail whose login a request continues."""
-
-    def __init__(self, session: AsyncSession, clock: Clock, trail: AuditTrail) -> None:
-        super().__init__(session, clock)
-        self.trail = trail
-
-    async def find(self, auth_session: str) -> AuthSession | None:
-        found = await super().find(auth_session)
-        if found is not None:
-            self.trail.user_id, self.trail.connection = found.user_id, found.connection
-            self.trail.audience, self.trail.scope = found.audience, " ".join(found.scopes)
-        return found
 
 
 def build_challenge_endpoint(
@@ -84,7 +68,7 @@ def build_challenge_endpoint(
         users,
         users,
         mfa,
-        _TrailedSessions(session, services.clock, trail),
+        _TrailedFirstParty(session, services.clock, trail),
         factors,
         methods,
         services.clock,

@@ -18,6 +18,7 @@ from identity.audit import AuditLog, AuditTrail
 from identity.clock import Clock
 from identity.crypto import SecretBox
 from identity.oauth2 import TokenEndpoint
+from identity.oauth2.first_party import AuthSession, IssuedCode
 from identity.oauth2.grants import (
     ClientCredentialsGrant,
     Grant,
@@ -255,6 +256,29 @@ class _TrailedRefreshTokens(SqlRefreshTokens):
         await super().revoke_family(family_id, reason)
 
 
+class _TrailedFirstParty(SqlFirstParty):
+    """First-party auth_sessions and codes that tell the audit trail whose login they continue."""
+
+    def __init__(self, session: AsyncSession, clock: Clock, trail: AuditTrail) -> None:
+        super().__init__(session, clock)
+        self.trail = trail
+
+    def _whose(self, found: AuthSession | IssuedCode | None) -> None:
+        if found is not None:
+            self.trail.user_id, self.trail.connection = found.user_id, found.connection
+            self.trail.audience, self.trail.scope = found.audience, " ".join(found.scopes)
+
+    async def find(self, auth_session: str) -> AuthSession | None:
+        found = await super().find(auth_session)
+        self._whose(found)
+        return found
+
+    async def find_code(self, code: str) -> IssuedCode | None:
+        found = await super().find_code(code)
+        self._whose(found)
+        return found
+
+
 class _TrailedIssuer(JwtIssuer):
     """The issuer, telling the audit trail what was issued (never the tokens)."""
 
@@ -336,7 +360,7 @@ def build_token_endpoint(
     grants[MfaWebAuthnGrant.GRANT_TYPE] = MfaWebAuthnGrant(tenant, mfa, issuer, services.clock, webauthn)
     grants[WebAuthnGrant.GRANT_TYPE] = WebAuthnGrant(tenant, users, issuer, webauthn, mfa, rules)
     # The codes of the first-party apps endpoint (identity.web.challenge).
-    codes = SqlFirstParty(session, services.clock)
+    codes = _TrailedFirstParty(session, services.clock, trail) if trail else SqlFirstParty(session, services.clock)
     grants[AuthorizationCodeGrant.GRANT_TYPE] = AuthorizationCodeGrant(
         tenant, codes, users, refresh_tokens, issuer, services.clock, unit
     )
