@@ -430,6 +430,25 @@ def test_each_step_is_audited_with_auth0_codes(fpa: Fpa) -> None:
     assert events[1].details == {"protocol": "oauth2-first-party"}
 
 
+def test_answers_match_the_openapi_document(fpa: Fpa) -> None:
+    import jsonschema
+
+    operation = fpa.client.get("/schema").json()["paths"]["/oauth/authorize-challenge"]["post"]
+
+    def check(response: Any) -> None:
+        schema = operation["responses"][str(response.status_code)]["content"]["application/json"]["schema"]
+        jsonschema.validate(response.json(), schema)
+
+    enrolled = fpa.mfa.enroll()
+    _, challenge = pkce()
+    check(fpa.post(response_type="code", code_challenge=challenge, code_challenge_method="S256"))  # 401 password
+    asked = fpa.start(challenge)
+    check(asked)  # 401 otp
+    check(fpa.post(auth_session=asked.json()["auth_session"], otp="000000"))  # 400
+    check(fpa.post(auth_session=asked.json()["auth_session"], recovery_code=enrolled.recovery_code))  # 200
+    assert operation["requestBody"]["content"].keys() >= {"application/x-www-form-urlencoded", "application/json"}
+
+
 def test_discovery_lists_the_endpoint_under_both_names(fpa: Fpa) -> None:
     document = fpa.client.get("/.well-known/openid-configuration").json()
     url = "https://identity.test/oauth/authorize-challenge"
