@@ -18,12 +18,11 @@ from litestar.di import NamedDependency
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.accounts.first_party import ChallengeFactors
-from identity.accounts.passwords import HashingUnavailable
 from identity.audit import AuditTrail, LogEvent
 from identity.oauth2 import TokenRequest
 from identity.oauth2.challenge import AuthorizationChallengeEndpoint, AuthorizationCodeResponse
 from identity.oauth2.challenge_methods import OtpMethod, RecoveryCodeMethod, WebAuthnMethod
-from identity.oauth2.errors import InvalidGrant, OAuthError, TemporarilyUnavailable, TooManyAttempts
+from identity.oauth2.errors import InvalidGrant, OAuthError, TooManyAttempts
 from identity.oauth2.first_party import PROTOCOL, InsufficientAuthorization, challenge_status
 from identity.observability.requests import note
 from identity.store.db import UnitOfWork
@@ -41,7 +40,7 @@ from identity.web.deps import (
     unit_of_work,
 )
 from identity.web.errors import NO_STORE
-from identity.web.oauth import parse_token_request
+from identity.web.oauth import hash_admission, parse_token_request
 
 __all__ = ["authorize_challenge", "build_challenge_endpoint"]
 
@@ -98,15 +97,8 @@ async def authorize_challenge(
     try:
         parsed = await parse_token_request(request, realm=services.settings.issuer, client_ip=trail.ip)
         await services.refresh_rules()
-        if parsed.get("password") is not None and parsed.get("auth_session") is None:
-            # Load shedding first, as at /oauth/token: a password past the hash queue is refused at once.
-            try:
-                async with services.hasher.admission():
-                    answer = await _exchange(services, db, trail, parsed)
-            except HashingUnavailable as busy:
-                trail.note("api_limit")
-                raise TemporarilyUnavailable(retry_after=busy.retry_after) from None
-        else:
+        password = parsed.get("password") is not None and parsed.get("auth_session") is None
+        async with hash_admission(services, trail, password):
             answer = await _exchange(services, db, trail, parsed)
     except OAuthError as error:
         if (event := _failure_event(trail, parsed, error)) is not None:

@@ -17,21 +17,8 @@ from typing import Any
 import httpx
 from litestar.testing import TestClient
 
-from identity.app import create_app
-from identity.clock import FrozenClock
-from identity.settings import Argon2Params, EncryptionKeys, Settings
-from tests.api.mfa_support import (
-    ALICE_EMAIL,
-    DEFAULT_PASSWORDS,
-    SECRETS,
-    T0,
-    Db,
-    Mfa,
-    empty_database,
-    mfa_tenant,
-    reset,
-)
-from tests.conftest import ISSUER, apply
+from identity.settings import EncryptionKeys
+from tests.api.mfa_support import ALICE_EMAIL, DEFAULT_PASSWORDS, SECRETS, Mfa, mfa_tenant, open_mfa, reset
 
 CHALLENGE_PATH = "/oauth/authorize-challenge"
 AUTHORIZATION_CODE = "authorization_code"
@@ -144,22 +131,8 @@ class Fpa:
 @contextmanager
 def open_fpa(database_url: str, encryption_keys: EncryptionKeys) -> Iterator[Fpa]:
     """For one test module: an emptied database with `fpa_tenant`, the app on a frozen clock, and the driver."""
-    settings = Settings(
-        database_url=database_url,
-        issuer=ISSUER,
-        encryption_keys=encryption_keys,
-        hash_workers=2,
-        argon2=Argon2Params(time_cost=1, memory_kib=64, parallelism=1),
-    )
-    db = Db(settings.database_url)
-    try:
-        empty_database(db)
-        apply(settings, fpa_tenant())
-        clock = FrozenClock(T0)
-        with TestClient(create_app(settings, clock=clock), base_url="https://identity.test") as test_client:
-            yield Fpa(Mfa(test_client, clock, settings, db))
-    finally:
-        db.close()
+    with open_mfa(database_url, encryption_keys, fpa_tenant()) as mfa:
+        yield Fpa(mfa)
 
 
 def reset_fpa(fpa: Fpa) -> Fpa:

@@ -9,26 +9,20 @@ is what every e2e module needs anyway, since all their requests come from 127.0.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import json
 import secrets
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import update
 
-from identity.crypto import sha256_hex
-from identity.store.db import create_engine
-from identity.store.models import MfaTransactionRow
 from tests.e2e.conftest import IdentityServer, apply_tenant_file, serve_spec, start_servers, stop_and_check
-from tests.e2e.mfa_support import Phone
+from tests.e2e.mfa_support import Phone, age_mfa_token
 from tests.e2e.webauthn_support import SoftKey
 
 PASSWORD_REALM = "http://auth0.com/oauth/grant-type/password-realm"
@@ -214,39 +208,13 @@ class App:
         return key
 
     def age(self, value: str, seconds: float) -> None:
-        """Move the stored expiry of an auth_session or a code (kept as its SHA-256) ``seconds`` into the past."""
-        table = MfaTransactionRow.__table__  # type: ignore[attr-defined]
-
-        async def go() -> int:
-            engine = create_engine(self.database_url)
-            try:
-                async with engine.begin() as conn:
-                    result = await conn.execute(
-                        update(table)
-                        .where(table.c.token_hash == sha256_hex(value))
-                        .values(expires_at=datetime.now(UTC) - timedelta(seconds=seconds))
-                    )
-                    return int(result.rowcount)
-            finally:
-                await engine.dispose()
-
-        assert asyncio.run(go()) == 1
+        """Move the stored expiry of an auth_session or a code ``seconds`` into the past (the same store)."""
+        age_mfa_token(self.database_url, value, seconds)
 
 
 def error_of(response: httpx.Response) -> tuple[int, str | None, str | None]:
     body = response.json()
     return response.status_code, body.get("error"), body.get("error_description")
-
-
-async def _post_all(url: str, bodies: Sequence[Mapping[str, str]]) -> list[httpx.Response]:
-    limits = httpx.Limits(max_connections=len(bodies), max_keepalive_connections=len(bodies))
-    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
-        return list(await asyncio.gather(*(client.post(url, data=dict(body)) for body in bodies)))
-
-
-def concurrently(url: str, bodies: Sequence[Mapping[str, str]]) -> list[httpx.Response]:
-    """POST every body at once, over as many connections, and wait for every answer."""
-    return asyncio.run(_post_all(url, bodies))
 
 
 @contextmanager

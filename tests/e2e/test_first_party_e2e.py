@@ -29,14 +29,13 @@ from tests.e2e.first_party_support import (
     POST,
     PUBLIC,
     App,
-    concurrently,
     email,
     error_of,
     first_party_server,
     pkce,
 )
 from tests.e2e.mfa_support import Phone, oathtool_path
-from tests.e2e.webauthn_support import SoftKey
+from tests.e2e.webauthn_support import SoftKey, concurrently
 
 INVALID_CODE = (403, "invalid_grant", "Invalid authorization code")
 WRONG = "Wrong email or password."
