@@ -408,7 +408,17 @@ def test_each_step_is_audited_with_auth0_codes(fpa: Fpa) -> None:
     from identity.store import audit
     from tests.conftest import run_db
 
+    def events(at_least: int) -> list[Any]:
+        deadline = time.monotonic() + 20
+        while True:
+            found = run_db(fpa.mfa.settings, lambda session, _: audit.search(session, per_page=100, newest_first=False))
+            if len(found) >= at_least or time.monotonic() > deadline:
+                return list(found)
+            time.sleep(0.05)
+
     enrolled = fpa.mfa.enroll()
+    while not any(event.type == "gd_enrollment_complete" for event in events(1)):  # the enrollment's last event
+        time.sleep(0.05)
     fpa.mfa.db.sql("DELETE FROM log_event")
     verifier, challenge = pkce()
     fpa.start(challenge, password="wrong")  # fp
@@ -418,16 +428,11 @@ def test_each_step_is_audited_with_auth0_codes(fpa: Fpa) -> None:
     fpa.redeem(code, verifier)  # seacft
     fpa.redeem(code, verifier)  # feacft
     expected = ["fp", "mfar", "gd_auth_failed", "gd_auth_succeed", "s", "seacft", "feacft"]
-    deadline = time.monotonic() + 20
-    while True:
-        events = run_db(fpa.mfa.settings, lambda session, _: audit.search(session, per_page=100, newest_first=False))
-        if len(events) >= len(expected) or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
-    assert [event.type for event in events] == expected
-    assert all(event.client_id == "public-app" for event in events)
-    assert [event.user_id for event in events] == [enrolled.user_id] * len(expected)
-    assert events[1].details == {"protocol": "oauth2-first-party"}
+    stored = events(len(expected))
+    assert [event.type for event in stored] == expected
+    assert all(event.client_id == "public-app" for event in stored)
+    assert [event.user_id for event in stored] == [enrolled.user_id] * len(expected)
+    assert stored[1].details == {"protocol": "oauth2-first-party"}
 
 
 def test_answers_match_the_openapi_document(fpa: Fpa) -> None:
