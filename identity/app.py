@@ -34,6 +34,7 @@ from identity.store.config import ConfigCache, TenantConfig
 from identity.store.db import create_engine, create_sessionmaker, script_heads, script_revisions, write_gate
 from identity.tokens.keys import ensure_signing_keys
 from identity.web import openapi
+from identity.web.challenge import authorize_challenge
 from identity.web.deps import Services, provide_session
 from identity.web.enroll import enroll_router
 from identity.web.enroll.sessions import STORE_NAME, SqlSessionStore
@@ -198,6 +199,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             healthz,
             readyz,
             token,
+            authorize_challenge,
             revoke,
             userinfo,
             jwks,

@@ -45,6 +45,8 @@ DESCRIPTIONS = {
     "sertft": "Successful exchange of refresh token for access token",
     "fertft": "Failed exchange of refresh token for access token",
     "ferrt": "Reused rotating refresh token: the family is revoked",
+    "seacft": "Successful exchange of authorization code for access token",
+    "feacft": "Failed exchange of authorization code for access token",
     "seccft": "Successful exchange of client credentials for access token",
     "feccft": "Failed exchange of client credentials for access token",
     "mfar": "Multifactor authentication required",

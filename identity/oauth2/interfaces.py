@@ -172,6 +172,10 @@ class GrantResult:
     """``app_metadata`` keys rules set: saved when the tokens are issued (after the second factor), never before."""
     first_factor: str | None = None
     """The authenticator that was the first factor (a passkey), which cannot also be the second."""
+    acr: str | None = None
+    """The ``acr`` claim (RFC 9470): the multi-factor policy once a second factor was checked (first-party apps)."""
+    auth_time: float | None = None
+    """When the user last authenticated (OIDC ``auth_time``), where the grant knows it (first-party apps)."""
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ KNOWN_GRANT_TYPES = frozenset(
         "http://auth0.com/oauth/grant-type/mfa-recovery-code",
         "refresh_token",
         "client_credentials",
+        "authorization_code",
         "urn:ietf:params:oauth:grant-type:webauthn",
     }
 )

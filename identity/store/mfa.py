@@ -95,8 +95,10 @@ async def set_attempts(session: AsyncSession, user_pk: int, tokens: float, *, no
 
 
 async def transaction_by_hash(session: AsyncSession, token_hash: str) -> MfaTransactionRow | None:
-    """The MFA transaction whose token hashes to ``token_hash``."""
-    query = select(MfaTransactionRow).where(col(MfaTransactionRow.token_hash) == token_hash)
+    """The MFA transaction whose token hashes to ``token_hash`` (never an auth_session or a code of the same store)."""
+    query = select(MfaTransactionRow).where(
+        col(MfaTransactionRow.token_hash) == token_hash, col(MfaTransactionRow.kind) == "mfa_token"
+    )
     return (await session.execute(query)).scalar()
 
 

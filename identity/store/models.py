@@ -279,7 +279,11 @@ class RecoveryCodeRow(SQLModel, table=True):
 
 
 class MfaTransactionRow(SQLModel, table=True):
-    """A login paused at ``mfa_required``: what the ``mfa_token`` (stored as SHA-256) stands for."""
+    """A login paused at ``mfa_required``: what the ``mfa_token`` (stored as SHA-256) stands for.
+
+    The first-party apps endpoint keeps its ``auth_session`` and authorization codes here too (``kind``), each
+    stored as the SHA-256 of its value (`identity.store.first_party`).
+    """
 
     __tablename__ = "mfa_transaction"
 
@@ -304,6 +308,17 @@ class MfaTransactionRow(SQLModel, table=True):
     """The first factor's methods (empty: ``pwd``); ``swk``/``hwk`` after a passkey (issue 14)."""
     first_factor: str | None = Field(default=None, max_length=64)
     """The authenticator id of a passkey first factor, which cannot also be the second (issue 14)."""
+    # --- first-party apps (issue 15): the same store keeps auth_sessions and the codes they yield ----------------
+    kind: str = Field(default="mfa_token", max_length=24, sa_column_kwargs={"server_default": "mfa_token"})
+    """``mfa_token``; ``auth_session`` (``consumed_at`` set: no step pending) or ``authorization_code``."""
+    code_challenge: str | None = Field(default=None, max_length=64)
+    """PKCE S256 challenge the (pending) authorization's code is bound to."""
+    acr: str | None = Field(default=None, max_length=255)
+    """A code's authentication context class (the multi-factor PAPE policy after a second factor)."""
+    auth_time: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    """When the user last proved a factor (a session), or the ``auth_time`` a code's tokens carry."""
+    family_id: str | None = Field(default=None, max_length=64)
+    """A redeemed code's refresh-token family, revoked if the code is presented again (RFC 6749 §4.1.2)."""
 
 
 class MfaAttemptRow(SQLModel, table=True):

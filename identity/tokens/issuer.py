@@ -70,6 +70,16 @@ def _custom(custom: Any, standard: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in permitted_claims(custom, source="issuer").items() if key not in standard}
 
 
+def _authentication(result: GrantResult) -> dict[str, Any]:
+    """``acr`` and ``auth_time`` (RFC 9470, OIDC Core §2) where the grant knows them."""
+    claims: dict[str, Any] = {}
+    if result.acr is not None:
+        claims["acr"] = result.acr
+    if result.auth_time is not None:
+        claims["auth_time"] = int(result.auth_time)
+    return claims
+
+
 class JwtIssuer:
     """`identity.oauth2.interfaces.TokenIssuer` that signs with the service's key ring."""
 
@@ -135,6 +145,7 @@ class JwtIssuer:
             claims["gty"] = gty
         if result.amr != ("pwd",):
             claims["amr"] = list(result.amr)  # RFC 8176; Auth0 leaves it out of MFA-API tokens (API.md §1.3)
+        claims.update(_authentication(result))
         claims.update(_custom(result.access_claims, claims))
         remember = openid and bool(result.id_claims) and self.userinfo_claims is not None
         refresh_token = result.refresh_token
@@ -201,4 +212,5 @@ class JwtIssuer:
         claims.update(_custom(result.id_claims, claims))
         if result.amr != ("pwd",):
             claims["amr"] = list(result.amr)
+        claims.update(_authentication(result))
         return self.keys.sign(claims, _ID_TOKEN_ALG)

@@ -18,6 +18,7 @@ from identity.audit import AuditLog, AuditTrail
 from identity.clock import Clock
 from identity.crypto import SecretBox
 from identity.oauth2 import RevocationEndpoint, TokenEndpoint
+from identity.oauth2.first_party import AuthSession, IssuedCode
 from identity.oauth2.grants import (
     ClientCredentialsGrant,
     Grant,
@@ -27,6 +28,7 @@ from identity.oauth2.grants import (
     PasswordRealmGrant,
     RefreshTokenGrant,
 )
+from identity.oauth2.grants.authorization_code import AuthorizationCodeGrant
 from identity.oauth2.grants.client_credentials import CredentialsExchangeHook
 from identity.oauth2.grants.webauthn import MfaWebAuthnGrant, WebAuthnGrant
 from identity.oauth2.interfaces import (
@@ -45,6 +47,7 @@ from identity.rules.pipeline import RuleLoadError
 from identity.settings import Settings
 from identity.store.config import ConfigCache
 from identity.store.db import UnitOfWork, WriteGate
+from identity.store.first_party import SqlFirstParty
 from identity.store.models import utcnow
 from identity.store.rules import SqlAppMetadata, all_rules
 from identity.store.tenant import SqlTenantStore
@@ -254,6 +257,29 @@ class _TrailedRefreshTokens(SqlRefreshTokens):
         await super().revoke_family(family_id, reason)
 
 
+class _TrailedFirstParty(SqlFirstParty):
+    """First-party auth_sessions and codes that tell the audit trail whose login they continue."""
+
+    def __init__(self, session: AsyncSession, clock: Clock, trail: AuditTrail) -> None:
+        super().__init__(session, clock)
+        self.trail = trail
+
+    def _whose(self, found: AuthSession | IssuedCode | None) -> None:
+        if found is not None:
+            self.trail.user_id, self.trail.connection = found.user_id, found.connection
+            self.trail.audience, self.trail.scope = found.audience, " ".join(found.scopes)
+
+    async def find(self, auth_session: str) -> AuthSession | None:
+        found = await super().find(auth_session)
+        self._whose(found)
+        return found
+
+    async def find_code(self, code: str) -> IssuedCode | None:
+        found = await super().find_code(code)
+        self._whose(found)
+        return found
+
+
 class _TrailedIssuer(JwtIssuer):
     """The issuer, telling the audit trail what was issued (never the tokens)."""
 
@@ -334,6 +360,11 @@ def build_token_endpoint(
         webauthn = WebAuthnFactors(build_webauthn(services, session), mfa.attempts)
     grants[MfaWebAuthnGrant.GRANT_TYPE] = MfaWebAuthnGrant(tenant, mfa, issuer, services.clock, webauthn)
     grants[WebAuthnGrant.GRANT_TYPE] = WebAuthnGrant(tenant, users, issuer, webauthn, mfa, rules)
+    # The codes of the first-party apps endpoint (identity.web.challenge).
+    codes = _TrailedFirstParty(session, services.clock, trail) if trail else SqlFirstParty(session, services.clock)
+    grants[AuthorizationCodeGrant.GRANT_TYPE] = AuthorizationCodeGrant(
+        tenant, codes, users, refresh_tokens, issuer, services.clock, unit
+    )
     observer = TrailObserver(trail) if trail is not None else None
     return TokenEndpoint(grants, tenant, challenge_realm=services.settings.issuer, observer=observer)
 

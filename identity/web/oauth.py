@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qsl
@@ -39,7 +41,7 @@ from identity.web.addresses import request_trail
 from identity.web.deps import Services, build_revocation_endpoint, build_token_endpoint, unit_of_work
 from identity.web.errors import NO_STORE
 
-__all__ = ["parse_token_request", "refuse_repeated_members", "revoke", "token"]
+__all__ = ["hash_admission", "parse_token_request", "refuse_repeated_members", "revoke", "token"]
 
 _MAX_BODY = 64 * 1024
 # Grants that write from their first statement on: one write transaction for the whole exchange. (The password
@@ -91,6 +93,23 @@ async def parse_token_request(
     raise InvalidRequest("Content-Type must be application/x-www-form-urlencoded or application/json")
 
 
+@asynccontextmanager
+async def hash_admission(services: Services, trail: AuditTrail, password: bool) -> AsyncIterator[None]:
+    """Load shedding first: a request that will hash a ``password`` is refused at once past the hash queue.
+
+    Refused before any database work (`TemporarilyUnavailable`, noted ``api_limit``); other requests pass.
+    """
+    if not password:
+        yield
+        return
+    try:
+        async with services.hasher.admission():
+            yield
+    except HashingUnavailable as busy:
+        trail.note("api_limit")
+        raise TemporarilyUnavailable(retry_after=busy.retry_after) from None
+
+
 def _noted(request: Request[object, object, State], parsed: TokenRequest) -> TokenRequest:
     """Name the client and the grant in the request log (ids only, never a credential)."""
     client_id, grant_type = parsed.get("client_id"), parsed.get("grant_type")
@@ -111,15 +130,7 @@ async def token(
     token_request: TokenRequest | None = None
     try:
         token_request = await parse_token_request(request, challenge_realm=services.settings.issuer, client_ip=trail.ip)
-        if token_request.params.get("grant_type") in _HASHING:
-            # Load shedding first: a password request past the hash queue is refused before any database work.
-            try:
-                async with services.hasher.admission():
-                    response = await _exchange(services, db, trail, token_request)
-            except HashingUnavailable as busy:
-                trail.note("api_limit")
-                raise TemporarilyUnavailable(retry_after=busy.retry_after) from None
-        else:
+        async with hash_admission(services, trail, token_request.params.get("grant_type") in _HASHING):
             response = await _exchange(services, db, trail, token_request)
     except OAuthError as error:
         services.audit.emit(_failure_event(trail, token_request, error))
@@ -161,6 +172,7 @@ _SUCCESS = {
     WEBAUTHN: "s",
     REFRESH_TOKEN: "sertft",
     "client_credentials": "seccft",
+    "authorization_code": "seacft",
 }
 _FAILURE = {
     PASSWORD: "fepft",
@@ -171,6 +183,7 @@ _FAILURE = {
     WEBAUTHN: "f",
     REFRESH_TOKEN: "fertft",
     "client_credentials": "feccft",
+    "authorization_code": "feacft",
 }
 _RATE_LIMITED = {
     MFA_OTP: "gd_otp_rate_limit_exceed",

@@ -95,7 +95,15 @@ TOKEN_REQUEST = _object(
     {
         "grant_type": {
             "type": "string",
-            "enum": [PASSWORD, PASSWORD_REALM, MFA_OTP, MFA_RECOVERY_CODE, REFRESH_TOKEN, CLIENT_CREDENTIALS],
+            "enum": [
+                PASSWORD,
+                PASSWORD_REALM,
+                MFA_OTP,
+                MFA_RECOVERY_CODE,
+                REFRESH_TOKEN,
+                CLIENT_CREDENTIALS,
+                "authorization_code",
+            ],
             "description": "The grant. More grant types may be enabled for a client; unknown ones get "
             "unsupported_grant_type.",
         },
@@ -112,6 +120,8 @@ TOKEN_REQUEST = _object(
         "otp": _string("mfa-otp: the six-digit code of the authenticator app.", pattern="^[0-9]{6}$"),
         "recovery_code": _string("mfa-recovery-code: the user's recovery code."),
         "refresh_token": _string("refresh_token: the refresh token to exchange (it rotates)."),
+        "code": _string("authorization_code: the code of /oauth/authorize-challenge."),
+        "code_verifier": _string("authorization_code: the PKCE verifier of the code_challenge sent there."),
     },
     ["grant_type"],
     description="A form (RFC 6749) or a JSON object (Auth0) with the same members; a member sent twice is an "
@@ -128,6 +138,54 @@ TOKEN_RESPONSE = _object(
         "recovery_code": _string("After mfa-recovery-code: the user's new recovery code, shown once."),
     },
     ["access_token", "token_type", "expires_in"],
+)
+AUTHORIZE_CHALLENGE_REQUEST = _object(
+    {
+        "client_id": _string("The application's id; may be left out with an auth_session (its client is known)."),
+        "client_secret": _string("The application's secret, for a confidential client (or HTTP Basic)."),
+        "response_type": {"type": "string", "enum": ["code"], "description": "Starts an authorization request."},
+        "code_challenge": _string("PKCE: BASE64URL(SHA-256(code_verifier)), required with response_type."),
+        "code_challenge_method": {"type": "string", "enum": ["S256"]},
+        "scope": _string("Space-separated scopes, as for the password grant."),
+        "audience": _string("The API the tokens are for (default: the tenant's default audience)."),
+        "resource": _string("RFC 8707: the same as audience."),
+        "realm": _string("The directory (connection) of the user; default: the tenant's default directory."),
+        "acr_values": _string("http://schemas.openid.net/pape/policies/2007/06/multi-factor asks for a second factor."),
+        "max_age": _string("Seconds (always met: every code follows a factor checked moments before)."),
+        "username": _string("The user's email or username (or login_hint)."),
+        "login_hint": _string("The same as username."),
+        "password": _string("The user's password.", writeOnly=True),
+        "auth_session": _string("From an earlier answer: continues that login, or starts a step-up on it."),
+        "otp": _string("The six-digit code of the authenticator app.", pattern="^[0-9]{6}$"),
+        "recovery_code": _string("The user's recovery code (a new one comes back with the code)."),
+        "authn_response": _object({}, additionalProperties=True, description="A WebAuthn assertion (JSON)."),
+        "clientDataJSON": _string("WebAuthn assertion, Okta's form fields (base64url), with the next three."),
+        "authenticatorData": {"type": "string"},
+        "signature": {"type": "string"},
+        "userHandle": {"type": "string"},
+    },
+    description="draft-ietf-oauth-first-party-apps-03 §5.1: a form, or a JSON object with the same members.",
+)
+AUTHORIZATION_CODE_RESPONSE = _object(
+    {
+        "authorization_code": _string("Single use, 60 seconds: redeem it with grant_type=authorization_code."),
+        "auth_session": _string("Keep it: a later request with it and response_type=code steps up."),
+        "recovery_code": _string("After a recovery code: the user's new one, shown once."),
+    },
+    ["authorization_code", "auth_session"],
+)
+INSUFFICIENT_AUTHORIZATION = _object(
+    {
+        "error": {"type": "string", "enum": ["insufficient_authorization"]},
+        "error_description": {"type": "string"},
+        "auth_session": _string("Send it back with what is asked (absent when the password is asked)."),
+        "methods": {"type": "array", "items": {"type": "string"}, "description": "password, otp, webauthn, ..."},
+        "password_required": {"type": "boolean"},
+        "otp_required": {"type": "boolean"},
+        "webauthn": _object({"publicKey": _object({}, additionalProperties=True)}),
+    },
+    ["error", "error_description", "methods"],
+    additionalProperties=True,
 )
 REVOKE_REQUEST = _object(
     {
@@ -326,6 +384,19 @@ TOKEN = documented(
             # anyOf, not oneOf: an mfa_required body is also a valid error body (found by the fuzz, issue 12).
             content={JSON: OpenAPIMediaType(schema=json_schema({"anyOf": [OAUTH_ERROR, MFA_REQUIRED]}))},
         )
+    },
+    security=[{}, {"clientSecretBasic": []}],
+)
+AUTHORIZE_CHALLENGE = documented(
+    request=AUTHORIZE_CHALLENGE_REQUEST,
+    success={"200": _response("An authorization code (Cache-Control: no-store).", AUTHORIZATION_CODE_RESPONSE)},
+    errors=("400", "413", "415", "429", "500"),
+    extra={
+        "401": OpenAPIResponse(
+            description="insufficient_authorization: what the user must provide next; or invalid_client.",
+            content={JSON: OpenAPIMediaType(schema=json_schema({"anyOf": [OAUTH_ERROR, INSUFFICIENT_AUTHORIZATION]}))},
+        ),
+        "503": _error("temporarily_unavailable (with Retry-After): the password hashing queue is full."),
     },
     security=[{}, {"clientSecretBasic": []}],
 )

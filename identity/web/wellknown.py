@@ -9,6 +9,7 @@ from litestar.di import NamedDependency
 
 from identity.audiences import userinfo_audience
 from identity.oauth2.client_auth import AUTH_METHODS
+from identity.oauth2.first_party import AUTHORIZATION_CODE
 from identity.oauth2.grants import (
     MFA_OTP,
     MFA_RECOVERY_CODE,
@@ -37,6 +38,9 @@ def discovery_document(services: Services) -> dict[str, Any]:
         "userinfo_endpoint": userinfo_audience(issuer),  # the endpoint is its own audience
         "revocation_endpoint": issuer + "oauth/revoke",
         "primary_authenticate_endpoint": issuer + "oauth/primary-authenticate",
+        # draft-ietf-oauth-first-party-apps: its published name, and the rename proposed in the WG repo (PR #141).
+        "authorization_challenge_endpoint": issuer + "oauth/authorize-challenge",
+        "native_authorization_endpoint": issuer + "oauth/authorize-challenge",
         "grant_types_supported": [
             PASSWORD,
             PASSWORD_REALM,
@@ -45,8 +49,10 @@ def discovery_document(services: Services) -> dict[str, Any]:
             MFA_WEBAUTHN,
             WEBAUTHN,
             REFRESH_TOKEN,
+            AUTHORIZATION_CODE,
         ],
-        "response_types_supported": ["token"],
+        "response_types_supported": ["token", "code"],
+        "code_challenge_methods_supported": ["S256"],
         "scopes_supported": sorted(OIDC_SCOPES),
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256"],

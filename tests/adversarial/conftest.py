@@ -49,6 +49,7 @@ MFA_OTP = "http://auth0.com/oauth/grant-type/mfa-otp"
 MFA_RECOVERY_CODE = "http://auth0.com/oauth/grant-type/mfa-recovery-code"
 MFA_WEBAUTHN = "urn:okta:params:oauth:grant-type:mfa-webauthn"
 ALL_GRANTS = ["password", PASSWORD_REALM, MFA_OTP, MFA_RECOVERY_CODE, MFA_WEBAUTHN, "refresh_token"]
+ALL_GRANTS += ["authorization_code"]  # and the first-party apps endpoint (issue 15)
 
 PUBLIC = "adv-public"
 POST = "adv-post"

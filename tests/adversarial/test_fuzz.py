@@ -15,7 +15,9 @@ client ids and secrets, real users and passwords, live mfa_tokens, refresh token
 
 from __future__ import annotations
 
+import base64
 import copy
+import hashlib
 import json
 import time
 from collections import Counter
@@ -54,6 +56,7 @@ from tests.adversarial.conftest import (
 # Where each operation's share of the cases goes (the token endpoint has five grants behind it).
 WEIGHTS = {
     ("POST", "/oauth/token"): 8,
+    ("POST", "/oauth/authorize-challenge"): 4,
     ("POST", "/oauth/revoke"): 2,
     ("GET", "/userinfo"): 1,
     ("POST", "/userinfo"): 1,
@@ -88,6 +91,7 @@ def seeds(target: Target) -> Seeds:
         otp=enrolled.code(),
     ).json()
     target.forget_used_steps("fuzz")
+    first_party = first_party_seeds(target)
     return Seeds(
         values={
             "client_id": [*CLIENT_SECRETS, "unknown-client"],
@@ -106,6 +110,7 @@ def seeds(target: Target) -> Seeds:
             "authenticator_id": ["totp|dev_x", "recovery-code|dev_x"],
             "id": [enrolled.user_id, "auth0|nobody", "adv-public", "con_x"],
             "user_id": [enrolled.user_id, "auth0|nobody"],
+            **first_party,
         },
         bearers=[
             *mfa_tokens,
@@ -117,6 +122,26 @@ def seeds(target: Target) -> Seeds:
             "x.y.z",
         ],
     )
+
+
+def first_party_seeds(target: Target) -> dict[str, list[str]]:
+    """Live values of the first-party apps endpoint: an auth_session awaiting fuzz's second factor, a code."""
+    verifier = "v" * 43
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    start = {"client_id": PUBLIC, "response_type": "code", "code_challenge": challenge, "code_challenge_method": "S256",
+             "password": PASSWORD, "audience": API}  # fmt: skip
+    url = f"{target.base_url}/oauth/authorize-challenge"
+    pending = httpx.post(url, data={**start, "username": email("fuzz")}, timeout=30).json()
+    issued = httpx.post(url, data={**start, "username": email("alice")}, timeout=30).json()
+    return {
+        "response_type": ["code", "token"],
+        "code_challenge": [challenge, "x" * 43],
+        "code_challenge_method": ["S256", "plain"],
+        "acr_values": ["http://schemas.openid.net/pape/policies/2007/06/multi-factor", "urn:other"],
+        "auth_session": [pending["auth_session"], issued["auth_session"], "unknown"],
+        "code": [issued["authorization_code"], "unknown"],
+        "code_verifier": [verifier, "w" * 43],
+    }
 
 
 def seeded(schema: dict[str, Any], found: Seeds, *, only_seeds: bool) -> dict[str, Any]:

@@ -348,7 +348,7 @@ def empty_database(db: Db) -> None:
 
 
 @contextmanager
-def open_mfa(database_url: str, encryption_keys: EncryptionKeys) -> Iterator[Mfa]:
+def open_mfa(database_url: str, encryption_keys: EncryptionKeys, tenant: dict[str, Any] | None = None) -> Iterator[Mfa]:
     """For one test module: an emptied database with `mfa_tenant`, the app on a frozen clock, and its driver.
 
     Building the app and applying the tenant once per module keeps the suite fast; `reset` puts the MFA state back
@@ -365,7 +365,7 @@ def open_mfa(database_url: str, encryption_keys: EncryptionKeys) -> Iterator[Mfa
     db = Db(settings.database_url)
     try:
         empty_database(db)
-        apply(settings, mfa_tenant())
+        apply(settings, tenant if tenant is not None else mfa_tenant())
         clock = FrozenClock(T0)
         with TestClient(create_app(settings, clock=clock), base_url="https://identity.test") as test_client:
             yield Mfa(test_client, clock, settings, db)

@@ -359,7 +359,7 @@ def test_secrets_at_rest(mfa: MfaSetup, alice: SdkEnrollment, database_url: str)
     token = mfa_token(mfa.server, ALICE_CUSTOMER)
     secret = alice.phone.secret
 
-    sealed = [row[0] for row in query(database_url, "SELECT secret FROM authenticator")]
+    sealed = [row[0] for row in query(database_url, "SELECT secret FROM authenticator WHERE kind = 'totp'")]
     codes = [row[0] for row in query(database_url, "SELECT code_hash FROM recovery_code")]
     token_hashes = [row[0] for row in query(database_url, "SELECT token_hash FROM mfa_transaction")]
 

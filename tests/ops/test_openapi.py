@@ -15,6 +15,7 @@ from tests.conftest import ALICE_CUSTOMER_PASSWORD
 
 PUBLIC = {
     "/oauth/token": {"post"},
+    "/oauth/authorize-challenge": {"post"},
     "/oauth/revoke": {"post"},
     "/userinfo": {"get", "post"},
     "/mfa/authenticators": {"get"},

@@ -227,3 +227,18 @@ def test_profile_claims_skip_missing_values():
     assert profile_claims(User(user_id="auth0|y", connection="c", username="y"), {"profile"}) == {
         "preferred_username": "y"
     }
+
+
+async def test_acr_and_auth_time_when_the_grant_knows_them(issuer, ring):
+    """The first-party apps code carries them; grants that do not know them leave both out (issue 15)."""
+    from dataclasses import replace
+
+    multi_factor = "http://schemas.openid.net/pape/policies/2007/06/multi-factor"
+    known = replace(result(["openid", "read:a"], amr=("pwd", "mfa", "otp")), acr=multi_factor, auth_time=NOW - 5.5)
+    response = await issuer.issue(known)
+    _, access = verify(ring, response.access_token, API.identifier)
+    _, identity = verify(ring, response.id_token, CLIENT.client_id)
+    for claims in (access, identity):
+        assert claims["acr"] == multi_factor and claims["auth_time"] == NOW - 6  # whole seconds
+    _, plain = verify(ring, (await issuer.issue(result(["read:a"]))).access_token, API.identifier)
+    assert "acr" not in plain and "auth_time" not in plain
