@@ -51,6 +51,7 @@ MAX_LOCKOUT_SECONDS = 30 * 86_400
 """Account-lockout waits double after each lockout up to Auth0's 30 days."""
 
 _T = AttackCounterRow
+_RESERVE_TRIES = 3
 
 
 def identifier_hash(connection_id: int, login_key: str) -> str:
@@ -73,6 +74,28 @@ async def _insert_ignore(session: AsyncSession, values: dict[str, Any]) -> bool:
     dialect = postgresql if bind.dialect.name == "postgresql" else sqlite
     statement = dialect.insert(_T).values(**values).on_conflict_do_nothing(index_elements=["key_hash"])
     return _rowcount(await session.execute(statement)) == 1
+
+
+async def _update_or_insert(session: AsyncSession, update_statement: Any, values: dict[str, Any]) -> bool:
+    """Run the conditional UPDATE, or insert the first row; ``False`` only when the row exists and refuses.
+
+    Between a failed UPDATE (no row yet) and the INSERT, a concurrent request may insert the row; between that
+    conflict and the next UPDATE, the purge may delete it again. So the pair is retried a few times: giving up
+    early would block a login that is under its limit, which is what a burst on PostgreSQL did.
+    """
+    for _ in range(_RESERVE_TRIES):
+        if _rowcount(await session.execute(update_statement)) == 1:
+            return True
+        if await _insert_ignore(session, values):
+            return True
+        if not await _exists(session, values["key_hash"]):
+            continue  # inserted and deleted by others meanwhile: try again on what is there now
+        return _rowcount(await session.execute(update_statement)) == 1
+    return False  # fail closed: a row that keeps vanishing under us is not a reason to skip the limit
+
+
+async def _exists(session: AsyncSession, key: str) -> bool:
+    return (await session.execute(select(col(_T.key_hash)).where(col(_T.key_hash) == key))).first() is not None
 
 
 async def reserve(
@@ -107,12 +130,9 @@ async def reserve(
         .where(col(_T.key_hash) == key, or_(col(_T.count) < max_count, expired))
         .values(count=case((expired, 1.0), else_=col(_T.count) + 1), updated_at=now, wait=next_wait)
     )
-    reserved = _rowcount(await session.execute(statement)) == 1
-    if not reserved:
-        row = dict(key_hash=key, kind=kind, identifier_hash=identifier, connection=connection, ip=ip)
-        reserved = await _insert_ignore(session, {**row, "count": 1.0, "updated_at": now, "wait": float(wait)})
-        if not reserved:  # another request inserted it meanwhile: its row decides
-            reserved = _rowcount(await session.execute(statement)) == 1
+    first: dict[str, Any] = dict(key_hash=key, kind=kind, identifier_hash=identifier, connection=connection, ip=ip)
+    first.update(count=1.0, updated_at=now, wait=float(wait))
+    reserved = await _update_or_insert(session, statement, first)
     await session.commit()
     return reserved
 
@@ -130,8 +150,12 @@ async def refund(session: AsyncSession, *, kind: str, identifier: str | None, ip
 
 
 async def reset(session: AsyncSession, *, kind: str, identifier: str | None, ip: str | None) -> None:
-    """A successful login clears its count (Auth0: the count is of consecutive failures). Does not commit."""
-    await session.execute(delete(_T).where(col(_T.key_hash) == counter_key(kind, identifier, ip)))
+    """A successful login clears its count (Auth0: the count is of consecutive failures). Does not commit.
+
+    The row is zeroed, not deleted: concurrent logins reserving on it then meet an UPDATE, never a row that
+    vanished between their UPDATE and INSERT. The purge removes it once it has expired.
+    """
+    await session.execute(update(_T).where(col(_T.key_hash) == counter_key(kind, identifier, ip)).values(count=0.0))
 
 
 def _bucket_level(now: float) -> Any:
@@ -150,12 +174,8 @@ async def bucket_reserve(
         .where(col(_T.key_hash) == key, _bucket_level(now) + 1 <= capacity)
         .values(count=_bucket_level(now) + 1, updated_at=now, wait=seconds_per_token)
     )
-    reserved = _rowcount(await session.execute(statement)) == 1
-    if not reserved:
-        values = dict(key_hash=key, kind=IP, ip=ip, count=1.0, updated_at=now, wait=float(seconds_per_token))
-        reserved = await _insert_ignore(session, values)
-        if not reserved:
-            reserved = _rowcount(await session.execute(statement)) == 1
+    values = dict(key_hash=key, kind=IP, ip=ip, count=1.0, updated_at=now, wait=float(seconds_per_token))
+    reserved = await _update_or_insert(session, statement, values)
     await session.commit()
     return reserved
 

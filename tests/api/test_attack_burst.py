@@ -112,3 +112,44 @@ async def wait_until(condition: Any, *, sync: bool = False, timeout: float = 60.
             return
         assert asyncio.get_running_loop().time() < deadline, "condition not reached"
         await asyncio.sleep(0.02)
+
+
+def test_logins_that_succeed_while_others_reserve_are_never_refused_below_the_limit(settings: Settings) -> None:
+    """Reservations and successes interleaved on one counter, far below its limit: every reservation is granted.
+
+    A success clears the count; when that deleted the row, a concurrent reservation could miss it in its UPDATE,
+    lose the INSERT to a third request and find the row gone again: a false block (seen in CI on PostgreSQL).
+    """
+    import time
+
+    from identity.store import attack as counters
+    from identity.store.db import create_engine, create_sessionmaker
+
+    identifier = counters.identifier_hash(1, "alice@example.test")
+
+    async def logins() -> list[bool]:
+        engine = create_engine(settings.database_url)
+        sessions = create_sessionmaker(engine)
+
+        async def login() -> bool:
+            async with sessions() as session:
+                granted = await counters.reserve(
+                    session,
+                    kind=counters.IDENTIFIER_IP,
+                    identifier=identifier,
+                    connection="Username-Password-Authentication",
+                    ip="203.0.113.7",
+                    max_count=1_000,
+                    wait=900,
+                    now=time.time(),
+                )
+                await counters.reset(session, kind=counters.IDENTIFIER_IP, identifier=identifier, ip="203.0.113.7")
+                await session.commit()
+                return granted
+
+        try:
+            return [granted for _ in range(5) for granted in await asyncio.gather(*(login() for _ in range(16)))]
+        finally:
+            await engine.dispose()
+
+    assert Counter(asyncio.run(logins())) == {True: 80}
