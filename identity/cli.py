@@ -543,7 +543,7 @@ def users_revoke_sessions(user_id: str) -> None:
 def keys() -> None:
     """Token signing keys: list, rotate, revoke; re-encrypt secrets at rest.
 
-    Instances follow a change within IDENTITY_KEYS_REFRESH seconds (default 10). APIs keep a JWKS for its
+    Instances follow a change within IDENTITY_KEYS_REFRESH seconds (default 4). APIs keep a JWKS for its
     Cache-Control max-age (IDENTITY_JWKS_MAX_AGE, default 300 s).
     """
 

@@ -283,7 +283,7 @@ def test_the_keys_commands(own_settings: Settings, encryption_keys: EncryptionKe
     ]
     assert all(key["published"] and key["age_seconds"] >= 0 for key in listed)
     (rotated,) = json.loads(identity("rotate", "--alg", "RS256", "--force").stdout)
-    assert rotated["instances_follow_within_seconds"] == 10.0
+    assert rotated["instances_follow_within_seconds"] == 4.0
     revoked = json.loads(identity("revoke", rotated["previous"]).stdout)
     assert revoked == {"kid": rotated["previous"], "alg": "RS256", "was": "previous", "replaced_by": None}
     assert keys_by_status(own_settings)["revoked"] == [rotated["previous"]]
