@@ -139,7 +139,9 @@ async def reserve_attempt(
     """Reserve a failed attempt for this login before its hash; `LoginBlocked` when a limit is reached.
 
     The address's bucket is reserved first: a throttled address costs nothing further. A refused identifier gives
-    the bucket token back (a blocked request is not a failed login: it was never checked).
+    the bucket token back (a blocked request is not a failed login: it was never checked): the transaction is
+    rolled back. Otherwise it stays open, and the caller commits it with its read of the user (one transaction
+    before the hash, never one held across it).
     """
     group = counting_key(ip)
     reservation = AttemptReservation(identifier=counters.identifier_hash(connection_id, login_key), ip=group)
@@ -149,6 +151,7 @@ async def reserve_attempt(
         )
         if not reserved:
             retry = await counters.bucket_retry_after(session, ip=group, capacity=policy.ip_max_attempts, now=now)
+            await session.rollback()
             raise LoginBlocked(LoginBlocked.SUSPICIOUS_IP, retry_after=retry)
         reservation.bucket = True
     if policy.brute_force and ip not in policy.allowlist:
@@ -166,9 +169,7 @@ async def reserve_attempt(
             grow=lockout,
         )
         if not reserved:
-            if reservation.bucket and group is not None:
-                await counters.bucket_refund(session, ip=group)
-                await session.commit()
+            await session.rollback()  # the bucket's token too: a refused login was never checked
             raise LoginBlocked(LoginBlocked.ACCOUNT_LOCKOUT if lockout else LoginBlocked.BRUTE_FORCE)
         reservation.kind = kind
     return reservation
@@ -179,7 +180,7 @@ async def first_leak_report(session: AsyncSession, *, ip: str | None, now: float
 
     One conditional statement on the counter table decides, so concurrent logins from one address log one event.
     """
-    return await counters.reserve(
+    first = await counters.reserve(
         session,
         kind=PWD_LEAK,
         identifier=None,
@@ -189,6 +190,8 @@ async def first_leak_report(session: AsyncSession, *, ip: str | None, now: float
         wait=PWD_LEAK_LOG_SECONDS,
         now=now,
     )
+    await session.commit()
+    return first
 
 
 async def _identifier_hashes(session: AsyncSession, identifier: str, connection: str | None) -> dict[str, str]:

@@ -23,7 +23,7 @@ from identity.oauth2.interfaces import Connection, LoginBlocked, Overloaded, Pas
 from identity.store import attack as counters
 from identity.store import users as user_queries
 from identity.store.models import ConnectionRow, UserRow, row_id, utcnow
-from identity.store.tenant import tenant_row
+from identity.store.tenant import tenant_row, tenant_settings
 
 __all__ = ["DirectoryAuthenticator", "UserService", "new_user_id", "user_identifier_hashes"]
 
@@ -55,9 +55,12 @@ class DirectoryAuthenticator:
         self.trail = trail
 
     async def by_id(self, user_id: str) -> User | None:
-        """The user as stored now (refresh grants reflect the user's current state)."""
+        """The user as stored now (refresh grants reflect the user's current state).
+
+        Does not commit: the read belongs to the request's transaction (a refresh grant reads the token and its user
+        and rotates the token in one).
+        """
         found = await user_queries.by_user_id(self.session, user_id)
-        await self.session.commit()
         return user_queries.user_from_row(*found) if found is not None else None
 
     async def authenticate(
@@ -69,7 +72,7 @@ class DirectoryAuthenticator:
         (`identity.accounts.attack`), then the hash. Unknown identifiers are counted like known ones, so neither
         the answer nor a block tells whether an account exists.
         """
-        tenant = await tenant_row(self.session)
+        tenant = await tenant_settings(self.session)  # the request's cached configuration: no query
         policy = ProtectionPolicy.from_tenant(tenant)
         login = user_queries.login_key(username)
         if self.trail is not None:
@@ -87,7 +90,8 @@ class DirectoryAuthenticator:
                     now=self.clock.now(),
                 )
                 row = await user_queries.by_login(self.session, connection.id, username)
-                # End the read transaction before the slow hash, so no connection or lock is held during it.
+                # One transaction: the reservation and the read. It ends before the slow hash, so no connection or
+                # lock is held during it.
                 await self.session.commit()
                 try:
                     result = await slot.verify(row.password_hash if row is not None else None, normalize(password))

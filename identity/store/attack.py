@@ -110,7 +110,10 @@ async def reserve(
     now: float,
     grow: bool = False,
 ) -> bool:
-    """Reserve one failure before a password check; ``False`` when the limit is reached (blocked). Commits.
+    """Reserve one failure before a password check; ``False`` when the limit is reached (blocked).
+
+    Does not commit: the login reads its user in the same transaction and commits both (one unit of work before
+    the hash).
 
     The count restarts at 1 once the previous one has expired (``wait`` seconds after its last failure). With
     ``grow`` (account lockout) a count that had reached the limit doubles the next wait, up to 30 days.
@@ -132,9 +135,7 @@ async def reserve(
     )
     first: dict[str, Any] = dict(key_hash=key, kind=kind, identifier_hash=identifier, connection=connection, ip=ip)
     first.update(count=1.0, updated_at=now, wait=float(wait))
-    reserved = await _update_or_insert(session, statement, first)
-    await session.commit()
-    return reserved
+    return await _update_or_insert(session, statement, first)
 
 
 def _capped_double() -> Any:
@@ -167,7 +168,7 @@ def _bucket_level(now: float) -> Any:
 async def bucket_reserve(
     session: AsyncSession, *, ip: str, capacity: int, seconds_per_token: float, now: float
 ) -> bool:
-    """Take a token from the address's bucket of failed logins; ``False`` when it is empty. Commits."""
+    """Take a token from the address's bucket of failed logins; ``False`` when it is empty. Does not commit."""
     key = counter_key(IP, None, ip)
     statement = (
         update(_T)
@@ -175,9 +176,7 @@ async def bucket_reserve(
         .values(count=_bucket_level(now) + 1, updated_at=now, wait=seconds_per_token)
     )
     values = dict(key_hash=key, kind=IP, ip=ip, count=1.0, updated_at=now, wait=float(seconds_per_token))
-    reserved = await _update_or_insert(session, statement, values)
-    await session.commit()
-    return reserved
+    return await _update_or_insert(session, statement, values)
 
 
 async def bucket_retry_after(session: AsyncSession, *, ip: str, capacity: int, now: float) -> int:

@@ -23,6 +23,7 @@ from identity.store.models import (
     MfaAttemptRow,
     MfaTransactionRow,
     RecoveryCodeRow,
+    UserRow,
     WebAuthnChallengeRow,
     WebAuthnCredentialRow,
     utcnow,
@@ -38,6 +39,7 @@ __all__ = [
     "delete_all_factors",
     "delete_authenticator",
     "delete_pending",
+    "has_active_factor",
     "hold_attempts",
     "purge_webauthn_challenges",
     "put_recovery_code",
@@ -111,6 +113,17 @@ async def burn_transaction(session: AsyncSession, transaction_id: int, now: date
         execution_options=_NO_SYNC,
     )
     return _count(result) == 1
+
+
+async def has_active_factor(session: AsyncSession, user_id: str) -> bool:
+    """Whether the user (by public id) has an active second factor: one statement, no rows loaded."""
+    query = (
+        select(col(AuthenticatorRow.id))
+        .join(UserRow, col(UserRow.id) == col(AuthenticatorRow.user_pk))
+        .where(col(UserRow.user_id) == user_id, col(AuthenticatorRow.active))
+        .limit(1)
+    )
+    return (await session.execute(query)).first() is not None
 
 
 async def authenticators(session: AsyncSession, user_pk: int) -> Sequence[AuthenticatorRow]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from identity.accounts.factors._common import user_row
 from identity.oauth2.interfaces import User
 from identity.store import mfa as queries
 from identity.store.tenant import tenant_settings
@@ -28,5 +27,4 @@ class MfaGate:
             return True
         if policy == "never":
             return False
-        row = await user_row(self.session, user.user_id)
-        return row is not None and any(a.active for a in await queries.authenticators(self.session, row.id or 0))
+        return await queries.has_active_factor(self.session, user.user_id)
