@@ -37,7 +37,7 @@ from identity.web.deps import (
     _TrailedWebAuthn,
     build_authenticator,
     build_webauthn,
-    unit_of_work,
+    exchange_unit,
 )
 from identity.web.errors import NO_STORE
 from identity.web.oauth import hash_admission, parse_token_request
@@ -116,16 +116,8 @@ async def authorize_challenge(
 async def _exchange(
     services: Services, db: AsyncSession, trail: AuditTrail, parsed: TokenRequest
 ) -> AuthorizationCodeResponse:
-    unit = unit_of_work(services, db)
-    try:
+    async with exchange_unit(services, db) as unit:
         answer = await build_challenge_endpoint(services, db, trail, unit).handle(parsed)
-        await unit.commit()
-    except OAuthError:
-        # What a refusal wrote stays: the session that now awaits a second factor, a wrong code's attempt.
-        await unit.commit()
-        raise
-    finally:
-        await unit.close()
     return answer
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,7 @@ from identity.audit import AuditLog, AuditTrail
 from identity.clock import Clock
 from identity.crypto import SecretBox
 from identity.oauth2 import RevocationEndpoint, TokenEndpoint
+from identity.oauth2.errors import OAuthError
 from identity.oauth2.first_party import AuthSession, IssuedCode
 from identity.oauth2.grants import (
     ClientCredentialsGrant,
@@ -66,6 +68,7 @@ __all__ = [
     "build_revocation_endpoint",
     "build_token_endpoint",
     "build_webauthn",
+    "exchange_unit",
     "provide_session",
     "unit_of_work",
 ]
@@ -316,6 +319,26 @@ class TrailObserver:
 def unit_of_work(services: Services, session: AsyncSession) -> UnitOfWork:
     """The request's transaction on ``session``."""
     return UnitOfWork(session, services.gate)
+
+
+@asynccontextmanager
+async def exchange_unit(services: Services, session: AsyncSession) -> AsyncIterator[UnitOfWork]:
+    """The unit of work of one exchange at ``/oauth/token`` or ``/oauth/authorize-challenge``.
+
+    Committed when the exchange ends, and also when it ends in an `OAuthError`: such an error can carry writes that
+    must stay (the family of a reused refresh token revoked, a wrong code's attempt counted, a session that now
+    awaits a second factor); work that must not stay was rolled back where it was decided. Any other exception
+    leaves the unit uncommitted, and closing it rolls back.
+    """
+    unit = unit_of_work(services, session)
+    try:
+        yield unit
+        await unit.commit()
+    except OAuthError:
+        await unit.commit()
+        raise
+    finally:
+        await unit.close()
 
 
 def build_token_endpoint(

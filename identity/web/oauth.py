@@ -38,7 +38,13 @@ from identity.oauth2.requests import parse_basic_authorization
 from identity.observability.requests import note
 from identity.web import openapi
 from identity.web.addresses import request_trail
-from identity.web.deps import Services, build_revocation_endpoint, build_token_endpoint, unit_of_work
+from identity.web.deps import (
+    Services,
+    build_revocation_endpoint,
+    build_token_endpoint,
+    exchange_unit,
+    unit_of_work,
+)
 from identity.web.errors import NO_STORE
 
 __all__ = ["hash_admission", "parse_token_request", "refuse_repeated_members", "revoke", "token"]
@@ -146,19 +152,10 @@ async def _exchange(
 ) -> TokenResponse:
     if token_request.grant_type != "client_credentials":
         await services.refresh_rules()  # rules never run for client credentials
-    unit = unit_of_work(services, db)
-    try:
+    async with exchange_unit(services, db) as unit:
         if token_request.get("grant_type") in _WRITE_GRANTS:
             await unit.write()
         response = await build_token_endpoint(services, db, trail, unit).handle(token_request)
-        await unit.commit()
-    except OAuthError:
-        # An error can carry writes that must stay: the family of a reused refresh token revoked, a wrong code's
-        # attempt counted. Work that must not stay was rolled back where it was decided.
-        await unit.commit()
-        raise
-    finally:
-        await unit.close()
     return response
 
 
