@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, and_, case, delete, literal, or_, update
+from sqlalchemy import CursorResult, Float, and_, bindparam, case, delete, literal, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
@@ -68,15 +68,58 @@ def _rowcount(result: Any) -> int:
     return cast(CursorResult[Any], result).rowcount
 
 
+_TABLE = cast(Any, AttackCounterRow).__table__
+_C = _TABLE.c
+# The hot statements are built once, as Core on the table with bound parameters: a login runs two or three of them,
+# and building them per request through the ORM's bulk-update path cost more CPU than the rest of its queries.
+_NOW = bindparam("b_now", type_=Float)
+_EXPIRED = (_C.updated_at + _C.wait) <= _NOW
+_NEXT_COUNT = case((_EXPIRED, 1.0), else_=_C.count + 1)
+_DOUBLED = _C.wait * 2
+_CAPPED_DOUBLE = case((_DOUBLED > MAX_LOCKOUT_SECONDS, literal(float(MAX_LOCKOUT_SECONDS))), else_=_DOUBLED)
+_WAIT = bindparam("b_wait", type_=Float)
+_MAX = bindparam("b_max", type_=Float)
+_UNDER_LIMIT = _C.key_hash == bindparam("b_key"), or_(_C.count < _MAX, _EXPIRED)
+_RESERVE = (
+    update(_TABLE)
+    .where(*_UNDER_LIMIT)
+    .values(count=_NEXT_COUNT, updated_at=_NOW, wait=case((_EXPIRED, _WAIT), else_=_C.wait))
+)
+_RESERVE_GROWING = (
+    update(_TABLE)
+    .where(*_UNDER_LIMIT)
+    .values(
+        count=_NEXT_COUNT,
+        updated_at=_NOW,
+        wait=case((and_(_EXPIRED, _C.count >= _MAX), _CAPPED_DOUBLE), (_EXPIRED, _WAIT), else_=_C.wait),
+    )
+)
+_LEVEL = _C.count - (_NOW - _C.updated_at) / _C.wait
+_BUCKET_LEVEL = case((_LEVEL > 0, _LEVEL), else_=literal(0.0))
+"""Tokens spent as of ``b_now``: the stored count minus what refilled since (one per ``wait`` seconds), ≥ 0."""
+_BUCKET_RESERVE = (
+    update(_TABLE)
+    .where(_C.key_hash == bindparam("b_key"), bindparam("b_capacity", type_=Float) >= _BUCKET_LEVEL + 1)
+    .values(count=_BUCKET_LEVEL + 1, updated_at=_NOW, wait=bindparam("b_per_token", type_=Float))
+)
+_RESET = update(_TABLE).where(_C.key_hash == bindparam("b_key")).values(count=0.0)
+_REFUND = update(_TABLE).where(_C.key_hash == bindparam("b_key"), _C.count >= 1).values(count=_C.count - 1)
+_EXISTS = select(_C.key_hash).where(_C.key_hash == bindparam("b_key"))
+_INSERT_IGNORE = {
+    "postgresql": postgresql.insert(_TABLE).on_conflict_do_nothing(index_elements=["key_hash"]),
+    "sqlite": sqlite.insert(_TABLE).on_conflict_do_nothing(index_elements=["key_hash"]),
+}
+
+
 async def _insert_ignore(session: AsyncSession, values: dict[str, Any]) -> bool:
     """Insert the row unless its key exists; whether it was inserted (one statement, no exception to catch)."""
-    bind = session.get_bind()
-    dialect = postgresql if bind.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(_T).values(**values).on_conflict_do_nothing(index_elements=["key_hash"])
-    return _rowcount(await session.execute(statement)) == 1
+    dialect = "postgresql" if session.get_bind().dialect.name == "postgresql" else "sqlite"
+    return _rowcount(await session.execute(_INSERT_IGNORE[dialect], values)) == 1
 
 
-async def _update_or_insert(session: AsyncSession, update_statement: Any, values: dict[str, Any]) -> bool:
+async def _update_or_insert(
+    session: AsyncSession, update_statement: Any, params: dict[str, Any], values: dict[str, Any]
+) -> bool:
     """Run the conditional UPDATE, or insert the first row; ``False`` only when the row exists and refuses.
 
     Between a failed UPDATE (no row yet) and the INSERT, a concurrent request may insert the row; between that
@@ -84,18 +127,14 @@ async def _update_or_insert(session: AsyncSession, update_statement: Any, values
     early would block a login that is under its limit, which is what a burst on PostgreSQL did.
     """
     for _ in range(_RESERVE_TRIES):
-        if _rowcount(await session.execute(update_statement)) == 1:
+        if _rowcount(await session.execute(update_statement, params)) == 1:
             return True
         if await _insert_ignore(session, values):
             return True
-        if not await _exists(session, values["key_hash"]):
+        if (await session.execute(_EXISTS, {"b_key": values["key_hash"]})).first() is None:
             continue  # inserted and deleted by others meanwhile: try again on what is there now
-        return _rowcount(await session.execute(update_statement)) == 1
+        return _rowcount(await session.execute(update_statement, params)) == 1
     return False  # fail closed: a row that keeps vanishing under us is not a reason to skip the limit
-
-
-async def _exists(session: AsyncSession, key: str) -> bool:
-    return (await session.execute(select(col(_T.key_hash)).where(col(_T.key_hash) == key))).first() is not None
 
 
 async def reserve(
@@ -113,40 +152,19 @@ async def reserve(
     """Reserve one failure before a password check; ``False`` when the limit is reached (blocked).
 
     Does not commit: the login reads its user in the same transaction and commits both (one unit of work before
-    the hash).
-
-    The count restarts at 1 once the previous one has expired (``wait`` seconds after its last failure). With
-    ``grow`` (account lockout) a count that had reached the limit doubles the next wait, up to 30 days.
+    the hash). The count restarts at 1 once the previous one has expired (``wait`` seconds after its last failure).
+    With ``grow`` (account lockout) a count that had reached the limit doubles the next wait, up to 30 days.
     """
     key = counter_key(kind, identifier, ip)
-    expired = (col(_T.updated_at) + col(_T.wait)) <= now
-    if grow:
-        next_wait: Any = case(
-            (and_(expired, col(_T.count) >= max_count), _capped_double()),
-            (expired, literal(wait)),
-            else_=col(_T.wait),
-        )
-    else:
-        next_wait = case((expired, literal(wait)), else_=col(_T.wait))
-    statement = (
-        update(_T)
-        .where(col(_T.key_hash) == key, or_(col(_T.count) < max_count, expired))
-        .values(count=case((expired, 1.0), else_=col(_T.count) + 1), updated_at=now, wait=next_wait)
-    )
+    params = {"b_key": key, "b_now": now, "b_wait": float(wait), "b_max": float(max_count)}
     first: dict[str, Any] = dict(key_hash=key, kind=kind, identifier_hash=identifier, connection=connection, ip=ip)
     first.update(count=1.0, updated_at=now, wait=float(wait))
-    return await _update_or_insert(session, statement, first)
-
-
-def _capped_double() -> Any:
-    doubled = col(_T.wait) * 2
-    return case((doubled > MAX_LOCKOUT_SECONDS, literal(float(MAX_LOCKOUT_SECONDS))), else_=doubled)
+    return await _update_or_insert(session, _RESERVE_GROWING if grow else _RESERVE, params, first)
 
 
 async def refund(session: AsyncSession, *, kind: str, identifier: str | None, ip: str | None) -> None:
     """Give back a reservation whose password was never checked (the request was shed). Commits."""
-    key = counter_key(kind, identifier, ip)
-    await session.execute(update(_T).where(col(_T.key_hash) == key, col(_T.count) >= 1).values(count=col(_T.count) - 1))
+    await session.execute(_REFUND, {"b_key": counter_key(kind, identifier, ip)})
     await session.commit()
 
 
@@ -156,13 +174,7 @@ async def reset(session: AsyncSession, *, kind: str, identifier: str | None, ip:
     The row is zeroed, not deleted: concurrent logins reserving on it then meet an UPDATE, never a row that
     vanished between their UPDATE and INSERT. The purge removes it once it has expired.
     """
-    await session.execute(update(_T).where(col(_T.key_hash) == counter_key(kind, identifier, ip)).values(count=0.0))
-
-
-def _bucket_level(now: float) -> Any:
-    """Tokens spent as of ``now``: the stored count minus what refilled since (one per ``wait`` seconds), ≥ 0."""
-    level = col(_T.count) - (literal(now) - col(_T.updated_at)) / col(_T.wait)
-    return case((level > 0, level), else_=literal(0.0))
+    await session.execute(_RESET, {"b_key": counter_key(kind, identifier, ip)})
 
 
 async def bucket_reserve(
@@ -170,13 +182,10 @@ async def bucket_reserve(
 ) -> bool:
     """Take a token from the address's bucket of failed logins; ``False`` when it is empty. Does not commit."""
     key = counter_key(IP, None, ip)
-    statement = (
-        update(_T)
-        .where(col(_T.key_hash) == key, _bucket_level(now) + 1 <= capacity)
-        .values(count=_bucket_level(now) + 1, updated_at=now, wait=seconds_per_token)
-    )
-    values = dict(key_hash=key, kind=IP, ip=ip, count=1.0, updated_at=now, wait=float(seconds_per_token))
-    return await _update_or_insert(session, statement, values)
+    params = {"b_key": key, "b_now": now, "b_capacity": float(capacity), "b_per_token": float(seconds_per_token)}
+    values: dict[str, Any] = dict(key_hash=key, kind=IP, identifier_hash=None, connection=None, ip=ip)
+    values.update(count=1.0, updated_at=now, wait=float(seconds_per_token))
+    return await _update_or_insert(session, _BUCKET_RESERVE, params, values)
 
 
 async def bucket_retry_after(session: AsyncSession, *, ip: str, capacity: int, now: float) -> int:
@@ -191,11 +200,7 @@ async def bucket_retry_after(session: AsyncSession, *, ip: str, capacity: int, n
 
 async def bucket_refund(session: AsyncSession, *, ip: str) -> None:
     """Give the token back (a success, or a request shed before its hash). Does not commit."""
-    await session.execute(
-        update(_T)
-        .where(col(_T.key_hash) == counter_key(IP, None, ip), col(_T.count) >= 1)
-        .values(count=col(_T.count) - 1)
-    )
+    await session.execute(_REFUND, {"b_key": counter_key(IP, None, ip)})
 
 
 @dataclass(frozen=True)
