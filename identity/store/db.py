@@ -55,6 +55,12 @@ def create_engine(
     if database_url.startswith("sqlite"):
         if sqlite_synchronous not in SQLITE_SYNCHRONOUS:
             raise ValueError(f"sqlite synchronous must be one of {', '.join(SQLITE_SYNCHRONOUS)}")
+        memory = ":memory:" in database_url or "mode=memory" in database_url
+        if not memory:
+            # Every connection beyond the pool's size is opened (a thread, the pragmas) and closed again per checkout:
+            # at the default 5, eight concurrent logins spent more on that than on their queries.
+            options.setdefault("pool_size", 10)
+            options.setdefault("max_overflow", 10)
         engine = create_async_engine(database_url, connect_args={"timeout": sqlite_busy_timeout_ms / 1000}, **options)
 
         @event.listens_for(engine.sync_engine, "connect")
