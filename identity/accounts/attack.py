@@ -107,18 +107,22 @@ class AttemptReservation:
     bucket: bool = False
 
     async def succeeded(self, session: AsyncSession) -> None:
-        """The password was right: forget the count and give the address its token back. Does not commit."""
-        if self.kind is not None:
-            await counters.reset(session, kind=self.kind, identifier=self.identifier, ip=self._counter_ip)
+        """The password was right: forget the count and give the address its token back. Does not commit.
+
+        Rows are touched in the order `reserve_attempt` locks them (the address's bucket, then the identifier's
+        counter): the other order deadlocks on PostgreSQL against a concurrent login of the same user.
+        """
         if self.bucket and self.ip is not None:
             await counters.bucket_refund(session, ip=self.ip)
+        if self.kind is not None:
+            await counters.reset(session, kind=self.kind, identifier=self.identifier, ip=self._counter_ip)
 
     async def cancel(self, session: AsyncSession) -> None:
         """The password was never checked (the login was shed): give back what was reserved. Commits."""
+        if self.bucket and self.ip is not None:  # the lock order of `succeeded`
+            await counters.bucket_refund(session, ip=self.ip)
         if self.kind is not None:
             await counters.refund(session, kind=self.kind, identifier=self.identifier, ip=self._counter_ip)
-        if self.bucket and self.ip is not None:
-            await counters.bucket_refund(session, ip=self.ip)
         await session.commit()
 
     @property

@@ -16,6 +16,7 @@ from identity.clock import Clock
 from identity.mfa import recovery
 from identity.oauth2.interfaces import FactorCheck
 from identity.store import mfa as queries
+from identity.store.db import UnitOfWork
 
 __all__ = ["RecoveryCodes"]
 
@@ -54,6 +55,30 @@ class RecoveryCodes:
         if not won:
             return FactorCheck.INVALID, None
         await self.attempts.refund(user_pk)
+        return FactorCheck.ACCEPTED, new_code
+
+    async def swap_in_unit(
+        self, unit: UnitOfWork, user_pk: int, code: str, burn_transaction: int
+    ) -> tuple[FactorCheck, str | None]:
+        """`swap` as one part of the request's single transaction (the token endpoint's recovery-code grant).
+
+        As `OtpCodes.spend_in_unit`: the attempt bucket is held for the whole transaction and a wrong code costs one
+        attempt; when the mfa_token was burned by another request, the unit is rolled back and the old code stays.
+        Nothing is committed here: the issuer commits before it signs.
+        """
+        now = self.clock.now()
+        left = await self.attempts.hold(user_pk, now=now)
+        if left < 1:
+            return FactorCheck.RATE_LIMITED, None
+        new_code = recovery.generate()
+        if not await queries.rotate_recovery_code(
+            self.session, user_pk, recovery.hash_code(code), recovery.hash_code(new_code)
+        ):
+            await self.attempts.store(user_pk, left - 1, now=now)
+            return FactorCheck.INVALID, None
+        if not await queries.burn_transaction(self.session, burn_transaction, now_utc(self.clock)):
+            await unit.rollback()
+            return FactorCheck.TOKEN_USED, None
         return FactorCheck.ACCEPTED, new_code
 
     async def swap_user_code(self, user_id: str, code: str) -> tuple[FactorCheck, str | None]:

@@ -68,7 +68,9 @@ class FactorService:
     async def redeem_recovery_code(self, transaction: MfaTransaction, code: str) -> tuple[FactorCheck, str | None]:
         """Swap the recovery code for a new one and burn the mfa_token, together or not at all."""
         user_pk = await self.transactions.user_pk(transaction)
-        return await self.recovery.swap(user_pk, code, burn_transaction=transaction.id)
+        if self.unit is None:
+            return await self.recovery.swap(user_pk, code, burn_transaction=transaction.id)
+        return await self.recovery.swap_in_unit(self.unit, user_pk, code, transaction.id)
 
     # --- the MFA API's choice of challenge --------------------------------------------------------------------
 
