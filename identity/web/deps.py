@@ -136,7 +136,7 @@ class Services:
         if fingerprint == self._rules_fingerprint:
             return
         try:
-            self.rules = rules_from_rows(rows)
+            self.rules = rules_from_rows(rows, self.clock)
         except RuleLoadError:
             logger.exception("the stored rules changed but do not load; the previous pipeline stays")
         self._rules_fingerprint = fingerprint
