@@ -18,7 +18,7 @@ from identity.accounts.password_policy import check_identifier, check_password, 
 from identity.accounts.passwords import HashingUnavailable, PasswordHasher
 from identity.accounts.sessions import end_user_sessions
 from identity.audit import AuditTrail
-from identity.clock import Clock, SystemClock
+from identity.clock import Clock, SystemClock, now_utc
 from identity.oauth2.interfaces import Connection, LoginBlocked, Overloaded, PasswordLeaked, User
 from identity.store import attack as counters
 from identity.store import users as user_queries
@@ -110,7 +110,7 @@ class DirectoryAuthenticator:
             await user_queries.replace_password_hash(self.session, row_id(row), row.password_hash, new_hash)
         await reservation.succeeded(self.session)
         if not row.blocked:
-            await user_queries.record_login(self.session, row_id(row))
+            await user_queries.record_login(self.session, row_id(row), now_utc(self.clock))
         await self.session.commit()
         if self.trail is not None:
             self.trail.user_id = row.user_id

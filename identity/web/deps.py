@@ -339,7 +339,7 @@ def build_token_endpoint(
         clock=services.clock,
         id_token_lifetime=services.settings.id_token_lifetime,
         refresh_tokens=refresh_tokens,
-        userinfo_claims=SqlUserinfoClaims(session),
+        userinfo_claims=SqlUserinfoClaims(session, services.clock),
         app_metadata=SqlAppMetadata(session),
         transaction=unit,
     )

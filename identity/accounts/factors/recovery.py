@@ -39,7 +39,7 @@ class RecoveryCodes:
             return FactorCheck.RATE_LIMITED, None
         new_code = recovery.generate()
         won = await queries.rotate_recovery_code(
-            self.session, user_pk, recovery.hash_code(code), recovery.hash_code(new_code)
+            self.session, user_pk, recovery.hash_code(code), recovery.hash_code(new_code), now_utc(self.clock)
         )
         if (
             won
