@@ -89,9 +89,8 @@ async def revoke_user_families(session: AsyncSession, user_pk: int, reason: str,
     return await _revoke(session, col(RefreshTokenRow.user_pk) == user_pk, now, reason)
 
 
-async def active_families(session: AsyncSession, user_id: str) -> list[dict[str, Any]]:
-    """The user's live families (newest token unrevoked, unused, unexpired), for operators."""
-    now = datetime.now(UTC)
+async def active_families(session: AsyncSession, user_id: str, now: datetime) -> list[dict[str, Any]]:
+    """The user's live families at ``now`` (newest token unrevoked, unused, unexpired), for operators."""
     rows = (
         await session.execute(
             select(RefreshTokenRow)
