@@ -189,11 +189,13 @@ async def recovery_code(session: AsyncSession, user_pk: int) -> RecoveryCodeRow 
 
 
 async def put_recovery_code(
-    session: AsyncSession, user_pk: int, public_id: str, code_hash: str, *, active: bool
+    session: AsyncSession, user_pk: int, public_id: str, code_hash: str, *, active: bool, now: datetime
 ) -> None:
-    """Replace the user's recovery code."""
+    """Replace the user's recovery code with one made ``now``."""
     await session.execute(delete(RecoveryCodeRow).where(col(RecoveryCodeRow.user_pk) == user_pk))
-    session.add(RecoveryCodeRow(public_id=public_id, user_pk=user_pk, code_hash=code_hash, active=active))
+    session.add(
+        RecoveryCodeRow(public_id=public_id, user_pk=user_pk, code_hash=code_hash, active=active, created_at=now)
+    )
 
 
 async def rotate_recovery_code(

@@ -70,7 +70,12 @@ class RecoveryCodes:
             return None
         code = recovery.generate()
         await queries.put_recovery_code(
-            self.session, user_pk, public_id("recovery-code"), recovery.hash_code(code), active=False
+            self.session,
+            user_pk,
+            public_id("recovery-code"),
+            recovery.hash_code(code),
+            active=False,
+            now=now_utc(self.clock),
         )
         return code
 
@@ -87,7 +92,12 @@ class RecoveryCodes:
             raise NotEnrolled("the user has no enrolled factor")
         code = recovery.generate()
         await queries.put_recovery_code(
-            self.session, owner, public_id("recovery-code"), recovery.hash_code(code), active=True
+            self.session,
+            owner,
+            public_id("recovery-code"),
+            recovery.hash_code(code),
+            active=True,
+            now=now_utc(self.clock),
         )
         await self.session.commit()
         return code
