@@ -352,7 +352,7 @@ def users_create(connection: str, email: str | None, username: str | None) -> No
     _ensure_schema(settings)
 
     async def create(session: AsyncSession, hasher: PasswordHasher) -> dict[str, Any]:
-        row, connection_name = await UserService(session, hasher).create(
+        row, connection_name = await UserService(session, hasher, _clock()).create(
             connection, password=password, email=email, username=username
         )
         user = user_from_row(row, connection_name)
@@ -391,7 +391,7 @@ def _update_user(user_id: str, changes: dict[str, Any]) -> None:
     settings = _settings()
 
     async def update(session: AsyncSession, hasher: PasswordHasher) -> dict[str, Any]:
-        row, connection = await UserService(session, hasher).update(user_id, changes)
+        row, connection = await UserService(session, hasher, _clock()).update(user_id, changes)
         return {"user_id": row.user_id, "connection": connection, "blocked": row.blocked, "email": row.email}
 
     try:
@@ -428,7 +428,8 @@ def users_delete(user_id: str) -> None:
     settings = _settings()
     try:
         _with_session(
-            settings, lambda session, hasher: delete_user(UserService(session, hasher), user_id, _record(session))
+            settings,
+            lambda session, hasher: delete_user(UserService(session, hasher, _clock()), user_id, _record(session)),
         )
     except AccountError as exc:
         raise click.ClickException(str(exc)) from exc

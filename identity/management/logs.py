@@ -191,7 +191,7 @@ async def list_user_logs(
     include_totals: FromQuery[bool] = False,
 ) -> list[dict[str, Any]] | LogPage:
     """The events of one user, newest first."""
-    await UserService(db, services.hasher).get(user_id)
+    await UserService(db, services.hasher, services.clock).get(user_id)
     return await _page(db, audit.LogFilter(user_id=user_id), page, per_page, sort, include_totals)
 
 
@@ -202,7 +202,7 @@ def _blocked_for(found: list[dict[str, Any]]) -> UserBlocks:
 
 
 async def _user_identifiers(services: Services, db: AsyncSession, user_id: str) -> tuple[list[str], str]:
-    row, connection = await UserService(db, services.hasher).get(user_id)
+    row, connection = await UserService(db, services.hasher, services.clock).get(user_id)
     return [login for login in (row.email, row.username) if login], connection
 
 
