@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from identity import __version__
 from identity.accounts.passwords import PasswordHasher
 from identity.audit import AuditLog
-from identity.clock import Clock, SystemClock
+from identity.clock import Clock, SystemClock, now_utc
 from identity.crypto import SecretBox
 from identity.management import management_router
 from identity.management.errors import management_paths
@@ -183,10 +183,10 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
 
     async def purge_now() -> None:
         from identity.housekeeping import purge_once
-        from identity.store.models import utcnow
 
         async with services.sessions() as session:
-            await purge_once(session, now=utcnow(), log_retention_days=getattr(settings, "log_retention_days", 30))
+            retention = getattr(settings, "log_retention_days", 30)
+            await purge_once(session, now=now_utc(services.clock), log_retention_days=retention)
 
     async def provide_services() -> Services:
         return services

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.accounts.errors import AccountError
 from identity.accounts.passwords import PasswordHasher
+from identity.clock import Clock, SystemClock, now_utc
 from identity.settings import Settings
 from identity.store.db import create_engine, create_sessionmaker, migrate, pending_migrations
 from identity.tenant_file import ApplyReport, TenantFileError, apply_tenant, load_tenant_file
@@ -52,6 +53,11 @@ def _with_session(settings: Settings, work: Callable[[AsyncSession, PasswordHash
             await engine.dispose()
 
     return asyncio.run(run())
+
+
+def _clock() -> Clock:
+    """The time every command goes by: the one place the CLI reads the wall clock."""
+    return SystemClock()
 
 
 def _ensure_schema(settings: Settings) -> None:
@@ -346,7 +352,7 @@ def users_create(connection: str, email: str | None, username: str | None) -> No
     _ensure_schema(settings)
 
     async def create(session: AsyncSession, hasher: PasswordHasher) -> dict[str, Any]:
-        row, connection_name = await UserService(session, hasher).create(
+        row, connection_name = await UserService(session, hasher, _clock()).create(
             connection, password=password, email=email, username=username
         )
         user = user_from_row(row, connection_name)
@@ -385,7 +391,7 @@ def _update_user(user_id: str, changes: dict[str, Any]) -> None:
     settings = _settings()
 
     async def update(session: AsyncSession, hasher: PasswordHasher) -> dict[str, Any]:
-        row, connection = await UserService(session, hasher).update(user_id, changes)
+        row, connection = await UserService(session, hasher, _clock()).update(user_id, changes)
         return {"user_id": row.user_id, "connection": connection, "blocked": row.blocked, "email": row.email}
 
     try:
@@ -422,7 +428,8 @@ def users_delete(user_id: str) -> None:
     settings = _settings()
     try:
         _with_session(
-            settings, lambda session, hasher: delete_user(UserService(session, hasher), user_id, _record(session))
+            settings,
+            lambda session, hasher: delete_user(UserService(session, hasher, _clock()), user_id, _record(session)),
         )
     except AccountError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -514,7 +521,7 @@ def users_sessions(user_id: str) -> None:
     from identity.tokens.refresh import active_families
 
     settings = _settings()
-    families = _with_session(settings, lambda session, _: active_families(session, user_id))
+    families = _with_session(settings, lambda session, _: active_families(session, user_id, now_utc(_clock())))
     click.echo(json.dumps(families, indent=2))
 
 
@@ -523,7 +530,6 @@ def users_sessions(user_id: str) -> None:
 def users_revoke_sessions(user_id: str) -> None:
     """Revoke every refresh token of USER_ID and end their enrollment-page sessions."""
     from identity.accounts.sessions import end_user_sessions
-    from identity.store.models import utcnow
     from identity.store.users import by_user_id
 
     settings = _settings()
@@ -532,7 +538,7 @@ def users_revoke_sessions(user_id: str) -> None:
         found = await by_user_id(session, user_id)
         if found is None or found[0].id is None:
             raise click.ClickException(f"no user {user_id!r}")
-        revoked = await end_user_sessions(session, found[0].id, user_id, "admin", utcnow())
+        revoked = await end_user_sessions(session, found[0].id, user_id, "admin", now_utc(_clock()))
         await session.commit()
         return revoked
 
@@ -651,12 +657,13 @@ def purge() -> None:
     them at a time (an advisory lock).
     """
     from identity.housekeeping import purge_once
-    from identity.store.models import utcnow
 
     settings = _settings()
     _ensure_schema(settings)
     retention = getattr(settings, "log_retention_days", 30)
-    counts = _with_session(settings, lambda session, _: purge_once(session, now=utcnow(), log_retention_days=retention))
+    counts = _with_session(
+        settings, lambda session, _: purge_once(session, now=now_utc(_clock()), log_retention_days=retention)
+    )
     click.echo(json.dumps({"purged": counts, "skipped": counts is None}, indent=2))
 
 
@@ -665,13 +672,11 @@ def purge() -> None:
 @click.option("--connection", default=None, help="Only this directory (default: every directory).")
 def users_blocks(identifier: str, connection: str | None) -> None:
     """List the brute-force blocks in force on IDENTIFIER (an email or username), as JSON."""
-    import time
-
     from identity.accounts.attack import user_blocks
 
     settings = _settings()
     blocks = _with_session(
-        settings, lambda session, _: user_blocks(session, identifier, now=time.time(), connection=connection)
+        settings, lambda session, _: user_blocks(session, identifier, now=_clock().now(), connection=connection)
     )
     click.echo(json.dumps({"blocked_for": blocks}, indent=2))
 
@@ -698,7 +703,7 @@ def _when(text: str | None) -> Any:
         return None
     units = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
     if text[-1:] in units and text[:-1].isdigit():
-        return datetime.now(UTC) - timedelta(seconds=int(text[:-1]) * units[text[-1]])
+        return now_utc(_clock()) - timedelta(seconds=int(text[:-1]) * units[text[-1]])
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Protocol
 
-__all__ = ["Clock", "FrozenClock", "SystemClock"]
+__all__ = ["Clock", "FrozenClock", "SystemClock", "now_utc"]
 
 
 class Clock(Protocol):
@@ -14,6 +15,11 @@ class Clock(Protocol):
     def now(self) -> float:
         """Seconds since the epoch."""
         ...
+
+
+def now_utc(clock: Clock) -> datetime:
+    """The clock's time, as the aware datetime rows store."""
+    return datetime.fromtimestamp(clock.now(), UTC)
 
 
 class SystemClock:

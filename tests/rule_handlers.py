@@ -7,7 +7,11 @@ import contextlib
 import time
 from typing import Any
 
+from identity.clock import Clock, SystemClock
+
 SEEN: list[dict[str, Any]] = []
+CLOCK: Clock = SystemClock()
+"""`recent_login` takes its now here (an operator's rule reads the wall clock); a test moving time shares its clock."""
 
 
 def record(event: Any, api: Any) -> None:
@@ -92,6 +96,14 @@ def set_metadata(event: Any, api: Any) -> None:
 
 def mutate_event(event: Any, api: Any) -> None:
     event.user.app_metadata["roles"] = ["admin"]
+
+
+def recent_login(event: Any, api: Any) -> None:
+    """ "Log in again after N hours": deny once the authentication is older than ``config["max_age"]`` seconds."""
+    authenticated = min(method["timestamp"] for method in event.authentication.methods)
+    SEEN.append({"protocol": event.transaction.protocol, "authenticated": authenticated})
+    if CLOCK.now() - authenticated > event.config["max_age"]:
+        api.access.deny("Please log in again")
 
 
 def noop(event: Any, api: Any) -> None:

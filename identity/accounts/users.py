@@ -18,11 +18,11 @@ from identity.accounts.password_policy import check_identifier, check_password, 
 from identity.accounts.passwords import HashingUnavailable, PasswordHasher
 from identity.accounts.sessions import end_user_sessions
 from identity.audit import AuditTrail
-from identity.clock import Clock, SystemClock
+from identity.clock import Clock, SystemClock, now_utc
 from identity.oauth2.interfaces import Connection, LoginBlocked, Overloaded, PasswordLeaked, User
 from identity.store import attack as counters
 from identity.store import users as user_queries
-from identity.store.models import ConnectionRow, UserRow, row_id, utcnow
+from identity.store.models import ConnectionRow, UserRow, row_id
 from identity.store.tenant import tenant_row, tenant_settings
 
 __all__ = ["DirectoryAuthenticator", "UserService", "new_user_id", "user_identifier_hashes"]
@@ -114,7 +114,7 @@ class DirectoryAuthenticator:
             await user_queries.replace_password_hash(self.session, row_id(row), row.password_hash, new_hash)
         await reservation.succeeded(self.session)
         if not row.blocked:
-            await user_queries.record_login(self.session, row_id(row))
+            await user_queries.record_login(self.session, row_id(row), now_utc(self.clock))
         await self.session.commit()
         if self.trail is not None:
             self.trail.user_id = row.user_id
@@ -155,9 +155,10 @@ class DirectoryAuthenticator:
 class UserService:
     """Creation and update of users (CLI, tenant file, admin API)."""
 
-    def __init__(self, session: AsyncSession, hasher: PasswordHasher) -> None:
+    def __init__(self, session: AsyncSession, hasher: PasswordHasher, clock: Clock | None = None) -> None:
         self.session = session
         self.hasher = hasher
+        self.clock = clock or SystemClock()
 
     async def create(
         self,
@@ -186,6 +187,7 @@ class UserService:
         password = await self._check_password(password, email=email, username=username, name=name)
         if user_id is not None and not _USER_ID.match(user_id):
             raise InvalidUserData("a user_id has 1 to 50 letters, digits or _ . - (no prefix)")
+        now = now_utc(self.clock)
         row = UserRow(
             user_id="auth0|" + user_id if user_id is not None else new_user_id(),
             connection_id=row_id(connection_row),
@@ -203,6 +205,8 @@ class UserService:
             picture=picture,
             app_metadata=dict(app_metadata or {}),
             user_metadata=dict(user_metadata or {}),
+            created_at=now,
+            updated_at=now,
         )
         self.session.add(row)
         try:
@@ -227,7 +231,7 @@ class UserService:
         for key in ("email_verified", "blocked", "name", "app_metadata", "user_metadata"):
             if fields.get(key) is not None:
                 setattr(existing, key, fields[key])
-        existing.updated_at = utcnow()
+        existing.updated_at = now_utc(self.clock)
         self.session.add(existing)
         await self.session.commit()
         return existing, connection_row.name, False
@@ -279,11 +283,11 @@ class UserService:
             if changes["blocked"] and not row.blocked:
                 end_sessions = end_sessions or "blocked"
             row.blocked = bool(changes["blocked"])
-        row.updated_at = utcnow()
+        row.updated_at = now_utc(self.clock)
         self.session.add(row)
         if end_sessions is not None:
             # As the CLI does on a new password: refresh tokens and web sessions end, on every instance.
-            await end_user_sessions(self.session, row_id(row), row.user_id, end_sessions, utcnow())
+            await end_user_sessions(self.session, row_id(row), row.user_id, end_sessions, now_utc(self.clock))
         try:
             await self.session.commit()
         except IntegrityError:
@@ -306,9 +310,9 @@ class UserService:
         """
         normal = await self._check_password(password, email=user.email, username=user.username, name=name or user.name)
         user.password_hash = await self.hasher.hash(normal)
-        user.updated_at = utcnow()
+        user.updated_at = now_utc(self.clock)
         self.session.add(user)
-        await end_user_sessions(self.session, row_id(user), user.user_id, "password_change", utcnow())
+        await end_user_sessions(self.session, row_id(user), user.user_id, "password_change", now_utc(self.clock))
         await counters.unblock(self.session, user_identifier_hashes(user))
 
     async def _check_password(self, password: str, *, email: str | None, username: str | None, name: str | None) -> str:

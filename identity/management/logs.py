@@ -7,7 +7,6 @@ second copy of those rules.
 from __future__ import annotations
 
 import re
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -192,7 +191,7 @@ async def list_user_logs(
     include_totals: FromQuery[bool] = False,
 ) -> list[dict[str, Any]] | LogPage:
     """The events of one user, newest first."""
-    await UserService(db, services.hasher).get(user_id)
+    await UserService(db, services.hasher, services.clock).get(user_id)
     return await _page(db, audit.LogFilter(user_id=user_id), page, per_page, sort, include_totals)
 
 
@@ -203,18 +202,19 @@ def _blocked_for(found: list[dict[str, Any]]) -> UserBlocks:
 
 
 async def _user_identifiers(services: Services, db: AsyncSession, user_id: str) -> tuple[list[str], str]:
-    row, connection = await UserService(db, services.hasher).get(user_id)
+    row, connection = await UserService(db, services.hasher, services.clock).get(user_id)
     return [login for login in (row.email, row.username) if login], connection
 
 
 @get("/user-blocks", opt={"scope": "read:users"}, responses=ERROR_RESPONSES, summary="Blocks of an identifier")
 async def list_blocks_by_identifier(
+    services: NamedDependency[Services],
     db: NamedDependency[AsyncSession],
     identifier: Annotated[str, QueryParameter(min_length=1, max_length=320)],
     consider_brute_force_enablement: FromQuery[bool] = False,
 ) -> UserBlocks:
     """The brute-force blocks of an email or username, in every connection (unknown identifiers included)."""
-    return _blocked_for(await user_blocks(db, identifier, now=time.time()))
+    return _blocked_for(await user_blocks(db, identifier, now=services.clock.now()))
 
 
 @delete(
@@ -245,7 +245,7 @@ async def list_user_blocks(
     identifiers, connection = await _user_identifiers(services, db, user_id)
     found: list[dict[str, Any]] = []
     for identifier in identifiers:
-        found += await user_blocks(db, identifier, now=time.time(), connection=connection)
+        found += await user_blocks(db, identifier, now=services.clock.now(), connection=connection)
     return _blocked_for(found)
 
 

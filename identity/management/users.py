@@ -285,7 +285,7 @@ async def create_user(
     if data.password is None:
         raise bad_request("Payload validation error: 'Missing required property: password' on property password.")
     check_user({"phone_number": data.phone_number, "phone_verified": data.phone_verified})
-    row, connection = await UserService(db, services.hasher).create(
+    row, connection = await UserService(db, services.hasher, services.clock).create(
         data.connection,
         password=data.password,
         email=data.email,
@@ -309,7 +309,7 @@ async def get_user(
     services: NamedDependency[Services], db: NamedDependency[AsyncSession], user_id: FromPath[str]
 ) -> UserOut:
     """One user, with ``multifactor`` when an authenticator is enrolled."""
-    row, connection = await UserService(db, services.hasher).get(user_id)
+    row, connection = await UserService(db, services.hasher, services.clock).get(user_id)
     enrolled = await build_factors(services, db).authenticators.has_active(user_id)
     return user_out(row, connection, multifactor=["guardian"] if enrolled else [])
 
@@ -331,7 +331,7 @@ async def update_user(
     in_force_only = data.phone_number is not UNSET or data.phone_verified is not UNSET
     if not changes and not in_force_only:
         raise bad_request("Payload validation error: 'the body changes nothing'.")
-    service = UserService(db, services.hasher)
+    service = UserService(db, services.hasher, services.clock)
     row, connection = await service.get(user_id)
     if data.connection is not UNSET and data.connection != connection:
         raise bad_request("Payload validation error: 'connection is not the user's connection' on property connection.")
@@ -356,7 +356,7 @@ async def delete_user(
     user_id: FromPath[str],
 ) -> None:
     """Delete the user with its factors and sessions (logged as ``sdu``)."""
-    await operations.delete_user(UserService(db, services.hasher), user_id, recorder(services, request))
+    await operations.delete_user(UserService(db, services.hasher, services.clock), user_id, recorder(services, request))
 
 
 _METHOD_TYPES = {FactorType.TOTP: "totp", FactorType.RECOVERY_CODE: "recovery-code"}
@@ -429,7 +429,7 @@ async def invalidate_remember_browser(
     Accepted (204, as Auth0 answers) rather than refused, because support scripts call it right after an MFA
     reset; the user must exist.
     """
-    await UserService(db, services.hasher).get(user_id)
+    await UserService(db, services.hasher, services.clock).get(user_id)
     await db.commit()
 
 

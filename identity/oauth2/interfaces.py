@@ -176,6 +176,18 @@ class GrantResult:
     """The ``acr`` claim (RFC 9470): the multi-factor policy once a second factor was checked (first-party apps)."""
     auth_time: float | None = None
     """When the user last authenticated (OIDC ``auth_time``), where the grant knows it (first-party apps)."""
+    authenticated_at: float | None = None
+    """When the user proved the factors in ``amr``, if that was before this request (a refresh token's family start).
+
+    Rules see it as ``event.authentication.methods[].timestamp``, and a new refresh-token family keeps it; unlike
+    ``auth_time`` it never becomes a claim, so refreshed tokens keep the shape of the ones they replace.
+    """
+
+    def authenticated(self, now: float) -> float:
+        """When the user proved the factors in ``amr``: ``authenticated_at``, else ``auth_time``, else ``now``."""
+        if self.authenticated_at is not None:
+            return self.authenticated_at
+        return self.auth_time if self.auth_time is not None else now
 
 
 @dataclass(frozen=True)
@@ -483,6 +495,8 @@ class StoredRefreshToken:
     revoked: bool
     newest: bool
     """No successor was issued from this token."""
+    auth_time: float | None = None
+    """When the user proved the factors in ``amr``, at the family's start (what rules see on refresh)."""
 
 
 class RevocableTokens(Protocol):

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from identity.clock import Clock
 from identity.rules.pipeline import Rule, RuleLoadError, RulesEngine, load_handler
 from identity.store.models import RuleRow
 from identity.store.rules import all_rules
@@ -30,8 +31,8 @@ async def load_rules(session: AsyncSession) -> RulesEngine:
     return rules_from_rows(rows)
 
 
-def rules_from_rows(rows: Sequence[RuleRow]) -> RulesEngine:
-    """The pipeline of these rule rows (the disabled ones left out)."""
+def rules_from_rows(rows: Sequence[RuleRow], clock: Clock | None = None) -> RulesEngine:
+    """The pipeline of these rule rows (the disabled ones left out), telling rules the time by ``clock``."""
     rules = []
     for row in rows:
         if not row.enabled:
@@ -41,4 +42,4 @@ def rules_from_rows(rows: Sequence[RuleRow]) -> RulesEngine:
         except RuleLoadError as exc:
             raise RuleLoadError(f"rule {row.name!r}: {exc}") from exc
         rules.append(Rule(name=row.name, handler=handler, timeout=row.timeout_seconds, config=dict(row.config)))
-    return RulesEngine(rules)
+    return RulesEngine(rules, clock)

@@ -30,6 +30,7 @@ from pathlib import Path
 from types import MappingProxyType, ModuleType
 from typing import Any
 
+from identity.clock import Clock, SystemClock
 from identity.oauth2.errors import AccessDenied, OAuthError
 from identity.oauth2.interfaces import GrantResult, RuleOutcome
 from identity.oauth2.policy import permitted_claims, permitted_scopes
@@ -114,8 +115,9 @@ def _import_file(path: Path) -> ModuleType:
 class RulesEngine:
     """`identity.oauth2.interfaces.RulesPipeline` over a fixed, ordered list of rules."""
 
-    def __init__(self, rules: Sequence[Rule]) -> None:
+    def __init__(self, rules: Sequence[Rule], clock: Clock | None = None) -> None:
         self.rules = tuple(rules)
+        self.clock = clock or SystemClock()
 
     async def run(
         self,
@@ -137,7 +139,7 @@ class RulesEngine:
             return RuleOutcome(result)
         allowed = frozenset((*(result.api.scopes if result.api else ()), *OIDC_SCOPES)) - {"offline_access"}
         api = PostLoginApi(result.scopes, allowed)
-        base_event = _event(result, protocol, requested_scopes, client_ip, user_agent)
+        base_event = _event(result, protocol, requested_scopes, client_ip, user_agent, self.clock.now())
         for rule in self.rules:
             event = replace(base_event, config=MappingProxyType(dict(rule.config)))
             await self._run_one(rule, event, api)
@@ -213,8 +215,10 @@ def _event(
     requested_scopes: tuple[str, ...] | None,
     client_ip: str | None,
     user_agent: str | None,
+    now: float,
 ) -> Event:
     user = result.user
+    authenticated = int(result.authenticated(now))
     return Event(
         transaction=EventTransaction(
             protocol=protocol,
@@ -239,6 +243,6 @@ def _event(
         ),
         request=EventRequest(ip=client_ip, user_agent=user_agent),
         authentication=EventAuthentication(
-            methods=tuple(MappingProxyType({"name": name, "timestamp": int(time.time())}) for name in result.amr)
+            methods=tuple(MappingProxyType({"name": name, "timestamp": authenticated}) for name in result.amr)
         ),
     )

@@ -26,7 +26,6 @@ from identity.store.models import (
     UserRow,
     WebAuthnChallengeRow,
     WebAuthnCredentialRow,
-    utcnow,
 )
 
 __all__ = [
@@ -151,9 +150,8 @@ async def accept_step(session: AsyncSession, authenticator_id: int, step: int) -
     return _count(result) == 1
 
 
-async def activate(session: AsyncSession, authenticator_id: int, user_pk: int) -> None:
-    """Confirm an enrollment: activate the authenticator and the user's recovery code, drop other pending ones."""
-    now = utcnow()
+async def activate(session: AsyncSession, authenticator_id: int, user_pk: int, now: datetime) -> None:
+    """Confirm an enrollment at ``now``: activate the authenticator and the recovery code, drop other pending ones."""
     await session.execute(
         update(AuthenticatorRow)
         .where(col(AuthenticatorRow.id) == authenticator_id)
@@ -204,15 +202,19 @@ async def recovery_code(session: AsyncSession, user_pk: int) -> RecoveryCodeRow 
 
 
 async def put_recovery_code(
-    session: AsyncSession, user_pk: int, public_id: str, code_hash: str, *, active: bool
+    session: AsyncSession, user_pk: int, public_id: str, code_hash: str, *, active: bool, now: datetime
 ) -> None:
-    """Replace the user's recovery code."""
+    """Replace the user's recovery code with one made ``now``."""
     await session.execute(delete(RecoveryCodeRow).where(col(RecoveryCodeRow.user_pk) == user_pk))
-    session.add(RecoveryCodeRow(public_id=public_id, user_pk=user_pk, code_hash=code_hash, active=active))
+    session.add(
+        RecoveryCodeRow(public_id=public_id, user_pk=user_pk, code_hash=code_hash, active=active, created_at=now)
+    )
 
 
-async def rotate_recovery_code(session: AsyncSession, user_pk: int, old_hash: str, new_hash: str) -> bool:
-    """Swap an active recovery code for a new one if ``old_hash`` is the current code; ``True`` for the winner."""
+async def rotate_recovery_code(
+    session: AsyncSession, user_pk: int, old_hash: str, new_hash: str, now: datetime
+) -> bool:
+    """Swap an active recovery code for a new one, made ``now``, if ``old_hash`` is it; ``True`` for the winner."""
     result = await session.execute(
         update(RecoveryCodeRow)
         .where(
@@ -220,7 +222,7 @@ async def rotate_recovery_code(session: AsyncSession, user_pk: int, old_hash: st
             col(RecoveryCodeRow.code_hash) == old_hash,
             col(RecoveryCodeRow.active).is_(True),
         )
-        .values(code_hash=new_hash, created_at=utcnow())
+        .values(code_hash=new_hash, created_at=now)
     )
     return _count(result) == 1
 

@@ -382,6 +382,9 @@ class RefreshTokenRow(SQLModel, table=True):
     access_claims: dict[str, Any] = _json(dict)
     id_claims: dict[str, Any] = _json(dict)
     created_at: datetime = _created()
+    auth_time: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    """When the user proved the factors in ``amr``, at the family's start (copied to every token of it); ``NULL``
+    on families older than the column, which fall back to the family's first ``created_at``."""
     expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     """Absolute expiry of the family (copied to every token of it)."""
     idle_expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

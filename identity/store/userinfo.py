@@ -10,6 +10,7 @@ from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
+from identity.clock import Clock, now_utc
 from identity.store import users as user_queries
 from identity.store.models import UserinfoClaimsRow
 
@@ -19,8 +20,9 @@ __all__ = ["SqlUserinfoClaims"]
 class SqlUserinfoClaims:
     """`identity.oauth2.interfaces.UserinfoClaimsStore` over the database."""
 
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, clock: Clock) -> None:
         self.session = session
+        self.clock = clock
 
     async def remember(self, jti: str, user_id: str, claims: Mapping[str, Any], expires_at: float) -> None:
         """Keep ``claims`` for the access token ``jti`` until it expires."""
@@ -28,7 +30,7 @@ class SqlUserinfoClaims:
         if found is None or found[0].id is None:
             return
         user_pk = found[0].id
-        now = datetime.now(UTC)
+        now = now_utc(self.clock)
         await self.session.execute(
             delete(UserinfoClaimsRow).where(
                 col(UserinfoClaimsRow.user_pk) == user_pk, col(UserinfoClaimsRow.expires_at) < now

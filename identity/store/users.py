@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, or_, update
@@ -13,7 +14,7 @@ from sqlmodel import col, select
 
 from identity.accounts.password_policy import normalize_identifier
 from identity.oauth2.interfaces import User
-from identity.store.models import ConnectionRow, UserRow, utcnow
+from identity.store.models import ConnectionRow, UserRow
 
 __all__ = [
     "SEARCH_FIELDS",
@@ -84,9 +85,9 @@ async def by_user_id(session: AsyncSession, user_id: str) -> tuple[UserRow, str]
     return (result[0], result[1]) if result is not None else None
 
 
-async def record_login(session: AsyncSession, user_pk: int) -> None:
-    """Count a successful login."""
-    values = {"logins_count": col(UserRow.logins_count) + 1, "last_login": utcnow()}
+async def record_login(session: AsyncSession, user_pk: int, now: datetime) -> None:
+    """Count a successful login, made ``now``."""
+    values = {"logins_count": col(UserRow.logins_count) + 1, "last_login": now}
     await session.execute(update(UserRow).where(col(UserRow.id) == user_pk).values(**values))
 
 

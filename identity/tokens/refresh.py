@@ -89,9 +89,8 @@ async def revoke_user_families(session: AsyncSession, user_pk: int, reason: str,
     return await _revoke(session, col(RefreshTokenRow.user_pk) == user_pk, now, reason)
 
 
-async def active_families(session: AsyncSession, user_id: str) -> list[dict[str, Any]]:
-    """The user's live families (newest token unrevoked, unused, unexpired), for operators."""
-    now = datetime.now(UTC)
+async def active_families(session: AsyncSession, user_id: str, now: datetime) -> list[dict[str, Any]]:
+    """The user's live families at ``now`` (newest token unrevoked, unused, unexpired), for operators."""
     rows = (
         await session.execute(
             select(RefreshTokenRow)
@@ -164,6 +163,7 @@ class SqlRefreshTokens:
                 access_claims=dict(result.access_claims),
                 id_claims=dict(result.id_claims),
                 created_at=now,
+                auth_time=datetime.fromtimestamp(result.authenticated(now.timestamp()), UTC),
                 expires_at=absolute,
                 idle_expires_at=self._idle_expiry(policy, now, absolute),
             )
@@ -199,6 +199,7 @@ class SqlRefreshTokens:
             return None
         user_id = row.user_id
         self._found[row.id] = row
+        auth_time = row.auth_time if row.auth_time is not None else await self._family_start(row.family_id)
         return StoredRefreshToken(
             id=row.id,
             family_id=row.family_id,
@@ -215,7 +216,13 @@ class SqlRefreshTokens:
             used_at=_ts(row.used_at),
             revoked=row.revoked_at is not None,
             newest=row.used_at is None,
+            auth_time=_ts(auth_time),
         )
+
+    async def _family_start(self, family_id: str) -> datetime | None:
+        """When a family older than the ``auth_time`` column began: its authentication time as best known."""
+        started = select(func.min(RefreshTokenRow.created_at)).where(col(RefreshTokenRow.family_id) == family_id)
+        return (await self.session.execute(started)).scalar()
 
     async def rotate(self, stored: StoredRefreshToken, policy: RefreshTokenPolicy) -> str | None:
         """Retire ``stored`` and insert its successor in one transaction; ``None`` for a request that lost."""
@@ -254,6 +261,8 @@ class SqlRefreshTokens:
                 access_claims=dict(parent.access_claims),
                 id_claims=dict(parent.id_claims),
                 created_at=now,
+                # From `find`, so an older family without the column's value gets its start written down here.
+                auth_time=datetime.fromtimestamp(stored.auth_time, UTC) if stored.auth_time is not None else None,
                 expires_at=absolute,
                 idle_expires_at=self._idle_expiry(policy, now, absolute),
             ),

@@ -139,7 +139,7 @@ class Services:
         if fingerprint == self._rules_fingerprint:
             return
         try:
-            self.rules = rules_from_rows(rows)
+            self.rules = rules_from_rows(rows, self.clock)
         except RuleLoadError:
             logger.exception("the stored rules changed but do not load; the previous pipeline stays")
         self._rules_fingerprint = fingerprint
@@ -362,7 +362,7 @@ def build_token_endpoint(
         clock=services.clock,
         id_token_lifetime=services.settings.id_token_lifetime,
         refresh_tokens=refresh_tokens,
-        userinfo_claims=SqlUserinfoClaims(session),
+        userinfo_claims=SqlUserinfoClaims(session, services.clock),
         app_metadata=SqlAppMetadata(session),
         transaction=unit,
     )

@@ -38,6 +38,6 @@ async def userinfo(
     audience = userinfo_audience(services.settings.issuer)
     claims = await access_token_claims(services, db, token, audience=audience, scope="openid")
     user = await live_user(db, str(claims["sub"]))
-    custom = await SqlUserinfoClaims(db).recall(str(claims.get("jti", "")))
+    custom = await SqlUserinfoClaims(db, services.clock).recall(str(claims.get("jti", "")))
     body = {**custom, "sub": user.user_id, **profile_claims(user, set(str(claims.get("scope", "")).split()))}
     return Response(body, media_type=MediaType.JSON, headers=NO_STORE)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,6 +13,7 @@ from litestar import Litestar
 from litestar.testing import TestClient
 
 from identity.app import create_app
+from identity.clock import FrozenClock, SystemClock
 from identity.rules.pipeline import RuleLoadError
 from identity.settings import Settings
 from identity.tenant_file import TenantFileError
@@ -62,6 +64,12 @@ def login(client: TestClient[Litestar], **extra: str) -> Any:
     return client.post("/oauth/token", data=data)
 
 
+def refresh(client: TestClient[Litestar], token: str) -> Any:
+    return client.post(
+        "/oauth/token", data={"grant_type": "refresh_token", "client_id": "public-app", "refresh_token": token}
+    )
+
+
 def claims_of(client: TestClient[Litestar], token: str, audience: str = API) -> dict[str, Any]:
     jwks = client.get("/.well-known/jwks.json").json()
     kid = jwt.get_unverified_header(token)["kid"]
@@ -92,6 +100,34 @@ def test_rules_see_the_event_and_oauth2_password_for_both_password_grants(start:
     assert first["methods"] == ["pwd"]
     assert first["config"] == {"k": "v"}
     assert first["ip"] == "testclient"
+
+
+def test_a_rule_can_ask_for_a_new_login_after_hours_of_refreshing(settings: Settings) -> None:
+    data = with_rules(rule("recent", "recent_login", config={"max_age": 8 * 3600}))
+    for client in data["clients"]:
+        client["grant_types"] = [*client["grant_types"], "refresh_token"]
+    apply(settings, data)
+    clock = FrozenClock(time.time())
+    rule_handlers.SEEN.clear()
+    rule_handlers.CLOCK = clock
+    try:
+        with TestClient(create_app(settings, clock=clock), base_url="https://identity.test") as client:
+            logged_in_at = int(clock.now())
+            token = login(client, scope="openid offline_access").json()["refresh_token"]
+            clock.advance(7 * 3600)
+            refreshed = refresh(client, token)
+            assert refreshed.status_code == 200, refreshed.text
+            clock.advance(2 * 3600)  # nine hours after the login, one after the last refresh
+            late = refresh(client, refreshed.json()["refresh_token"])
+            assert late.json() == {"error": "access_denied", "error_description": "Please log in again"}
+            assert late.status_code == 403
+            assert login(client, scope="openid offline_access").status_code == 200  # a new login passes again
+    finally:
+        rule_handlers.CLOCK = SystemClock()
+    protocols = ["oauth2-password", "oauth2-refresh-token", "oauth2-refresh-token", "oauth2-password"]
+    assert [seen["protocol"] for seen in rule_handlers.SEEN] == protocols
+    assert [seen["authenticated"] for seen in rule_handlers.SEEN][:3] == [logged_in_at] * 3
+    assert rule_handlers.SEEN[3]["authenticated"] == logged_in_at + 9 * 3600
 
 
 def test_custom_claims_reach_signed_tokens(start: Any) -> None:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.accounts.errors import AccountError, UnknownUser
-from identity.clock import Clock
+from identity.clock import now_utc
 from identity.crypto import SecretBox, SecretBoxError
 from identity.store import users as user_queries
 from identity.store.models import AuthenticatorRow, UserRow
@@ -22,11 +21,6 @@ TOTP_PURPOSE = "totp-secret:"
 def public_id(kind: str) -> str:
     """A new public id of a factor (``totp|dev_…``, ``recovery-code|dev_…``), as Auth0 shapes them."""
     return f"{kind}|dev_{secrets.token_urlsafe(12)}"
-
-
-def now_utc(clock: Clock) -> datetime:
-    """The clock's time, as the aware datetime rows store."""
-    return datetime.fromtimestamp(clock.now(), UTC)
 
 
 def account_name(user: UserRow) -> str:

@@ -97,7 +97,7 @@ class OtpCodes:
             if burn is not None and not await queries.burn_transaction(self.session, burn, now_utc(self.clock)):
                 return FactorCheck.TOKEN_USED
             if not authenticator.active:
-                await queries.activate(self.session, authenticator.id, user_pk)
+                await queries.activate(self.session, authenticator.id, user_pk, now_utc(self.clock))
             return FactorCheck.ACCEPTED
         return FactorCheck.INVALID
 

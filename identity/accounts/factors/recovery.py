@@ -40,7 +40,7 @@ class RecoveryCodes:
             return FactorCheck.RATE_LIMITED, None
         new_code = recovery.generate()
         won = await queries.rotate_recovery_code(
-            self.session, user_pk, recovery.hash_code(code), recovery.hash_code(new_code)
+            self.session, user_pk, recovery.hash_code(code), recovery.hash_code(new_code), now_utc(self.clock)
         )
         if (
             won
@@ -72,7 +72,7 @@ class RecoveryCodes:
             return FactorCheck.RATE_LIMITED, None
         new_code = recovery.generate()
         if not await queries.rotate_recovery_code(
-            self.session, user_pk, recovery.hash_code(code), recovery.hash_code(new_code)
+            self.session, user_pk, recovery.hash_code(code), recovery.hash_code(new_code), now_utc(self.clock)
         ):
             await self.attempts.store(user_pk, left - 1, now=now)
             return FactorCheck.INVALID, None
@@ -95,7 +95,12 @@ class RecoveryCodes:
             return None
         code = recovery.generate()
         await queries.put_recovery_code(
-            self.session, user_pk, public_id("recovery-code"), recovery.hash_code(code), active=False
+            self.session,
+            user_pk,
+            public_id("recovery-code"),
+            recovery.hash_code(code),
+            active=False,
+            now=now_utc(self.clock),
         )
         return code
 
@@ -112,7 +117,12 @@ class RecoveryCodes:
             raise NotEnrolled("the user has no enrolled factor")
         code = recovery.generate()
         await queries.put_recovery_code(
-            self.session, owner, public_id("recovery-code"), recovery.hash_code(code), active=True
+            self.session,
+            owner,
+            public_id("recovery-code"),
+            recovery.hash_code(code),
+            active=True,
+            now=now_utc(self.clock),
         )
         await self.session.commit()
         return code

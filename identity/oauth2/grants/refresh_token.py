@@ -1,7 +1,8 @@
 """``grant_type=refresh_token`` (RFC 6749 §6; Auth0 rotation and reuse detection, API.md §1.7).
 
 The new access token reflects the user as stored now (a deleted or blocked user gets ``invalid_grant``); rules run
-with ``protocol = oauth2-refresh-token`` before the presented token is retired, so a denial costs the client nothing.
+with ``protocol = oauth2-refresh-token`` before the presented token is retired, so a denial costs the client nothing,
+and see ``authentication.methods[].timestamp`` as the time of the family's original authentication.
 ``scope`` may narrow the original grant, never widen it.
 """
 
@@ -135,4 +136,6 @@ class RefreshTokenGrant:
             amr=stored.amr,
             access_claims=stored.access_claims,
             id_claims=stored.id_claims,
+            # The family's authentication, not this exchange: a rule asking for a recent login can tell them apart.
+            authenticated_at=stored.auth_time,
         )

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from identity.clock import FrozenClock
 from identity.oauth2.errors import AccessDenied
 from identity.oauth2.interfaces import GrantResult, RuleOutcome, User
 from identity.rules import InteractionRequired, Rule, RuleLoadError, RulesEngine, load_handler
@@ -95,6 +96,44 @@ async def test_the_event_describes_the_exchange():
     assert dict(event.user.user_metadata) == {"lang": "fr"}
     assert (event.request.ip, event.request.user_agent) == ("198.51.100.7", "ua/1")
     assert [method["name"] for method in event.authentication.methods] == ["pwd"]
+
+
+async def test_method_timestamps_are_now_on_the_injected_clock_for_a_fresh_login():
+    clock = FrozenClock(1_800_000_000.9)
+    seen = []
+    await RulesEngine([rule("see", lambda event, api: seen.append(event))], clock).run(
+        replace(RESULT, amr=("pwd", "mfa")), protocol="oauth2-password", requested_scopes=None, client_ip=None,
+        user_agent=None,
+    )  # fmt: skip
+    (event,) = seen
+    assert [dict(method) for method in event.authentication.methods] == [
+        {"name": "pwd", "timestamp": 1_800_000_000},
+        {"name": "mfa", "timestamp": 1_800_000_000},
+    ]
+
+
+async def test_on_refresh_method_timestamps_stay_the_original_authentication_time():
+    logged_in_at = 1_800_000_000.0
+    clock = FrozenClock(logged_in_at)
+    seen = []
+    engine = RulesEngine([rule("see", lambda event, api: seen.append(event))], clock)
+    clock.advance(5 * 3600)  # five hours of refreshes later
+    refresh = replace(RESULT, grant_type="refresh_token", authenticated_at=logged_in_at)
+    await engine.run(refresh, protocol="oauth2-refresh-token", requested_scopes=None, client_ip=None, user_agent=None)
+    (event,) = seen
+    assert [method["timestamp"] for method in event.authentication.methods] == [int(logged_in_at)]
+    assert clock.now() - event.authentication.methods[0]["timestamp"] == 5 * 3600
+
+
+async def test_a_code_exchange_shows_its_auth_time_to_rules():
+    clock = FrozenClock(1_800_000_000.0)
+    seen = []
+    engine = RulesEngine([rule("see", lambda event, api: seen.append(event))], clock)
+    await engine.run(
+        replace(RESULT, auth_time=1_799_999_990.0), protocol="oauth2-password", requested_scopes=None, client_ip=None,
+        user_agent=None,
+    )  # fmt: skip
+    assert [method["timestamp"] for method in seen[0].authentication.methods] == [1_799_999_990]
 
 
 async def test_the_event_is_read_only_and_a_rule_that_writes_to_it_fails():

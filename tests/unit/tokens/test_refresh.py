@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy import update as sa_update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from identity.clock import FrozenClock
@@ -172,6 +173,42 @@ async def test_rotate_retires_the_token_and_inserts_a_successor_of_the_same_fami
     )
     assert new.expires_at == at(3600), "rotation does not extend the family's absolute lifetime"
     assert new.idle_expires_at == at(100 + 600), "rotation renews the idle lifetime"
+
+
+async def test_the_family_keeps_its_authentication_time_through_rotations(db: Db):
+    token = await db.issue()
+    db.clock.advance(100)
+    successor = await db.rotate(token)
+    assert successor is not None
+    db.clock.advance(100)
+    third = await db.rotate(successor)
+    assert third is not None
+    assert [(await db.find(each)).auth_time for each in (token, successor, third)] == [at(0)] * 3
+
+
+async def test_a_grant_that_knows_when_the_user_authenticated_starts_the_family_then(db: Db):
+    code = replace(RESULT, grant_type="authorization_code", auth_time=NOW - 40)
+    assert (await db.find(await db.issue(code))).auth_time == at(-40)
+    refreshed = replace(RESULT, grant_type="refresh_token", authenticated_at=NOW - 90, auth_time=None)
+    assert (await db.find(await db.issue(refreshed))).auth_time == at(-90)
+
+
+async def test_a_family_older_than_the_auth_time_column_falls_back_to_its_start(db: Db):
+    token = await db.issue()
+    db.clock.advance(100)
+    successor = await db.rotate(token)
+    assert successor is not None
+    async with db.sessions() as session:  # what the migration leaves in rows written before it
+        await session.execute(sa_update(RefreshTokenRow).values(auth_time=None))
+        await session.commit()
+    db.clock.advance(100)
+    assert (await db.find(successor)).auth_time == at(0), "the family's first token's created_at"
+    third = await db.rotate(successor)
+    assert third is not None
+    async with db.sessions() as session:
+        row = await session.scalar(select(RefreshTokenRow).where(RefreshTokenRow.token_hash == sha256_hex(third)))
+    written = row.auth_time if row is not None else None
+    assert written is not None and written.timestamp() == at(0), "the fallback is written down at the next rotation"
 
 
 async def test_a_token_rotates_once_and_the_second_rotation_loses(db: Db):

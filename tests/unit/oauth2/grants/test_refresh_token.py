@@ -9,6 +9,7 @@ from identity.oauth2.errors import AccessDenied, InvalidGrant, InvalidRequest, I
 from identity.oauth2.grants.refresh_token import DELETED_USER, UNKNOWN_REFRESH_TOKEN, RefreshTokenGrant
 from identity.oauth2.interfaces import RefreshTokenPolicy, StoredRefreshToken, User
 from identity.oauth2.requests import TokenRequest
+from identity.rules import Rule, RulesEngine
 from tests.unit.oauth2.fakes import (
     API,
     CUSTOMERS,
@@ -289,6 +290,21 @@ async def test_rules_run_as_oauth2_refresh_token_and_their_claims_are_issued():
     (issued,) = setup.issuer.results
     assert issued.access_claims == {**STORED.access_claims, "https://example.test/refreshed": True}
     assert issued.refresh_token == "successor-1"
+
+
+async def test_rules_see_the_family_authentication_time_not_the_refresh_time():
+    seen = []
+    setup = Setup(replace(STORED, auth_time=NOW - 7200), rules=None)
+    setup.rules = RulesEngine([Rule("see", lambda event, api: seen.append(event))], setup.clock)
+    setup.clock.advance(30)
+    await setup.handle()
+    (event,) = seen
+    assert [dict(method) for method in event.authentication.methods] == [
+        {"name": name, "timestamp": int(NOW - 7200)} for name in ("pwd", "mfa", "otp")
+    ]
+    (issued,) = setup.issuer.results
+    # Kept for the next family link, never a claim: a refreshed token has the shape of the one it replaces.
+    assert issued.authenticated_at == NOW - 7200 and issued.auth_time is None
 
 
 async def test_a_rule_denial_leaves_the_presented_token_usable():
