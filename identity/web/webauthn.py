@@ -92,16 +92,29 @@ async def associate_webauthn(services: Services, db: AsyncSession, transaction: 
 
 
 async def challenge_webauthn(
-    services: Services, db: AsyncSession, transaction: MfaTransaction, *, challenge_type: str = "webauthn"
+    services: Services,
+    db: AsyncSession,
+    transaction: MfaTransaction,
+    *,
+    challenge_type: str = "webauthn",
+    authenticator_id: str | None = None,
 ) -> Response[Any]:
-    """Request options for the user's keys, bound to the mfa_token (single use, five minutes)."""
+    """Request options for the user's keys, bound to the mfa_token (single use, five minutes).
+
+    ``authenticator_id`` (the MFA API's choice of one authenticator): ``allowCredentials`` lists that key alone.
+    """
     webauthn = build_webauthn(services, db)
     user_pk = await _user_pk(db, transaction.user_id)
-    if not await webauthn.credentials(user_pk):
-        raise UnsupportedChallengeType("User does not have any authenticator of the requested challenge type")
-    options = await webauthn.authentication_options(
-        Purpose.MFA_ASSERT, user_pk=user_pk, transaction_pk=transaction.id, client_id=transaction.client_id
-    )
+    try:
+        options = await webauthn.authentication_options(
+            Purpose.MFA_ASSERT,
+            user_pk=user_pk,
+            transaction_pk=transaction.id,
+            client_id=transaction.client_id,
+            authenticator_id=authenticator_id,
+        )
+    except AccountError:
+        raise UnsupportedChallengeType("User does not have any authenticator of the requested challenge type") from None
     return _json({"challenge_type": challenge_type, "publicKey": options})
 
 

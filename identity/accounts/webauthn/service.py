@@ -79,9 +79,9 @@ class WebAuthnService:
 
     # --- what the handlers and the grants read -----------------------------------------------------------------
 
-    async def credentials(self, user_pk: int) -> Sequence[WebAuthnCredentialRow]:
-        """The user's keys, oldest first."""
-        return await self.keys.credentials(user_pk)
+    async def credentials(self, user_pk: int, authenticator_id: str | None = None) -> Sequence[WebAuthnCredentialRow]:
+        """The user's keys, oldest first; with ``authenticator_id``, only that authenticator's key (or none)."""
+        return await self.keys.credentials(user_pk, authenticator_id)
 
     async def ceremony(
         self,
@@ -159,10 +159,20 @@ class WebAuthnService:
         session_binding: str | None = None,
         client_id: str | None = None,
         connection: str | None = None,
+        authenticator_id: str | None = None,
     ) -> dict[str, Any]:
-        """Request options for ``navigator.credentials.get()``: the user's keys, or none (discoverable passkeys)."""
+        """Request options for ``navigator.credentials.get()``: the user's keys, or none (discoverable passkeys).
+
+        ``authenticator_id`` narrows ``allowCredentials`` to that one key of the user's. A user's options never go
+        out with an empty list: to a browser that means "any passkey of this site", so `AccountError` instead.
+        """
         _, uv, _ = await tenant_policy(self.session)
-        allowed = [descriptor(row) for row in await self.keys.credentials(user_pk)] if user_pk is not None else []
+        allowed = []
+        if user_pk is not None:
+            allowed = [descriptor(row) for row in await self.keys.credentials(user_pk, authenticator_id)]
+            if not allowed:
+                await self.session.rollback()
+                raise AccountError("no security key to challenge")
         transaction = await self.session.get(MfaTransactionRow, transaction_pk) if transaction_pk else None
         challenge = await self.ceremonies.issue(
             purpose,

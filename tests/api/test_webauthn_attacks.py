@@ -1,0 +1,191 @@
+"""WebAuthn as an attacker sees it (issue 14 follow-ups): lockouts, foreign tokens, enrollment refusals and races.
+
+Each test is an attack through the real app on the real database (SQLite or PostgreSQL): keys are `HandKey`s whose
+responses py_webauthn in the app verifies, nothing on the server side is mocked, and the races run over TCP
+(`tests.api.serving`). The app runs on a frozen clock so that a ceremony can be let expire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import dataclasses
+import os
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from litestar import Litestar
+from litestar.testing import TestClient
+from sqlalchemy import func, select
+from sqlmodel import col
+
+from identity.app import create_app
+from identity.clock import FrozenClock
+from identity.settings import Argon2Params, Settings
+from identity.store.models import AuthenticatorRow, UserRow, WebAuthnChallengeRow, WebAuthnCredentialRow
+from tests.api.mfa_support import ALICE_EMAIL, DEFAULT_PASSWORDS, PASSWORD_REALM, T0, mfa_tenant
+from tests.api.serving import serving
+from tests.api.webauthn_support import INVALID, MFA_WEBAUTHN, WEBAUTHN, HandKey, b64url
+from tests.conftest import API, ISSUER, apply, run_db
+
+MFA_AUDIENCE = ISSUER + "mfa/"
+OTHER_APP = "other-app"
+CAROL, DAVE = "carol@example.test", "dave@example.test"
+PASSWORDS = {CAROL: "carol's long password", DAVE: "dave's long password"}
+MALFORMED = {"error": "invalid_grant", "error_description": "Malformed mfa_token"}
+TOO_MANY = "too_many_attempts"
+
+
+def tenant() -> dict[str, Any]:
+    """`mfa_tenant` (policy ``always``) with the WebAuthn grants on public-app and on a second public client."""
+    data = copy.deepcopy(mfa_tenant("always"))
+    for client in data["clients"]:
+        if client["client_id"] == "public-app":
+            client["grant_types"] = [*client["grant_types"], MFA_WEBAUTHN, WEBAUTHN]
+    data["clients"].append(
+        {
+            "client_id": OTHER_APP,
+            "name": "Another public app",
+            "token_endpoint_auth_method": "none",
+            "grant_types": ["password", PASSWORD_REALM, MFA_WEBAUTHN, WEBAUTHN],
+            "connections": ["customers", "employees"],
+        }
+    )
+    data["users"] += [{"connection": "customers", "email": email, "password": pw} for email, pw in PASSWORDS.items()]
+    return data
+
+
+@pytest.fixture
+def cheap(settings: Settings) -> Settings:
+    """The emptied database with `tenant`, passwords hashed cheaply (these tests log in a lot)."""
+    cheap = dataclasses.replace(settings, argon2=Argon2Params(time_cost=1, memory_kib=64, parallelism=1))
+    apply(cheap, tenant())
+    return cheap
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock(T0)
+
+
+@pytest.fixture
+def web(cheap: Settings, clock: FrozenClock) -> Iterator[TestClient[Litestar]]:
+    with TestClient(create_app(cheap, clock=clock), base_url="https://identity.test") as test_client:
+        yield test_client
+
+
+# --- the steps of the flows ---------------------------------------------------------------------------------------
+
+
+def mfa_token(
+    web: TestClient[Litestar], username: str = ALICE_EMAIL, client_id: str = "public-app", **extra: Any
+) -> str:
+    password = PASSWORDS.get(username, DEFAULT_PASSWORDS["customers"])
+    form = {"grant_type": "password", "client_id": client_id, "username": username, "password": password, **extra}
+    response = web.post("/oauth/token", data=form)
+    assert response.status_code == 403 and response.json()["error"] == "mfa_required", response.text
+    return str(response.json()["mfa_token"])
+
+
+def associate(web: TestClient[Litestar], token: str) -> dict[str, Any]:
+    """``/mfa/associate`` for a security key: the creation options bound to the mfa_token."""
+    response = web.post(
+        "/mfa/associate", json={"authenticator_types": ["webauthn"]}, headers={"Authorization": f"Bearer {token}"}
+    )
+    assert response.status_code == 200, response.text
+    options: dict[str, Any] = response.json()["publicKey"]
+    return options
+
+
+def grant(web: TestClient[Litestar], client_id: str = "public-app", **body: Any) -> httpx.Response:
+    return web.post("/oauth/token", json={"client_id": client_id, **body})
+
+
+def enroll(web: TestClient[Litestar], key: HandKey, username: str = ALICE_EMAIL) -> None:
+    token = mfa_token(web, username)
+    confirmed = grant(web, grant_type=MFA_WEBAUTHN, mfa_token=token, authn_response=key.create(associate(web, token)))
+    assert confirmed.status_code == 200, confirmed.text
+
+
+def key_challenge(web: TestClient[Litestar], token: str, client_id: str = "public-app", **extra: str) -> Any:
+    form = {"client_id": client_id, "mfa_token": token, "challenge_type": "webauthn", **extra}
+    return web.post("/mfa/challenge", data=form)
+
+
+def second_factor(web: TestClient[Litestar], key: HandKey, client_id: str = "public-app", **login: Any) -> Any:
+    """Password then the key: the token response (200) or the refusal."""
+    token = mfa_token(web, client_id=client_id, **login)
+    options = key_challenge(web, token, client_id).json()["publicKey"]
+    return grant(web, client_id, grant_type=MFA_WEBAUTHN, mfa_token=token, authn_response=key.get(options))
+
+
+def access_token(web: TestClient[Litestar], key: HandKey, client_id: str = "public-app", **login: Any) -> str:
+    signed_in = second_factor(web, key, client_id, **login)
+    assert signed_in.status_code == 200, signed_in.text
+    return str(signed_in.json()["access_token"])
+
+
+def register(web: TestClient[Litestar], bearer: str, client_id: str = "public-app") -> Any:
+    return web.post("/passkey/register", json={"client_id": client_id}, headers={"Authorization": f"Bearer {bearer}"})
+
+
+def passkey_sign_in(web: TestClient[Litestar], key: HandKey, user_handle: str | None = None) -> Any:
+    started = web.post("/passkey/challenge", data={"client_id": "public-app"}).json()
+    answer = key.get(started["authn_params_public_key"], user_handle=user_handle)
+    return grant(web, grant_type=WEBAUTHN, auth_session=started["auth_session"], authn_response=answer)
+
+
+def count(settings: Settings, query: Any) -> int:
+    async def work(session: Any, _: Any) -> int:
+        return int((await session.execute(query)).scalar_one())
+
+    return run_db(settings, work)
+
+
+def keys_of(settings: Settings, email: str) -> int:
+    """How many WebAuthn keys (active authenticators of kind webauthn, and credential rows) the user has."""
+    user = select(UserRow.id).where(col(UserRow.email) == email)
+    authenticators = count(
+        settings,
+        select(func.count())
+        .select_from(AuthenticatorRow)
+        .where(col(AuthenticatorRow.user_pk).in_(user), col(AuthenticatorRow.kind) == "webauthn"),
+    )
+    credentials = count(
+        settings,
+        select(func.count()).select_from(WebAuthnCredentialRow).where(col(WebAuthnCredentialRow.user_pk).in_(user)),
+    )
+    assert authenticators == credentials
+    return credentials
+
+
+# --- 4. /mfa/challenge for one authenticator names that key alone -------------------------------------------------
+
+
+def test_a_challenge_for_one_key_allows_that_key_alone(web: TestClient[Litestar]) -> None:
+    first, second = HandKey(None), HandKey(None)
+    enroll(web, first)
+    registration = register(web, access_token(web, first, audience=MFA_AUDIENCE, scope="enroll")).json()
+    created = second.create(registration["authn_params_public_key"], flags=0x45)
+    assert (
+        grant(web, grant_type=WEBAUTHN, auth_session=registration["auth_session"], authn_response=created).status_code
+        == 200
+    )
+    token = mfa_token(web)
+    listed = web.get("/mfa/authenticators", headers={"Authorization": f"Bearer {token}"}).json()
+    ids = [entry["id"] for entry in listed if entry["authenticator_type"] == "webauthn"]
+    assert len(ids) == 2
+
+    def allowed(**extra: str) -> list[str]:
+        response = key_challenge(web, token, **extra)
+        assert response.status_code == 200, response.text
+        return [entry["id"] for entry in response.json()["publicKey"]["allowCredentials"]]
+
+    assert allowed(authenticator_id=ids[0]) == [b64url(first.credential_id)]
+    assert allowed(authenticator_id=ids[1]) == [b64url(second.credential_id)]
+    assert sorted(allowed()) == sorted([b64url(first.credential_id), b64url(second.credential_id)])
+    unknown = key_challenge(web, token, authenticator_id="webauthn|dev_unknown")
+    assert unknown.status_code in (400, 403) and unknown.json()["error"] == "unsupported_challenge_type", unknown.text
