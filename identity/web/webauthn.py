@@ -220,13 +220,15 @@ async def passkey_register(
 ) -> Response[Any]:
     """Registration of a passkey for a user who proved who they are (there is no open signup).
 
-    ``Authorization: Bearer`` an MFA-API access token with the ``enroll`` scope (obtained after a second factor).
+    ``Authorization: Bearer`` an MFA-API access token with the ``enroll`` scope (obtained after a second factor),
+    issued to the client the request names: the ceremony is that client's, and it ends in that client's tokens, so a
+    token of another client (or for another API, or without ``enroll``) registers nothing.
     """
     token = bearer_token(request)
     if not is_jwt(token):
         raise InvalidToken("an access token for the MFA API with the enroll scope is required", scope="enroll")
-    user_id = (await mfa_api_user(services, db, token, "enroll")).user_id
     params, client = await _client(request, services, db)
+    user_id = (await mfa_api_user(services, db, token, "enroll", client_id=client.client_id)).user_id
     _allowed(client, WEBAUTHN)
     found = await user_queries.by_user_id(db, user_id)
     await db.commit()

@@ -162,6 +162,35 @@ def keys_of(settings: Settings, email: str) -> int:
     return credentials
 
 
+# --- 2. /passkey/register takes only an enroll token of the MFA API, issued to the client it names -------------------
+
+
+def test_passkey_register_refuses_a_token_of_another_client_api_or_scope(
+    web: TestClient[Litestar], cheap: Settings
+) -> None:
+    """A passkey registered through client B's ceremony signs in to B: a token of client A must not start one, nor
+    a token for another API, nor an MFA-API token without ``enroll``. Every refusal is 401 ``invalid_token`` and
+    leaves no ceremony behind."""
+    key = HandKey(None)
+    enroll(web, key)
+    others = access_token(web, key, OTHER_APP, audience=MFA_AUDIENCE, scope="enroll")
+    api_token = access_token(web, key, audience=API)
+    no_enroll = access_token(web, key, audience=MFA_AUDIENCE, scope="read:authenticators")
+    for bearer in (others, api_token, no_enroll):
+        refused = register(web, bearer, "public-app")
+        assert refused.status_code == 401 and refused.json()["error"] == "invalid_token", refused.text
+        assert "enroll" in refused.headers["www-authenticate"]
+    ceremonies = select(func.count()).select_from(WebAuthnChallengeRow)
+    assert count(cheap, ceremonies.where(col(WebAuthnChallengeRow.purpose) == "passkey-register")) == 0
+
+    own = register(web, others, OTHER_APP)  # the same token, at the client it was issued to
+    assert own.status_code == 200, own.text
+    passkey = HandKey(None)
+    created = passkey.create(own.json()["authn_params_public_key"], flags=0x45)
+    assert grant(web, OTHER_APP, grant_type=WEBAUTHN, auth_session=own.json()["auth_session"],
+                 authn_response=created).status_code == 200  # fmt: skip
+
+
 # --- 4. /mfa/challenge for one authenticator names that key alone -------------------------------------------------
 
 
