@@ -191,6 +191,123 @@ def test_passkey_register_refuses_a_token_of_another_client_api_or_scope(
                  authn_response=created).status_code == 200  # fmt: skip
 
 
+# --- 3. confirming an enrollment: every refusal is the contract's error and changes nothing -----------------------
+
+
+def test_refused_enrollment_confirmations_change_nothing(web: TestClient[Litestar], cheap: Settings) -> None:
+    """A wrong challenge, another user's pending enrollment (both ways), then the owners confirm their own."""
+    alice = mfa_token(web)
+    alice_options = associate(web, alice)
+    employee = mfa_token(web, grant_type=PASSWORD_REALM, realm="employees", password=DEFAULT_PASSWORDS["employees"])
+    employee_options = associate(web, employee)
+    alice_key, employee_key = HandKey(None), HandKey(None)
+
+    forged = alice_key.create({**alice_options, "challenge": b64url(os.urandom(32))})
+    crossed = [
+        (alice, forged),
+        (alice, alice_key.create(employee_options)),
+        (employee, employee_key.create(alice_options)),
+    ]
+    for token, attestation in crossed:
+        refused = grant(web, grant_type=MFA_WEBAUTHN, mfa_token=token, authn_response=attestation)
+        assert (refused.status_code, refused.json()) == (403, INVALID), refused.text
+    assert keys_of(cheap, ALICE_EMAIL) == 0
+    answered = (
+        select(func.count()).select_from(WebAuthnChallengeRow).where(col(WebAuthnChallengeRow.consumed_at).isnot(None))
+    )
+    assert count(cheap, answered) == 0
+
+    for token, key, options in ((alice, alice_key, alice_options), (employee, employee_key, employee_options)):
+        confirmed = grant(web, grant_type=MFA_WEBAUTHN, mfa_token=token, authn_response=key.create(options))
+        assert confirmed.status_code == 200, confirmed.text
+    assert keys_of(cheap, ALICE_EMAIL) == 2  # one key for each of the two users called alice@example.test
+
+
+def test_a_replayed_or_expired_enrollment_is_refused(
+    web: TestClient[Litestar], cheap: Settings, clock: FrozenClock
+) -> None:
+    token = mfa_token(web)
+    key = HandKey(None)
+    late = key.create(associate(web, token))
+    clock.advance(301)  # the ceremony's five minutes are over; the mfa_token (ten minutes) is still live
+    refused = grant(web, grant_type=MFA_WEBAUTHN, mfa_token=token, authn_response=late)
+    assert (refused.status_code, refused.json()) == (403, INVALID), refused.text
+    assert keys_of(cheap, ALICE_EMAIL) == 0
+
+    attestation = key.create(associate(web, token))  # the same mfa_token asks again, in time
+    assert grant(web, grant_type=MFA_WEBAUTHN, mfa_token=token, authn_response=attestation).status_code == 200
+    replayed = grant(web, grant_type=MFA_WEBAUTHN, mfa_token=token, authn_response=attestation)
+    assert (replayed.status_code, replayed.json()) == (403, MALFORMED), replayed.text
+    with_a_new_token = grant(web, grant_type=MFA_WEBAUTHN, mfa_token=mfa_token(web), authn_response=attestation)
+    assert (with_a_new_token.status_code, with_a_new_token.json()) == (403, INVALID), with_a_new_token.text
+    assert keys_of(cheap, ALICE_EMAIL) == 1
+
+
+def test_a_second_pending_enrollment_is_refused_once_the_first_is_confirmed(
+    web: TestClient[Litestar], cheap: Settings
+) -> None:
+    """Someone with Carol's password starts an enrollment of their own key while Carol starts hers (both allowed:
+    she has no factor yet). Carol confirms first: the other enrollment is moot, and it registers nothing."""
+    carols, intruders = mfa_token(web, CAROL), mfa_token(web, CAROL)
+    carols_options, intruders_options = associate(web, carols), associate(web, intruders)
+    carol_key, intruder_key = HandKey(None), HandKey(None)
+    assert grant(web, grant_type=MFA_WEBAUTHN, mfa_token=carols,
+                 authn_response=carol_key.create(carols_options)).status_code == 200  # fmt: skip
+    refused = grant(
+        web, grant_type=MFA_WEBAUTHN, mfa_token=intruders, authn_response=intruder_key.create(intruders_options)
+    )
+    assert (refused.status_code, refused.json()) == (403, INVALID), refused.text
+    assert keys_of(cheap, CAROL) == 1
+    assert second_factor(web, carol_key, username=CAROL).status_code == 200
+
+
+def _outcomes(answers: list[httpx.Response]) -> Counter[str]:
+    def outcome(response: httpx.Response) -> str:
+        if response.status_code == 200:
+            return "confirmed"
+        body = response.json()
+        assert response.status_code in (403, 429), response.text
+        assert body in (INVALID, MALFORMED) or body["error"] == TOO_MANY, body
+        return "refused"
+
+    return Counter(outcome(answer) for answer in answers)
+
+
+async def test_one_attestation_sent_many_times_at_once_confirms_once(cheap: Settings, clock: FrozenClock) -> None:
+    app = create_app(cheap, clock=clock)
+    async with serving(app) as client:
+        form = {"grant_type": "password", "client_id": "public-app", "username": DAVE, "password": PASSWORDS[DAVE]}
+        token = (await client.post("/oauth/token", data=form)).json()["mfa_token"]
+        associated = await client.post(
+            "/mfa/associate", json={"authenticator_types": ["webauthn"]}, headers={"Authorization": f"Bearer {token}"}
+        )
+        body = {"client_id": "public-app", "grant_type": MFA_WEBAUTHN, "mfa_token": token,
+                "authn_response": HandKey(None).create(associated.json()["publicKey"])}  # fmt: skip
+        answers = await asyncio.gather(*(client.post("/oauth/token", json=body) for _ in range(20)))
+    assert _outcomes(list(answers)) == {"confirmed": 1, "refused": 19}
+    assert await asyncio.to_thread(keys_of, cheap, DAVE) == 1  # run_db has its own event loop
+
+
+async def test_enrollments_of_one_user_confirmed_at_once_register_one_key(cheap: Settings, clock: FrozenClock) -> None:
+    """Eight enrollments of Dave (eight mfa_tokens, eight keys) confirmed concurrently: the first factor is one key."""
+    app = create_app(cheap, clock=clock)
+    async with serving(app) as client:
+        form = {"grant_type": "password", "client_id": "public-app", "username": DAVE, "password": PASSWORDS[DAVE]}
+        bodies = []
+        for _ in range(8):
+            token = (await client.post("/oauth/token", data=form)).json()["mfa_token"]
+            associated = await client.post(
+                "/mfa/associate",
+                json={"authenticator_types": ["webauthn"]},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            bodies.append({"client_id": "public-app", "grant_type": MFA_WEBAUTHN, "mfa_token": token,
+                           "authn_response": HandKey(None).create(associated.json()["publicKey"])})  # fmt: skip
+        answers = await asyncio.gather(*(client.post("/oauth/token", json=body) for body in bodies))
+    assert _outcomes(list(answers)) == {"confirmed": 1, "refused": 7}
+    assert await asyncio.to_thread(keys_of, cheap, DAVE) == 1  # run_db has its own event loop
+
+
 # --- 4. /mfa/challenge for one authenticator names that key alone -------------------------------------------------
 
 

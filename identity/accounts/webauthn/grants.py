@@ -42,10 +42,16 @@ class WebAuthnFactors:
         user_pk = await self._transaction_user(transaction)
         if ceremony is None or user_pk is None or ceremony.user_pk != user_pk:
             return WebAuthnOutcome(FactorCheck.INVALID)
+        # /mfa/associate proved no factor: once the user has one (another enrollment, confirmed first), this one
+        # is moot. Checked here without spending an attempt, and again under a lock where the key is stored.
+        enrolled = await self.webauthn.has_active_factor(user_pk)
+        await self.webauthn.session.commit()
+        if enrolled:
+            return WebAuthnOutcome(FactorCheck.INVALID)
         if not await self.attempts.reserve(user_pk):
             return WebAuthnOutcome(FactorCheck.RATE_LIMITED)
         registered = await self.webauthn.register(
-            ceremony, credential, name="Security key", burn_transaction=transaction.id
+            ceremony, credential, name="Security key", burn_transaction=transaction.id, first_factor_only=True
         )
         if registered.check is not FactorCheck.INVALID:
             await self.attempts.refund(user_pk)

@@ -202,8 +202,13 @@ class WebAuthnService:
         *,
         name: str,
         burn_transaction: int | None = None,
+        first_factor_only: bool = False,
     ) -> Registered:
-        """Verify an attestation for ``ceremony`` and store the key as an active factor, burning the challenge."""
+        """Verify an attestation for ``ceremony`` and store the key as an active factor, burning the challenge.
+
+        ``first_factor_only`` (an enrollment through ``/mfa/associate``, which proved no factor): refused, with
+        nothing stored, when the user has an active authenticator by the time it is confirmed.
+        """
         user_pk = ceremony.user_pk
         if user_pk is None:
             return Registered(FactorCheck.INVALID, reason="no user")
@@ -233,6 +238,10 @@ class WebAuthnService:
         if burn_transaction is not None and not await mfa_queries.burn_transaction(self.session, burn_transaction, now):
             await self.session.rollback()
             return Registered(FactorCheck.TOKEN_USED, reason="mfa_token used")
+        if first_factor_only and await self.has_active_factor(user_pk, hold=True):
+            await self.session.rollback()
+            logger.info("webauthn registration refused: the user enrolled another factor meanwhile")
+            return Registered(FactorCheck.INVALID, reason="already enrolled")
         authenticator = AuthenticatorRow(
             public_id=public_id, user_pk=user_pk, kind="webauthn", secret="", active=True, created_at=now,
             confirmed_at=now,
@@ -271,6 +280,20 @@ class WebAuthnService:
             return Registered(FactorCheck.INVALID, reason="This security key is already registered.")
         logger.info("webauthn key registered authenticator=%s hardware=%s", public_id, hardware)
         return Registered(FactorCheck.ACCEPTED, public_id, hardware, verified.user_verified)
+
+    async def has_active_factor(self, user_pk: int, *, hold: bool = False) -> bool:
+        """Whether the user has an active authenticator (an app or a key).
+
+        ``hold``: the user's row stays locked until the transaction ends (PostgreSQL; SQLite has one writer, and the
+        caller has written already), so two confirmations of different enrollments of one user run one after the
+        other and the second sees the first's key.
+        """
+        if hold:
+            await self.session.execute(select(UserRow.id).where(col(UserRow.id) == user_pk).with_for_update())
+        query = select(AuthenticatorRow.id).where(
+            col(AuthenticatorRow.user_pk) == user_pk, col(AuthenticatorRow.active).is_(True)
+        )
+        return (await self.session.execute(query.limit(1))).first() is not None
 
     async def authenticate(
         self,
