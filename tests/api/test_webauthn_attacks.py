@@ -162,6 +162,36 @@ def keys_of(settings: Settings, email: str) -> int:
     return credentials
 
 
+# --- 1. nobody without a credential can lock the owner of a passkey out -------------------------------------------
+
+
+def test_forged_passkey_responses_do_not_lock_the_owner_out(web: TestClient[Litestar]) -> None:
+    """Alice has a passkey (registered with the passkey API, so a discoverable one with her user handle). An attacker
+    who has no credential but knows its id (not a secret: it is sent in the clear with every assertion) or Alice's
+    user handle sends forged responses, many more than the bucket of 10: they are refused one by one and count
+    against nobody; Alice then signs in with her passkey, and her security key still works as a second factor."""
+    security_key, passkey = HandKey(None), HandKey(None)
+    enroll(web, security_key)
+    bearer = access_token(web, security_key, audience=MFA_AUDIENCE, scope="enroll")
+    registration = register(web, bearer).json()
+    handle = registration["authn_params_public_key"]["user"]["id"]
+    created = passkey.create(registration["authn_params_public_key"], flags=0x45)
+    assert (
+        grant(web, grant_type=WEBAUTHN, auth_session=registration["auth_session"], authn_response=created).status_code
+        == 200
+    )
+
+    forger = HandKey(None)  # another private key, claiming to be Alice's passkey
+    forger.credential_id = passkey.credential_id
+    for attempt in range(15):
+        by_id = attempt % 2 == 0
+        refused = passkey_sign_in(web, forger, user_handle=None if by_id else handle)
+        assert (refused.status_code, refused.json()) == (403, INVALID), refused.text
+
+    assert passkey_sign_in(web, passkey, user_handle=handle).status_code == 200
+    assert second_factor(web, security_key).status_code == 200  # the OTP/key bucket was not touched either
+
+
 # --- 2. /passkey/register takes only an enroll token of the MFA API, issued to the client it names -------------------
 
 

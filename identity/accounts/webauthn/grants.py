@@ -16,7 +16,11 @@ __all__ = ["WebAuthnFactors"]
 
 
 class WebAuthnFactors:
-    """`identity.oauth2.interfaces.WebAuthnFactor` for the grants: ceremonies plus the users' attempt bucket."""
+    """`identity.oauth2.interfaces.WebAuthnFactor` for the grants: ceremonies plus the users' attempt bucket.
+
+    The bucket counts the responses of those who already passed a first factor (an mfa_token, an MFA-API token), as
+    for OTP codes; a passkey's sign-in, open to anyone, does not touch it.
+    """
 
     def __init__(self, webauthn: WebAuthnService, attempts: AttemptBucket) -> None:
         self.webauthn = webauthn
@@ -118,13 +122,10 @@ class WebAuthnFactors:
                 user_verified=registered.user_verified,
                 connection=connection,
             )
-        assertion = await self.webauthn.authenticate(
-            ceremony,
-            credential,
-            user_pk=None,
-            take_attempt=self.attempts.reserve,
-            refund_attempt=self.attempts.refund,
-        )
+        # No attempt is drawn from the owner's bucket here: the key is named by its credential id or user handle,
+        # which are not secrets, so anyone could empty the owner's bucket with forged responses and lock them out of
+        # their passkey and their second factors; and a signature cannot be guessed, so a count protects nothing.
+        assertion = await self.webauthn.authenticate(ceremony, credential, user_pk=None)
         return WebAuthnOutcome(
             assertion.check,
             user=await self._user(assertion.user_pk) if assertion.check is FactorCheck.ACCEPTED else None,

@@ -3,7 +3,8 @@
 py_webauthn checks the origin (``IDENTITY_WEBAUTHN_ORIGINS``), the RP id hash, the challenge, user presence, user
 verification (when the tenant requires it) and the signature. The sign count is checked here, after the signature: a
 counter that does not move forward marks the credential as possibly cloned; the response is refused and the event
-logged. Failed responses draw from the user's attempt bucket, as OTP codes do (reserved before checking).
+logged. Failed second-factor responses draw from the user's attempt bucket, as OTP codes do (reserved before
+checking); a passkey sign-in does not (`identity.accounts.webauthn.grants`).
 """
 
 from __future__ import annotations
