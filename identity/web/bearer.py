@@ -74,8 +74,16 @@ async def live_user(db: AsyncSession, user_id: str, *, scope: str | None = None)
     return user
 
 
-async def mfa_api_user(services: Services, db: AsyncSession, token: str, scope: str) -> User:
-    """The live user of an MFA-API access token with ``scope`` (issued after a second factor)."""
+async def mfa_api_user(
+    services: Services, db: AsyncSession, token: str, scope: str, *, client_id: str | None = None
+) -> User:
+    """The live user of an MFA-API access token with ``scope`` (issued after a second factor).
+
+    ``client_id``: the token must also have been issued to that client (``azp``; RFC 9068's ``client_id``), for an
+    endpoint whose result is bound to the client the request names (``/passkey/register``).
+    """
     audience = mfa_api_audience(services.settings.issuer)
     claims = await access_token_claims(services, db, token, audience=audience, scope=scope, second_factor=True)
+    if client_id is not None and claims.get("azp", claims.get("client_id")) != client_id:
+        raise InvalidToken("the token was not issued to this client", scope=scope)
     return await live_user(db, str(claims["sub"]), scope=scope)

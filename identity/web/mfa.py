@@ -166,7 +166,7 @@ async def challenge(
         authenticator_id=params.get("authenticator_id"),
     )
     if chosen is Challenge.WEBAUTHN:
-        return await challenge_webauthn(services, db, transaction)
+        return await challenge_webauthn(services, db, transaction, authenticator_id=params.get("authenticator_id"))
     if chosen is None:
         raise UnsupportedChallengeType("User does not have any authenticator of the requested challenge type")
     return Response({"challenge_type": "otp"}, media_type=MediaType.JSON, headers=NO_STORE)

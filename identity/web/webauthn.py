@@ -92,16 +92,29 @@ async def associate_webauthn(services: Services, db: AsyncSession, transaction: 
 
 
 async def challenge_webauthn(
-    services: Services, db: AsyncSession, transaction: MfaTransaction, *, challenge_type: str = "webauthn"
+    services: Services,
+    db: AsyncSession,
+    transaction: MfaTransaction,
+    *,
+    challenge_type: str = "webauthn",
+    authenticator_id: str | None = None,
 ) -> Response[Any]:
-    """Request options for the user's keys, bound to the mfa_token (single use, five minutes)."""
+    """Request options for the user's keys, bound to the mfa_token (single use, five minutes).
+
+    ``authenticator_id`` (the MFA API's choice of one authenticator): ``allowCredentials`` lists that key alone.
+    """
     webauthn = build_webauthn(services, db)
     user_pk = await _user_pk(db, transaction.user_id)
-    if not await webauthn.credentials(user_pk):
-        raise UnsupportedChallengeType("User does not have any authenticator of the requested challenge type")
-    options = await webauthn.authentication_options(
-        Purpose.MFA_ASSERT, user_pk=user_pk, transaction_pk=transaction.id, client_id=transaction.client_id
-    )
+    try:
+        options = await webauthn.authentication_options(
+            Purpose.MFA_ASSERT,
+            user_pk=user_pk,
+            transaction_pk=transaction.id,
+            client_id=transaction.client_id,
+            authenticator_id=authenticator_id,
+        )
+    except AccountError:
+        raise UnsupportedChallengeType("User does not have any authenticator of the requested challenge type") from None
     return _json({"challenge_type": challenge_type, "publicKey": options})
 
 
@@ -207,13 +220,15 @@ async def passkey_register(
 ) -> Response[Any]:
     """Registration of a passkey for a user who proved who they are (there is no open signup).
 
-    ``Authorization: Bearer`` an MFA-API access token with the ``enroll`` scope (obtained after a second factor).
+    ``Authorization: Bearer`` an MFA-API access token with the ``enroll`` scope (obtained after a second factor),
+    issued to the client the request names: the ceremony is that client's, and it ends in that client's tokens, so a
+    token of another client (or for another API, or without ``enroll``) registers nothing.
     """
     token = bearer_token(request)
     if not is_jwt(token):
         raise InvalidToken("an access token for the MFA API with the enroll scope is required", scope="enroll")
-    user_id = (await mfa_api_user(services, db, token, "enroll")).user_id
     params, client = await _client(request, services, db)
+    user_id = (await mfa_api_user(services, db, token, "enroll", client_id=client.client_id)).user_id
     _allowed(client, WEBAUTHN)
     found = await user_queries.by_user_id(db, user_id)
     await db.commit()

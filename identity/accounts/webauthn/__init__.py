@@ -20,7 +20,10 @@ Security choices:
   verification (when the tenant requires it) and the signature. The sign count is checked here, after the
   signature: a counter that does not move forward marks the credential as possibly cloned; the response is refused
   and the event logged.
-- Failed responses draw from the user's attempt bucket, as OTP codes do (reserved before checking).
+- Failed second-factor responses (after a password: an mfa_token) draw from the user's attempt bucket, as OTP
+  codes do (reserved before checking). A passkey sign-in's do not: anyone may start one and name a key by its
+  credential id or user handle (not secrets), so counting would let anyone lock the owner out, and a signature
+  cannot be guessed, so there is nothing for a count to slow down.
 - The public key is stored as the authenticator sent it (COSE; it is not a secret). The user handle is 32 random
   bytes per user, never the user id or the email.
 - A key counts as hardware-bound (``amr`` ``hwk``) only when its attestation chained to a trusted root and it is

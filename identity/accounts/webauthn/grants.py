@@ -16,7 +16,11 @@ __all__ = ["WebAuthnFactors"]
 
 
 class WebAuthnFactors:
-    """`identity.oauth2.interfaces.WebAuthnFactor` for the grants: ceremonies plus the users' attempt bucket."""
+    """`identity.oauth2.interfaces.WebAuthnFactor` for the grants: ceremonies plus the users' attempt bucket.
+
+    The bucket counts the responses of those who already passed a first factor (an mfa_token, an MFA-API token), as
+    for OTP codes; a passkey's sign-in, open to anyone, does not touch it.
+    """
 
     def __init__(self, webauthn: WebAuthnService, attempts: AttemptBucket) -> None:
         self.webauthn = webauthn
@@ -42,10 +46,16 @@ class WebAuthnFactors:
         user_pk = await self._transaction_user(transaction)
         if ceremony is None or user_pk is None or ceremony.user_pk != user_pk:
             return WebAuthnOutcome(FactorCheck.INVALID)
+        # /mfa/associate proved no factor: once the user has one (another enrollment, confirmed first), this one
+        # is moot. Checked here without spending an attempt, and again under a lock where the key is stored.
+        enrolled = await self.webauthn.has_active_factor(user_pk)
+        await self.webauthn.session.commit()
+        if enrolled:
+            return WebAuthnOutcome(FactorCheck.INVALID)
         if not await self.attempts.reserve(user_pk):
             return WebAuthnOutcome(FactorCheck.RATE_LIMITED)
         registered = await self.webauthn.register(
-            ceremony, credential, name="Security key", burn_transaction=transaction.id
+            ceremony, credential, name="Security key", burn_transaction=transaction.id, first_factor_only=True
         )
         if registered.check is not FactorCheck.INVALID:
             await self.attempts.refund(user_pk)
@@ -112,13 +122,10 @@ class WebAuthnFactors:
                 user_verified=registered.user_verified,
                 connection=connection,
             )
-        assertion = await self.webauthn.authenticate(
-            ceremony,
-            credential,
-            user_pk=None,
-            take_attempt=self.attempts.reserve,
-            refund_attempt=self.attempts.refund,
-        )
+        # No attempt is drawn from the owner's bucket here: the key is named by its credential id or user handle,
+        # which are not secrets, so anyone could empty the owner's bucket with forged responses and lock them out of
+        # their passkey and their second factors; and a signature cannot be guessed, so a count protects nothing.
+        assertion = await self.webauthn.authenticate(ceremony, credential, user_pk=None)
         return WebAuthnOutcome(
             assertion.check,
             user=await self._user(assertion.user_pk) if assertion.check is FactorCheck.ACCEPTED else None,

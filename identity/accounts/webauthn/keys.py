@@ -12,7 +12,7 @@ from sqlmodel import col, select
 
 from identity.accounts.errors import AccountError
 from identity.accounts.webauthn.wire import b64url_decode
-from identity.store.models import WebAuthnCredentialRow, WebAuthnUserRow
+from identity.store.models import AuthenticatorRow, WebAuthnCredentialRow, WebAuthnUserRow
 
 __all__ = ["KeyStore"]
 
@@ -45,14 +45,18 @@ class KeyStore:
         query = select(WebAuthnUserRow.user_pk).where(col(WebAuthnUserRow.user_handle) == handle)
         return (await self.session.execute(query)).scalar()
 
-    async def credentials(self, user_pk: int) -> Sequence[WebAuthnCredentialRow]:
-        """The user's keys, oldest first."""
+    async def credentials(self, user_pk: int, authenticator_id: str | None = None) -> Sequence[WebAuthnCredentialRow]:
+        """The user's keys, oldest first; with ``authenticator_id``, only that authenticator's key (or none)."""
         query = (
             select(WebAuthnCredentialRow)
             .where(col(WebAuthnCredentialRow.user_pk) == user_pk)
             .order_by(col(WebAuthnCredentialRow.id))
             .execution_options(populate_existing=True)
         )
+        if authenticator_id is not None:
+            query = query.join(
+                AuthenticatorRow, col(AuthenticatorRow.id) == col(WebAuthnCredentialRow.authenticator_pk)
+            ).where(col(AuthenticatorRow.public_id) == authenticator_id)
         return (await self.session.execute(query)).scalars().all()
 
     async def candidates(

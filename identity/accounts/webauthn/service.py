@@ -3,7 +3,8 @@
 py_webauthn checks the origin (``IDENTITY_WEBAUTHN_ORIGINS``), the RP id hash, the challenge, user presence, user
 verification (when the tenant requires it) and the signature. The sign count is checked here, after the signature: a
 counter that does not move forward marks the credential as possibly cloned; the response is refused and the event
-logged. Failed responses draw from the user's attempt bucket, as OTP codes do (reserved before checking).
+logged. Failed second-factor responses draw from the user's attempt bucket, as OTP codes do (reserved before
+checking); a passkey sign-in does not (`identity.accounts.webauthn.grants`).
 """
 
 from __future__ import annotations
@@ -79,9 +80,9 @@ class WebAuthnService:
 
     # --- what the handlers and the grants read -----------------------------------------------------------------
 
-    async def credentials(self, user_pk: int) -> Sequence[WebAuthnCredentialRow]:
-        """The user's keys, oldest first."""
-        return await self.keys.credentials(user_pk)
+    async def credentials(self, user_pk: int, authenticator_id: str | None = None) -> Sequence[WebAuthnCredentialRow]:
+        """The user's keys, oldest first; with ``authenticator_id``, only that authenticator's key (or none)."""
+        return await self.keys.credentials(user_pk, authenticator_id)
 
     async def ceremony(
         self,
@@ -159,10 +160,20 @@ class WebAuthnService:
         session_binding: str | None = None,
         client_id: str | None = None,
         connection: str | None = None,
+        authenticator_id: str | None = None,
     ) -> dict[str, Any]:
-        """Request options for ``navigator.credentials.get()``: the user's keys, or none (discoverable passkeys)."""
+        """Request options for ``navigator.credentials.get()``: the user's keys, or none (discoverable passkeys).
+
+        ``authenticator_id`` narrows ``allowCredentials`` to that one key of the user's. A user's options never go
+        out with an empty list: to a browser that means "any passkey of this site", so `AccountError` instead.
+        """
         _, uv, _ = await tenant_policy(self.session)
-        allowed = [descriptor(row) for row in await self.keys.credentials(user_pk)] if user_pk is not None else []
+        allowed = []
+        if user_pk is not None:
+            allowed = [descriptor(row) for row in await self.keys.credentials(user_pk, authenticator_id)]
+            if not allowed:
+                await self.session.rollback()
+                raise AccountError("no security key to challenge")
         transaction = await self.session.get(MfaTransactionRow, transaction_pk) if transaction_pk else None
         challenge = await self.ceremonies.issue(
             purpose,
@@ -192,8 +203,13 @@ class WebAuthnService:
         *,
         name: str,
         burn_transaction: int | None = None,
+        first_factor_only: bool = False,
     ) -> Registered:
-        """Verify an attestation for ``ceremony`` and store the key as an active factor, burning the challenge."""
+        """Verify an attestation for ``ceremony`` and store the key as an active factor, burning the challenge.
+
+        ``first_factor_only`` (an enrollment through ``/mfa/associate``, which proved no factor): refused, with
+        nothing stored, when the user has an active authenticator by the time it is confirmed.
+        """
         user_pk = ceremony.user_pk
         if user_pk is None:
             return Registered(FactorCheck.INVALID, reason="no user")
@@ -223,6 +239,10 @@ class WebAuthnService:
         if burn_transaction is not None and not await mfa_queries.burn_transaction(self.session, burn_transaction, now):
             await self.session.rollback()
             return Registered(FactorCheck.TOKEN_USED, reason="mfa_token used")
+        if first_factor_only and await self.has_active_factor(user_pk, hold=True):
+            await self.session.rollback()
+            logger.info("webauthn registration refused: the user enrolled another factor meanwhile")
+            return Registered(FactorCheck.INVALID, reason="already enrolled")
         authenticator = AuthenticatorRow(
             public_id=public_id, user_pk=user_pk, kind="webauthn", secret="", active=True, created_at=now,
             confirmed_at=now,
@@ -261,6 +281,20 @@ class WebAuthnService:
             return Registered(FactorCheck.INVALID, reason="This security key is already registered.")
         logger.info("webauthn key registered authenticator=%s hardware=%s", public_id, hardware)
         return Registered(FactorCheck.ACCEPTED, public_id, hardware, verified.user_verified)
+
+    async def has_active_factor(self, user_pk: int, *, hold: bool = False) -> bool:
+        """Whether the user has an active authenticator (an app or a key).
+
+        ``hold``: the user's row stays locked until the transaction ends (PostgreSQL; SQLite has one writer, and the
+        caller has written already), so two confirmations of different enrollments of one user run one after the
+        other and the second sees the first's key.
+        """
+        if hold:
+            await self.session.execute(select(UserRow.id).where(col(UserRow.id) == user_pk).with_for_update())
+        query = select(AuthenticatorRow.id).where(
+            col(AuthenticatorRow.user_pk) == user_pk, col(AuthenticatorRow.active).is_(True)
+        )
+        return (await self.session.execute(query.limit(1))).first() is not None
 
     async def authenticate(
         self,
