@@ -64,7 +64,10 @@ BLOCKED_EMAIL = "blocked@adv.test"
 FUZZ_EMAIL = "fuzz@adv.test"
 EMPLOYEE = "employee"
 # One user per race row (their attempt buckets and factors must not meet), plus spares for other modules.
-RACE_USERS = ("otp", "recovery", "mfa-token", "enroll-api", "enroll-page", "session", "refresh", "brute", "crash")
+RACE_USERS = (
+    *("otp", "recovery", "mfa-token", "enroll-api", "enroll-page", "session", "refresh", "brute", "crash"),
+    *("code", "fpa-step"),  # the first-party apps endpoint: its authorization code, its auth_session's OTP step
+)
 OTHER_USERS = ("fuzz", "alice", "forged", "plain", "slow", "webauthn")
 
 FUZZ_ROUNDS_DEFAULT = 2_000

@@ -12,7 +12,11 @@ Each row spends one value per round and must see exactly one success, and no 5xx
 - ``session-rotation``: the second-factor form of the enrollment page posted N times in one session, half with the
   code and half with the recovery code: both are right, and the session must still be rotated (a new session
   created) once;
-- ``webauthn-challenge``: one WebAuthn assertion (its challenge bound to one mfa_token) sent N times.
+- ``webauthn-challenge``: one WebAuthn assertion (its challenge bound to one mfa_token) sent N times;
+- ``authorization-code``: one authorization code of the first-party apps endpoint redeemed N times at
+  ``/oauth/token``, each with its PKCE verifier;
+- ``auth-session-step``: the OTP step of one ``auth_session`` at ``/oauth/authorize-challenge`` sent N times with
+  the right code (the step advances, and a code is issued, once).
 
 And the brute-force threshold: N wrong passwords for one identifier from one address: at most 10 evaluated.
 
@@ -22,8 +26,11 @@ The figures of each row are printed (``pytest -s``) as one JSON line, for docs/s
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import re
+import secrets
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -32,6 +39,7 @@ from typing import Any
 import httpx
 
 from tests.adversarial.conftest import (
+    API,
     MFA_OTP,
     MFA_RECOVERY_CODE,
     MFA_WEBAUTHN,
@@ -356,6 +364,69 @@ def test_race_webauthn_challenge(target: Target) -> None:
         form = okta_form(key.get(challenged.json()["publicKey"], origin))
         shots = [token_shot(target, grant_type=MFA_WEBAUTHN, mfa_token=mfa_token, **form) for _ in range(concurrency())]
         report.add(burst(target.base_url, shots), ok)
+    report.check()
+    target.assert_clean_log()
+
+
+# --- the first-party apps endpoint (draft-ietf-oauth-first-party-apps) -------------------------------------------
+
+CHALLENGE_PATH = "/oauth/authorize-challenge"
+
+
+def _pkce() -> tuple[str, str]:
+    """(code_verifier, S256 code_challenge)."""
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    return verifier, challenge
+
+
+def _authorize_challenge(target: Target, who: str, code_challenge: str) -> httpx.Response:
+    """The initial request of the draft: email and password, ``response_type=code``, PKCE."""
+    return httpx.post(
+        target.base_url + CHALLENGE_PATH,
+        data={
+            "client_id": PUBLIC,
+            "response_type": "code",
+            "code_challenge": code_challenge,
+            "code_challenge_method": "S256",
+            "realm": "customers",
+            "username": email(who),
+            "password": PASSWORD,
+            "audience": API,
+        },
+        timeout=30,
+    )
+
+
+def test_race_authorization_code(target: Target) -> None:
+    """One code (a user without a second factor gets it at once) redeemed N times with its verifier."""
+    report = RaceReport("authorization-code")
+    for _ in range(rounds()):
+        verifier, challenge = _pkce()
+        started = _authorize_challenge(target, "code", challenge)
+        assert started.status_code == 200, started.text
+        code = started.json()["authorization_code"]
+        shots = [
+            token_shot(target, grant_type="authorization_code", code=code, code_verifier=verifier)
+            for _ in range(concurrency())
+        ]
+        report.add(burst(target.base_url, shots), ok)
+    report.check()
+    target.assert_clean_log()
+
+
+def test_race_auth_session_step(target: Target) -> None:
+    """One auth_session waiting for its OTP step; the right code sent N times: one authorization code."""
+    enrolled = target.enroll("fpa-step")
+    report = RaceReport("auth-session-step")
+    for _ in range(rounds()):
+        target.forget_used_steps("fpa-step")
+        _, challenge = _pkce()
+        asked = _authorize_challenge(target, "fpa-step", challenge)
+        assert asked.status_code == 401 and asked.json()["error"] == "insufficient_authorization", asked.text
+        form = {"client_id": PUBLIC, "auth_session": asked.json()["auth_session"], "otp": enrolled.code()}
+        shots = [Shot(CHALLENGE_PATH, form=form) for _ in range(concurrency())]
+        report.add(burst(target.base_url, shots), lambda r: ok(r) and "authorization_code" in r.json())
     report.check()
     target.assert_clean_log()
 
