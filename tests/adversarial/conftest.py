@@ -18,7 +18,7 @@ import asyncio
 import json
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,6 +58,9 @@ BASIC = "adv-basic"
 BASIC_SECRET = "adv-basic-secret-0123456789abcdefghijklmno"
 NO_MFA = "adv-no-mfa"
 CLIENT_SECRETS: dict[str, str | None] = {PUBLIC: None, POST: POST_SECRET, BASIC: BASIC_SECRET, NO_MFA: None}
+PASSKEYS = "adv-passkeys"
+"""A public client with the passkey grant, for ``/passkey/register`` in the forged-token table (not the fuzz's)."""
+PASSKEY_GRANTS = ["password", MFA_OTP, "urn:okta:params:oauth:grant-type:webauthn"]
 
 PASSWORD = "adversarial password 1234"
 BLOCKED_EMAIL = "blocked@adv.test"
@@ -68,11 +71,10 @@ RACE_USERS = (
     *("otp", "recovery", "mfa-token", "enroll-api", "enroll-page", "session", "refresh", "brute", "crash"),
     *("code", "fpa-step"),  # the first-party apps endpoint: its authorization code, its auth_session's OTP step
 )
-OTHER_USERS = ("fuzz", "alice", "forged", "plain", "slow", "webauthn")
+OTHER_USERS = ("fuzz", "alice", "forged", "associating", "plain", "slow", "webauthn")
 
 FUZZ_ROUNDS_DEFAULT = 2_000
 MANAGER = "adv-manager"
-MANAGER_SECRET = "adv-manager-secret-0123456789abcdefghijklm"
 MANAGEMENT_READ_SCOPES = [scope for scope in MANAGEMENT_API_SCOPES if scope.startswith("read:")]
 
 
@@ -131,6 +133,13 @@ name = "basic"
 client_secret = "{BASIC_SECRET}"
 token_endpoint_auth_method = "client_secret_basic"
 grant_types = {json.dumps(ALL_GRANTS)}
+connections = ["customers"]
+
+[[clients]]
+client_id = "{PASSKEYS}"
+name = "passkeys"
+token_endpoint_auth_method = "none"
+grant_types = {json.dumps(PASSKEY_GRANTS)}
 connections = ["customers"]
 
 [[clients]]
@@ -216,7 +225,7 @@ class Target:
     database_url: str
     env: dict[str, str]
     enrolled: dict[str, Enrolled] = field(default_factory=dict)
-    _management_token: str | None = None
+    _management_tokens: dict[str, str] = field(default_factory=dict)
 
     @property
     def base_url(self) -> str:
@@ -230,7 +239,7 @@ class Target:
         self, client_id: str = PUBLIC, **params: str | None
     ) -> tuple[dict[str, str], tuple[str, str] | None]:
         data = {name: value for name, value in params.items() if value is not None}
-        secret = CLIENT_SECRETS[client_id]
+        secret = CLIENT_SECRETS.get(client_id)
         if client_id == BASIC:
             return data, (BASIC, BASIC_SECRET)
         data["client_id"] = client_id
@@ -287,29 +296,33 @@ class Target:
     def refill_attempts(self, who: str) -> None:
         db(self.database_url, "DELETE FROM mfa_attempt WHERE user_pk = :pk", pk=self.user_pk(who))
 
-    def management_token(self) -> str:
-        """A client_credentials token for the Management API with every read scope (the client made once)."""
-        if self._management_token is None:
+    def management_token(self, client_id: str = MANAGER, scopes: Sequence[str] = MANAGEMENT_READ_SCOPES) -> str:
+        """A client_credentials token for the Management API; the client and its grant are made once per id.
+
+        The default client holds every read scope (the fuzz's); another with write scopes stays out of its hands.
+        """
+        if client_id not in self._management_tokens:
+            secret = f"{client_id}-secret-0123456789abcdefghijklm"
             path = Path(tempfile.mkdtemp()) / "manager.toml"
             path.write_text(
-                f'[[clients]]\nclient_id = "{MANAGER}"\nname = "manager"\nclient_secret = "{MANAGER_SECRET}"\n'
-                f'grant_types = ["client_credentials"]\n\n[[client_grants]]\nclient_id = "{MANAGER}"\n'
-                f'audience = "{self.issuer}api/v2/"\nscope = {json.dumps(MANAGEMENT_READ_SCOPES)}\n'
+                f'[[clients]]\nclient_id = "{client_id}"\nname = "{client_id}"\nclient_secret = "{secret}"\n'
+                f'grant_types = ["client_credentials"]\n\n[[client_grants]]\nclient_id = "{client_id}"\n'
+                f'audience = "{self.issuer}api/v2/"\nscope = {json.dumps(list(scopes))}\n'
             )
             apply_tenant_file(path, {**self.env, "IDENTITY_ISSUER": self.issuer})
             response = httpx.post(
                 f"{self.base_url}/oauth/token",
                 data={
                     "grant_type": "client_credentials",
-                    "client_id": MANAGER,
-                    "client_secret": MANAGER_SECRET,
+                    "client_id": client_id,
+                    "client_secret": secret,
                     "audience": f"{self.issuer}api/v2/",
                 },
                 timeout=30,
             )
             assert response.status_code == 200, response.text
-            self._management_token = str(response.json()["access_token"])
-        return self._management_token
+            self._management_tokens[client_id] = str(response.json()["access_token"])
+        return self._management_tokens[client_id]
 
     def log(self) -> str:
         return self.server.process.stderr() + self.server.process.stdout()

@@ -32,11 +32,13 @@ from identity.crypto import SecretBox
 from identity.settings import EncryptionKeys
 from identity.store.db import create_engine, create_sessionmaker
 from identity.tokens.keys import KeyRing, load_key_ring
-from tests.adversarial.conftest import MANAGER, MFA_OTP, REPORTS_API, Target, db
+from tests.adversarial.conftest import MANAGER, MFA_OTP, PASSKEYS, REPORTS_API, Target, db
 from tests.e2e.conftest import run_identity
 
 ATTACKER = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 ATTACKER_JWK = RSAAlgorithm.to_jwk(ATTACKER.public_key(), as_dict=True)
+WRITER = "adv-manager-writer"
+"""A Management API client with ``update:users`` alone, for the write row (the fuzz's manager only reads)."""
 
 
 def b64(data: bytes) -> str:
@@ -70,10 +72,19 @@ class Endpoint:
     path: str
     claims: dict[str, Any]
     management: bool = False
+    json_body: dict[str, Any] | None = None
+    form: dict[str, str] | None = None
+    mfa_token_only: bool = False
+    """The endpoint's credential is an mfa_token: every JWT, however well signed, is refused."""
 
     def call(self, target: Target, token: str) -> httpx.Response:
         return httpx.request(
-            self.method, f"{target.base_url}{self.path}", headers={"Authorization": f"Bearer {token}"}, timeout=30
+            self.method,
+            f"{target.base_url}{self.path}",
+            headers={"Authorization": f"Bearer {token}"},
+            json=self.json_body,
+            data=self.form,
+            timeout=30,
         )
 
 
@@ -89,6 +100,7 @@ class Table:
     reports_token: str
     refresh_token: str
     mfa_token: str
+    spent_mfa_token: str
 
     @property
     def kid(self) -> str:
@@ -104,10 +116,17 @@ class Table:
 def table(target: Target, encryption_keys: EncryptionKeys, tmp_path_factory: pytest.TempPathFactory) -> Table:
     enrolled = target.enroll("forged")
     target.forget_used_steps("forged")
-    mfa_api = target.token(
-        grant_type=MFA_OTP, mfa_token=target.mfa_token("forged", audience=target.issuer + "mfa/"), otp=enrolled.code()
-    )
+    spent_mfa_token = target.mfa_token("forged", audience=target.issuer + "mfa/")
+    mfa_api = target.token(grant_type=MFA_OTP, mfa_token=spent_mfa_token, otp=enrolled.code())
     assert mfa_api.status_code == 200, mfa_api.text
+    target.forget_used_steps("forged")
+    enroll = target.token(
+        PASSKEYS,
+        grant_type=MFA_OTP,
+        mfa_token=target.mfa_token("forged", client_id=PASSKEYS, audience=target.issuer + "mfa/", scope="enroll"),
+        otp=enrolled.code(),
+    )
+    assert enroll.status_code == 200 and enroll.json()["scope"] == "enroll", enroll.text
     target.forget_used_steps("forged")
     userinfo = target.token(
         grant_type=MFA_OTP, mfa_token=target.mfa_token("forged", scope="openid profile"), otp=enrolled.code()
@@ -125,8 +144,11 @@ def table(target: Target, encryption_keys: EncryptionKeys, tmp_path_factory: pyt
     )
     target.forget_used_steps("forged")
     manager = target.management_token()
+    writer = target.management_token(WRITER, ["update:users"])
     now = int(time.time())
     user = enrolled.user_id
+    management = {"gty": "client-credentials", "aud": target.issuer + "api/v2/"}
+    mfa_api_claims = {"aud": target.issuer + "mfa/", "amr": ["pwd", "mfa", "otp"]}
     base = {"iss": target.issuer, "sub": user, "iat": now, "exp": now + 600, "azp": "adv-public", "jti": "x"}
     endpoints = [
         Endpoint("userinfo GET", "GET", "/userinfo", {**base, "aud": target.issuer + "userinfo", "scope": "openid"}),
@@ -157,6 +179,36 @@ def table(target: Target, encryption_keys: EncryptionKeys, tmp_path_factory: pyt
             },
             management=True,
         ),
+        Endpoint(
+            "mfa associate",
+            "POST",
+            "/mfa/associate",
+            {**base, **mfa_api_claims, "scope": "enroll"},
+            json_body={"authenticator_types": ["otp"]},
+            mfa_token_only=True,
+        ),
+        Endpoint(
+            "passkey register",
+            "POST",
+            "/passkey/register",
+            {**base, **mfa_api_claims, "scope": "enroll", "azp": PASSKEYS},
+            form={"client_id": PASSKEYS},
+        ),
+        Endpoint(
+            "management clients",
+            "GET",
+            "/api/v2/clients",
+            {**base, **management, "sub": f"{MANAGER}@clients", "azp": MANAGER, "scope": "read:users read:clients"},
+            management=True,
+        ),
+        Endpoint(
+            "management user update",
+            "PATCH",
+            f"/api/v2/users/{user}",
+            {**base, **management, "sub": f"{WRITER}@clients", "azp": WRITER, "scope": "update:users"},
+            management=True,
+            json_body={"user_metadata": {"adversarial": "forged tokens"}},
+        ),
     ]
     legit = {
         "userinfo GET": userinfo.json()["access_token"],
@@ -164,6 +216,11 @@ def table(target: Target, encryption_keys: EncryptionKeys, tmp_path_factory: pyt
         "mfa authenticators": mfa_api.json()["access_token"],
         "mfa delete": mfa_api.json()["access_token"],
         "management users": manager,
+        # Of a user without an active factor: an mfa_token for a user who has one starts no enrollment (403).
+        "mfa associate": target.mfa_token("associating", audience=target.issuer + "mfa/"),
+        "passkey register": enroll.json()["access_token"],
+        "management clients": manager,
+        "management user update": writer,
     }
     return Table(
         target=target,
@@ -175,6 +232,7 @@ def table(target: Target, encryption_keys: EncryptionKeys, tmp_path_factory: pyt
         reports_token=reports.json()["access_token"],
         refresh_token=refresh.json()["refresh_token"],
         mfa_token=target.mfa_token("forged"),
+        spent_mfa_token=spent_mfa_token,
     )
 
 
@@ -260,7 +318,12 @@ def forgeries(table: Table, endpoint: Endpoint) -> Iterator[tuple[str, str]]:
     yield "access token of another API", table.api_token
     yield "ES256 access token of another API", table.reports_token
     yield "refresh token as bearer", table.refresh_token
-    yield "mfa_token as bearer (JWT endpoints)", table.mfa_token if endpoint.path != "/mfa/authenticators" else "x"
+    if endpoint.mfa_token_only:
+        yield "spent mfa_token", table.spent_mfa_token
+        yield "unknown opaque token", "x" * 43
+        yield "well-signed MFA-API access token instead of an mfa_token", table.signed(claims)
+    else:
+        yield "mfa_token as bearer (JWT endpoints)", table.mfa_token if endpoint.path != "/mfa/authenticators" else "x"
     if not endpoint.management:
         yield "management token elsewhere", table.legit["management users"]
     else:
@@ -275,7 +338,8 @@ def test_forged_tokens_are_refused_everywhere(table: Table) -> None:
         control = endpoint.call(target, table.legit[endpoint.name])
         assert accepted(control), f"{endpoint.name}: the legitimate token was refused: {control.text}"
         control_signed = endpoint.call(target, table.signed(endpoint.claims))
-        if not endpoint.management:  # a management token needs its jti-less claims to match a grant: same claims
+        # A management token's claims must match a grant (same claims); an mfa_token endpoint refuses any JWT.
+        if not endpoint.management and not endpoint.mfa_token_only:
             assert accepted(control_signed), (
                 f"{endpoint.name}: the well-signed control was refused: {control_signed.text}"
             )
@@ -291,13 +355,15 @@ def test_tokens_of_a_revoked_signing_key_are_refused_at_once(table: Table) -> No
     target = table.target
     for endpoint in table.endpoints:
         assert accepted(endpoint.call(target, table.legit[endpoint.name])), endpoint.name
-    kids = {jwt.get_unverified_header(token)["kid"] for token in table.legit.values()}
+    kids = {jwt.get_unverified_header(token)["kid"] for token in table.legit.values() if token.count(".") == 2}
     (kid,) = kids
     run_identity(["keys", "revoke", kid], target.env)
     ((status,),) = db(target.database_url, "SELECT status FROM signing_key WHERE kid = :k", k=kid)
     assert status == "revoked"
     for endpoint in table.endpoints:
-        assert_refused(endpoint, endpoint.call(target, table.legit[endpoint.name]), "revoked signing key")
+        # An endpoint taking an mfa_token is shown the MFA-API token the revoked key signed for passkey register.
+        revoked = table.legit["passkey register" if endpoint.mfa_token_only else endpoint.name]
+        assert_refused(endpoint, endpoint.call(target, revoked), "revoked signing key")
     # The server signs with the next key now, and those tokens work.
     # The server signs with the next key once it reloads its ring (IDENTITY_KEYS_REFRESH, 1 s here); those work.
     deadline = time.monotonic() + 30
