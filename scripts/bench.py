@@ -493,6 +493,7 @@ def measure_workers(
             say(f"{workers} worker(s): trivial GET")
             get = wrk(target, "get", workdir, conns=32, duration=d)
             get80 = wrk(target, "get", workdir, conns=32, duration=d, rate=round(get.rate * 0.8))
+            discovery = wrk(target, "get", workdir, conns=32, duration=d, path="/.well-known/openid-configuration")
 
             say(f"{workers} worker(s): password grants, with JWKS beside them")
             # A latency probe, paced: unpaced, two connections of JWKS would take the event loop from the grants
@@ -524,7 +525,8 @@ def measure_workers(
             mfa80 = wrk(target, "mfa", workdir, conns=16, duration=paced_s, rate=round(mfa_sat.rate * 0.8),
                         pool=otp_pool(workdir / "otp-paced.txt", paced_tokens, [s for _, s in paced]))  # fmt: skip
         out.update(
-            get=get, get80=get80, password=password, password80=password80, jwks_under_password=jwks[0],
+            get=get, get80=get80, discovery=discovery, password=password, password80=password80,
+            jwks_under_password=jwks[0],
             refresh=refresh, refresh80=refresh80, mfa=mfa_sat, mfa80=mfa80, rss_loaded=watch.peak,
         )  # fmt: skip
     return out
@@ -646,6 +648,8 @@ def render(
     row("JWKS GET/s (32 connections)", lambda r: _rate(r["get"]))
     row("JWKS p50 / p99 ms: saturation", lambda r: _lat(r["get"]))
     row("JWKS p50 / p99 ms: at 80% (rate achieved)", lambda r: f"{_lat(r['get80'])} ({r['get80'].rate:,.0f}/s)")
+    row("OpenID discovery GET/s (32 connections)", lambda r: _rate(r["discovery"]))
+    row("discovery p50 / p99 ms: saturation", lambda r: _lat(r["discovery"]))
     row("RSS per worker, MiB: idle", lambda r: " / ".join(f"{v:.0f}" for v in r["rss_idle"]))
     row("RSS per worker, MiB: largest under load", lambda r: f"{r['rss_loaded']:.0f}")
     every = [res for r in results for key, res in r.items() if isinstance(res, Result)]
