@@ -5,6 +5,9 @@ one failure of its identifier's count (brute-force protection), each with one at
 reserve refuses the login without hashing; so a burst of N concurrent guesses gets at most ``max_attempts`` hashes,
 and the rest are refused, the right password included. After the hash a success resets the count and returns the
 token; a failure keeps both.
+
+Passkey challenges and passkey sign-ins reserve the address's token alone (`reserve_address`): there is no secret to
+guess per identifier, but each challenge is a stored row and each assertion a signature check, free to anyone.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ __all__ = [
     "AttemptReservation",
     "ProtectionPolicy",
     "first_leak_report",
+    "reserve_address",
     "reserve_attempt",
     "suspicious_ip_settings",
     "unblock_identifier",
@@ -100,11 +104,14 @@ class ProtectionPolicy:
 class AttemptReservation:
     """What one login reserved; settle it after the hash with `succeeded`, `failed` or `cancel`."""
 
-    identifier: str
+    identifier: str | None
+    """The hashed (directory, identifier) of a password login; ``None`` for an address-only reservation."""
     ip: str | None
     kind: str | None = None
     """The counter of the identifier that was reserved (``None``: not counted, e.g. an allow-listed address)."""
     bucket: bool = False
+    tokens: int = 1
+    """How many of the address's tokens a success gives back: a passkey sign-in returns its challenge's too."""
 
     async def succeeded(self, session: AsyncSession) -> None:
         """The password was right: forget the count and give the address its token back. Does not commit.
@@ -112,18 +119,21 @@ class AttemptReservation:
         Rows are touched in the order `reserve_attempt` locks them (the address's bucket, then the identifier's
         counter): the other order deadlocks on PostgreSQL against a concurrent login of the same user.
         """
-        if self.bucket and self.ip is not None:
-            await counters.bucket_refund(session, ip=self.ip)
+        await self._refund_bucket(session)
         if self.kind is not None:
             await counters.reset(session, kind=self.kind, identifier=self.identifier, ip=self._counter_ip)
 
     async def cancel(self, session: AsyncSession) -> None:
         """The password was never checked (the login was shed): give back what was reserved. Commits."""
-        if self.bucket and self.ip is not None:  # the lock order of `succeeded`
-            await counters.bucket_refund(session, ip=self.ip)
+        await self._refund_bucket(session)  # the lock order of `succeeded`
         if self.kind is not None:
             await counters.refund(session, kind=self.kind, identifier=self.identifier, ip=self._counter_ip)
         await session.commit()
+
+    async def _refund_bucket(self, session: AsyncSession) -> None:
+        if self.bucket and self.ip is not None:
+            for _ in range(self.tokens):  # each statement stops at an empty count: never more than was taken
+                await counters.bucket_refund(session, ip=self.ip)
 
     @property
     def _counter_ip(self) -> str | None:
@@ -147,17 +157,8 @@ async def reserve_attempt(
     rolled back. Otherwise it stays open, and the caller commits it with its read of the user (one transaction
     before the hash, never one held across it).
     """
-    group = counting_key(ip)
-    reservation = AttemptReservation(identifier=counters.identifier_hash(connection_id, login_key), ip=group)
-    if policy.ip_throttling and group is not None and ip not in policy.ip_allowlist:
-        reserved = await counters.bucket_reserve(
-            session, ip=group, capacity=policy.ip_max_attempts, seconds_per_token=policy.ip_seconds_per_token, now=now
-        )
-        if not reserved:
-            retry = await counters.bucket_retry_after(session, ip=group, capacity=policy.ip_max_attempts, now=now)
-            await session.rollback()
-            raise LoginBlocked(LoginBlocked.SUSPICIOUS_IP, retry_after=retry)
-        reservation.bucket = True
+    reservation = await reserve_address(session, policy, ip=ip, now=now)
+    reservation.identifier = counters.identifier_hash(connection_id, login_key)
     if policy.brute_force and ip not in policy.allowlist:
         lockout = policy.mode == ACCOUNT_LOCKOUT
         kind = counters.IDENTIFIER if lockout else counters.IDENTIFIER_IP
@@ -166,7 +167,7 @@ async def reserve_attempt(
             kind=kind,
             identifier=reservation.identifier,
             connection=connection,
-            ip=None if lockout else group,
+            ip=None if lockout else reservation.ip,
             max_count=policy.max_attempts,
             wait=policy.block_seconds,
             now=now,
@@ -176,6 +177,29 @@ async def reserve_attempt(
             await session.rollback()  # the bucket's token too: a refused login was never checked
             raise LoginBlocked(LoginBlocked.ACCOUNT_LOCKOUT if lockout else LoginBlocked.BRUTE_FORCE)
         reservation.kind = kind
+    return reservation
+
+
+async def reserve_address(
+    session: AsyncSession, policy: ProtectionPolicy, *, ip: str | None, now: float
+) -> AttemptReservation:
+    """Take a token of the address's bucket (suspicious-IP throttling); `LoginBlocked` when it is empty.
+
+    Nothing is taken when throttling is off, for an allow-listed address, or without an address. Does not commit:
+    the caller's next write or read shares the transaction. A refusal rolls the transaction back.
+    """
+    group = counting_key(ip)
+    reservation = AttemptReservation(identifier=None, ip=group)
+    if not policy.ip_throttling or group is None or ip in policy.ip_allowlist:
+        return reservation
+    reserved = await counters.bucket_reserve(
+        session, ip=group, capacity=policy.ip_max_attempts, seconds_per_token=policy.ip_seconds_per_token, now=now
+    )
+    if not reserved:
+        retry = await counters.bucket_retry_after(session, ip=group, capacity=policy.ip_max_attempts, now=now)
+        await session.rollback()
+        raise LoginBlocked(LoginBlocked.SUSPICIOUS_IP, retry_after=retry)
+    reservation.bucket = True
     return reservation
 
 

@@ -446,8 +446,14 @@ class WebAuthnFactor(Protocol):
         """Verify an assertion against the transaction's challenge and user's keys, burn the mfa_token."""
         ...
 
-    async def passkey(self, client_id: str, auth_session: str | None, credential: Mapping[str, Any]) -> WebAuthnOutcome:
-        """Verify a passkey response (an assertion, or the attestation of a ``/passkey/register`` ceremony)."""
+    async def passkey(
+        self, client_id: str, auth_session: str | None, credential: Mapping[str, Any], *, ip: str | None = None
+    ) -> WebAuthnOutcome:
+        """Verify a passkey response (an assertion, or the attestation of a ``/passkey/register`` ceremony).
+
+        Raises:
+            LoginBlocked: the address ``ip`` sent too many failed sign-ins (suspicious-IP throttling).
+        """
         ...
 
 

@@ -37,6 +37,7 @@ from identity.oauth2.interfaces import (
     Client,
     FactorCheck,
     GrantResult,
+    LoginBlocked,
     MfaTransaction,
     StoredRefreshToken,
     TokenResponse,
@@ -234,8 +235,14 @@ class _TrailedWebAuthn(WebAuthnFactors):
     async def check_assertion(self, transaction: MfaTransaction, credential: Mapping[str, Any]) -> WebAuthnOutcome:
         return self._cloned(await super().check_assertion(transaction, credential))
 
-    async def passkey(self, client_id: str, auth_session: str | None, credential: Mapping[str, Any]) -> WebAuthnOutcome:
-        outcome = self._cloned(await super().passkey(client_id, auth_session, credential))
+    async def passkey(
+        self, client_id: str, auth_session: str | None, credential: Mapping[str, Any], *, ip: str | None = None
+    ) -> WebAuthnOutcome:
+        try:
+            outcome = self._cloned(await super().passkey(client_id, auth_session, credential, ip=ip))
+        except LoginBlocked:
+            self.trail.note("limit_mu")  # the suspicious-IP bucket, as for a password login
+            raise
         if outcome.user is not None:
             self.trail.user_id, self.trail.connection = outcome.user.user_id, outcome.user.connection
         return outcome

@@ -23,6 +23,7 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from identity.accounts.attack import ProtectionPolicy, reserve_address
 from identity.accounts.errors import AccountError
 from identity.accounts.factors import AlreadyEnrolled
 from identity.accounts.webauthn import Purpose
@@ -36,12 +37,14 @@ from identity.oauth2.errors import (
     UnsupportedChallengeType,
 )
 from identity.oauth2.grants.mfa import live_mfa_transaction
+from identity.oauth2.grants.password import blocked_error
 from identity.oauth2.grants.webauthn import MFA_WEBAUTHN, WEBAUTHN
-from identity.oauth2.interfaces import Client, MfaTransaction
+from identity.oauth2.interfaces import Client, LoginBlocked, MfaTransaction
 from identity.store import mfa as mfa_queries
 from identity.store import users as user_queries
-from identity.store.tenant import SqlTenantStore
+from identity.store.tenant import SqlTenantStore, tenant_settings
 from identity.web import openapi
+from identity.web.addresses import client_address
 from identity.web.bearer import bearer_token, is_jwt, mfa_api_user
 from identity.web.deps import Services, build_factors, build_webauthn
 from identity.web.errors import NO_STORE
@@ -128,9 +131,12 @@ async def has_webauthn(services: Services, db: AsyncSession, user_id: str) -> bo
 async def _client(
     request: Request[Any, Any, State], services: Services, db: AsyncSession
 ) -> tuple[TokenRequest, Client]:
-    params = await parse_token_request(request, challenge_realm=services.settings.issuer)
+    """The request (with the end user's address, as the token endpoint decides it) and its authenticated client."""
+    ip = client_address(request, services.settings)
+    params = await parse_token_request(request, challenge_realm=services.settings.issuer, client_ip=ip)
     tenant = SqlTenantStore(db, issuer=services.settings.issuer)
-    return params, await authenticate_client(params, tenant, challenge_realm=services.settings.issuer)
+    client = await authenticate_client(params, tenant, challenge_realm=services.settings.issuer)
+    return params.for_client(client), client
 
 
 def _allowed(client: Client, grant_type: str) -> None:
@@ -161,14 +167,21 @@ async def primary_authenticate(
         return await challenge_webauthn(services, db, transaction, challenge_type=MFA_WEBAUTHN)
     if hint == WEBAUTHN:
         _allowed(client, WEBAUTHN)
-        ceremony = await _passkey_ceremony(services, db, client, params.get("realm"))
+        ceremony = await _passkey_ceremony(services, db, client, params)
         return _json({"challenge_type": WEBAUTHN, "publicKey": ceremony[0], "auth_session": ceremony[1]})
     raise InvalidRequest(f"challenge_hint must be {MFA_WEBAUTHN} or {WEBAUTHN}")
 
 
 async def _passkey_ceremony(
-    services: Services, db: AsyncSession, client: Client, realm: str | None
+    services: Services, db: AsyncSession, client: Client, params: TokenRequest
 ) -> tuple[dict[str, Any], str]:
+    """Request options for a passkey sign-in and their ``auth_session``, paid for with a token of the address's bucket.
+
+    Anyone may ask, and each answer is a stored challenge: so each takes a token of the suspicious-IP bucket that
+    failed logins draw from (`identity.accounts.attack.reserve_address`), in the transaction that stores the
+    challenge; a successful sign-in gives it back. An empty bucket answers as the password grant does (429).
+    """
+    realm = params.get("realm")
     if realm is not None:
         connection = await SqlTenantStore(db, issuer=services.settings.issuer).connection(realm)
         if connection is None:
@@ -176,6 +189,11 @@ async def _passkey_ceremony(
         if connection.name not in client.connections:
             raise InvalidRequest("the connection was disabled")
     await _purge_expired(services, db)
+    policy = ProtectionPolicy.from_tenant(await tenant_settings(db))
+    try:
+        await reserve_address(db, policy, ip=params.client_ip, now=services.clock.now())
+    except LoginBlocked as blocked:
+        raise blocked_error(blocked) from None
     auth_session = secrets.token_urlsafe(32)
     options = await build_webauthn(services, db).authentication_options(
         Purpose.PASSKEY_ASSERT, session_binding=auth_session, client_id=client.client_id, connection=realm
@@ -204,7 +222,7 @@ async def passkey_challenge(
     """Auth0's passkey login challenge: request options for a discoverable credential and an ``auth_session``."""
     params, client = await _client(request, services, db)
     _allowed(client, WEBAUTHN)
-    options, auth_session = await _passkey_ceremony(services, db, client, params.get("realm"))
+    options, auth_session = await _passkey_ceremony(services, db, client, params)
     return _json({"authn_params_public_key": options, "auth_session": auth_session})
 
 

@@ -1,16 +1,18 @@
-"""WebAuthn for the grants (`identity.oauth2.interfaces.WebAuthnFactor`): ceremonies plus the attempt bucket."""
+"""WebAuthn for the grants (`identity.oauth2.interfaces.WebAuthnFactor`): ceremonies plus the attempt buckets."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
+from identity.accounts.attack import AttemptReservation, ProtectionPolicy, reserve_address
 from identity.accounts.factors import AttemptBucket
 from identity.accounts.webauthn.records import Purpose
 from identity.accounts.webauthn.service import WebAuthnService
 from identity.oauth2.interfaces import FactorCheck, MfaTransaction, User, WebAuthnOutcome
 from identity.store import users as user_queries
 from identity.store.models import UserRow
+from identity.store.tenant import tenant_settings
 
 __all__ = ["WebAuthnFactors"]
 
@@ -18,8 +20,9 @@ __all__ = ["WebAuthnFactors"]
 class WebAuthnFactors:
     """`identity.oauth2.interfaces.WebAuthnFactor` for the grants: ceremonies plus the users' attempt bucket.
 
-    The bucket counts the responses of those who already passed a first factor (an mfa_token, an MFA-API token), as
-    for OTP codes; a passkey's sign-in, open to anyone, does not touch it.
+    The users' bucket counts the responses of those who already passed a first factor (an mfa_token, an MFA-API
+    token), as for OTP codes; a passkey's sign-in, open to anyone, does not touch it, and draws from its address's
+    suspicious-IP bucket instead, as a password login does.
     """
 
     def __init__(self, webauthn: WebAuthnService, attempts: AttemptBucket) -> None:
@@ -91,8 +94,23 @@ class WebAuthnFactors:
             cloned=assertion.cloned,
         )
 
-    async def passkey(self, client_id: str, auth_session: str | None, credential: Mapping[str, Any]) -> WebAuthnOutcome:
-        """A passkey response for a ``/passkey/challenge`` or ``/passkey/register`` ceremony of this client."""
+    async def passkey(
+        self, client_id: str, auth_session: str | None, credential: Mapping[str, Any], *, ip: str | None = None
+    ) -> WebAuthnOutcome:
+        """A passkey response for a ``/passkey/challenge`` or ``/passkey/register`` ceremony of this client.
+
+        Each response takes a token of ``ip``'s suspicious-IP bucket before it is looked at (`LoginBlocked` when the
+        bucket is empty), in the transaction that reads its ceremony. An accepted one gives it back, and for a
+        ``/passkey/challenge`` ceremony the challenge's token too, so a sign-in costs nothing, as a right password.
+        """
+        session = self.webauthn.session
+        policy = ProtectionPolicy.from_tenant(await tenant_settings(session))
+        reservation = await reserve_address(session, policy, ip=ip, now=self.webauthn.clock.now())
+        return await self._passkey(client_id, auth_session, credential, reservation)
+
+    async def _passkey(
+        self, client_id: str, auth_session: str | None, credential: Mapping[str, Any], reservation: AttemptReservation
+    ) -> WebAuthnOutcome:
         if auth_session is not None:
             ceremony = await self.webauthn.ceremony_by_session(
                 auth_session, (Purpose.PASSKEY_ASSERT, Purpose.PASSKEY_REGISTER)
@@ -114,6 +132,8 @@ class WebAuthnFactors:
             registered = await self.webauthn.register(ceremony, credential, name=_passkey_name(credential))
             if registered.check is not FactorCheck.INVALID:
                 await self.attempts.refund(owner)
+            if registered.check is FactorCheck.ACCEPTED:
+                await reservation.succeeded(self.webauthn.session)  # committed with the read of the user
             return WebAuthnOutcome(
                 registered.check,
                 user=await self._user(owner) if registered.check is FactorCheck.ACCEPTED else None,
@@ -125,7 +145,12 @@ class WebAuthnFactors:
         # No attempt is drawn from the owner's bucket here: the key is named by its credential id or user handle,
         # which are not secrets, so anyone could empty the owner's bucket with forged responses and lock them out of
         # their passkey and their second factors; and a signature cannot be guessed, so a count protects nothing.
+        # The address's bucket is what an attacker pays instead: the token taken for this response, kept unless it
+        # signs in; then it comes back with the token its /passkey/challenge took.
         assertion = await self.webauthn.authenticate(ceremony, credential, user_pk=None)
+        if assertion.check is FactorCheck.ACCEPTED:
+            reservation.tokens = 2
+            await reservation.succeeded(self.webauthn.session)  # committed with the read of the user
         return WebAuthnOutcome(
             assertion.check,
             user=await self._user(assertion.user_pk) if assertion.check is FactorCheck.ACCEPTED else None,

@@ -23,11 +23,12 @@ from typing import Any, ClassVar
 from identity.clock import Clock
 from identity.oauth2.errors import InvalidGrant, InvalidRequest, MfaRequired, TooManyAttempts, Unauthorized
 from identity.oauth2.grants.mfa import MALFORMED_MFA_TOKEN, TOO_MANY_ATTEMPTS, _MfaGrant
-from identity.oauth2.grants.password import PasswordGrant
+from identity.oauth2.grants.password import PasswordGrant, blocked_error
 from identity.oauth2.interfaces import (
     Client,
     FactorCheck,
     GrantResult,
+    LoginBlocked,
     MfaService,
     RulesPipeline,
     TenantStore,
@@ -157,7 +158,10 @@ class WebAuthnGrant(PasswordGrant):
         scopes = resolve_scopes(request.scopes, api)
         if self._offline_access(request, client, api):
             scopes = (*scopes, "offline_access")
-        outcome = await self.webauthn.passkey(client.client_id, auth_session, credential)
+        try:
+            outcome = await self.webauthn.passkey(client.client_id, auth_session, credential, ip=request.client_ip)
+        except LoginBlocked as blocked:
+            raise blocked_error(blocked) from None
         if outcome.session_unknown:
             raise InvalidGrant(INVALID_AUTH_SESSION)
         _refuse(outcome.check)
