@@ -1,4 +1,4 @@
-"""`TenantAdmin`'s refusals and lookups on a real, migrated SQLite database (a fresh copy per test).
+"""`TenantAdmin`'s refusals and lookups on a real, migrated SQLite database of each test's own.
 
 The Management API tests drive the happy paths; these pin what is refused, and that a refused change writes nothing.
 """
@@ -6,16 +6,12 @@ The Management API tests drive the happy paths; these pin what is refused, and t
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col, select
 
-from identity.settings import normalize_database_url
-from identity.store.db import create_engine, create_sessionmaker, migrate
 from identity.store.models import ClientGrantRow, ConnectionRow, RuleRow, UserRow
 from identity.tenant_admin import ConfigConflict, ConfigNotFound, TenantAdmin
 from identity.tenant_file import ISSUER_KEYWORD
@@ -23,31 +19,11 @@ from identity.tenant_schema import TenantFileError
 
 ISSUER = "https://id.unit.test/"
 API = "https://api.unit.test/orders/"
-SECRET = "s" * 32
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A migrated, empty database, copied for each test (the tenant settings are global to a database)."""
-    path = tmp_path_factory.mktemp("tenant-admin") / "template.db"
-    migrate(normalize_database_url(f"sqlite:///{path}"))
-    return path
 
 
 @pytest.fixture
-async def sessions(template: Path, tmp_path: Path) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    path = tmp_path / "identity.db"
-    shutil.copy(template, path)
-    engine = create_engine(normalize_database_url(f"sqlite:///{path}"))
-    try:
-        yield create_sessionmaker(engine)
-    finally:
-        await engine.dispose()
-
-
-@pytest.fixture
-async def admin(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[TenantAdmin]:
-    async with sessions() as session:
+async def admin(db_sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[TenantAdmin]:
+    async with db_sessions() as session:
         yield TenantAdmin(session, issuer=ISSUER)
 
 
@@ -67,12 +43,12 @@ async def test_a_connection_name_is_taken_once(admin: TenantAdmin) -> None:
 
 
 async def test_a_connection_enabled_for_an_unknown_client_is_not_created(
-    admin: TenantAdmin, sessions: async_sessionmaker[AsyncSession]
+    admin: TenantAdmin, db_sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     with pytest.raises(TenantFileError, match=re.escape("unknown client(s) nobody")):
         await admin.create_connection({"name": "staff"}, ["nobody"])
     await admin.session.rollback()
-    assert "staff" not in await connection_names(sessions)
+    assert "staff" not in await connection_names(db_sessions)
 
 
 @pytest.mark.parametrize("connection_id", ["con_999", "con_x", "999", ""])
