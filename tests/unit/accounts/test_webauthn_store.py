@@ -17,13 +17,15 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from identity.accounts.errors import AccountError
+from identity.accounts.factors import AttemptBucket
 from identity.accounts.webauthn.ceremonies import CEREMONY_SECONDS, Ceremonies
+from identity.accounts.webauthn.grants import WebAuthnFactors
 from identity.accounts.webauthn.keys import KeyStore
 from identity.accounts.webauthn.policy import MAX_CREDENTIALS_PER_USER
 from identity.accounts.webauthn.records import Pending, Purpose
 from identity.accounts.webauthn.service import WebAuthnService
 from identity.clock import FrozenClock
-from identity.oauth2.interfaces import FactorCheck
+from identity.oauth2.interfaces import FactorCheck, MfaTransaction
 from identity.settings import Settings
 from identity.store.models import (
     AuthenticatorRow,
@@ -325,3 +327,98 @@ async def test_an_assertion_draws_an_attempt_first_and_never_comes_from_an_exclu
     assert unsigned.check is FactorCheck.INVALID and not unsigned.cloned
     assert taken == [user_pk, user_pk]
     assert await service.ceremony(credential, Purpose.MFA_ASSERT) is not None
+
+
+# --- the grants' factor (WebAuthnFactors) -------------------------------------------------------------------
+
+
+@pytest.fixture
+def factors(service: WebAuthnService, session: AsyncSession, clock: FrozenClock) -> WebAuthnFactors:
+    return WebAuthnFactors(service, AttemptBucket(session, clock))
+
+
+def challenge_in(options: dict[str, Any]) -> bytes:
+    return base64.urlsafe_b64decode(options["challenge"] + "==")
+
+
+async def empty_the_bucket(factors: WebAuthnFactors, user_pk: int) -> None:
+    while await factors.attempts.reserve(user_pk):
+        pass
+
+
+async def test_a_passkey_response_answers_only_its_auth_session_and_client(
+    factors: WebAuthnFactors, service: WebAuthnService
+) -> None:
+    options = await service.authentication_options(Purpose.PASSKEY_ASSERT, session_binding="as-1", client_id="app")
+    other = await service.authentication_options(Purpose.PASSKEY_ASSERT, session_binding="as-2", client_id="app")
+    credential = answering(challenge_in(options), rawId=b64url(b"unknown"))
+
+    unknown = await factors.passkey("app", "as-unknown", credential)
+    assert (unknown.check, unknown.session_unknown) == (FactorCheck.INVALID, True)
+    crossed = await factors.passkey("app", "as-2", credential)  # the response answers as-1's challenge
+    assert (crossed.check, crossed.session_unknown) == (FactorCheck.INVALID, False)
+    other_client = await factors.passkey("other-app", "as-1", credential)
+    assert (other_client.check, other_client.session_unknown) == (FactorCheck.INVALID, True)
+    # Okta's form (no auth_session): the challenge names the ceremony, which must still be this client's.
+    okta = await factors.passkey("other-app", None, answering(challenge_in(other)))
+    assert (okta.check, okta.session_unknown) == (FactorCheck.INVALID, True)
+    no_key = await factors.passkey("app", None, credential)
+    assert (no_key.check, no_key.session_unknown, no_key.user) == (FactorCheck.INVALID, False, None)
+
+
+async def test_a_passkey_registration_needs_an_attempt_of_its_user(
+    factors: WebAuthnFactors, service: WebAuthnService, session: AsyncSession
+) -> None:
+    user_pk = await add_user(session, "passkey")
+    options = await service.registration_options(
+        user_pk, Purpose.PASSKEY_REGISTER, session_binding="as-reg", client_id="app"
+    )
+    credential = answering(challenge_in(options))
+    refused = await factors.passkey("app", "as-reg", credential)
+    assert refused.check is FactorCheck.INVALID  # a malformed attestation, and the attempt it cost stays spent
+    await empty_the_bucket(factors, user_pk)
+    assert (await factors.passkey("app", "as-reg", credential)).check is FactorCheck.RATE_LIMITED
+    assert await service.credentials(user_pk) == []
+
+
+async def transaction_of(session: AsyncSession, user_pk: int, clock: FrozenClock) -> MfaTransaction:
+    expires = datetime.fromtimestamp(clock.now(), UTC) + timedelta(seconds=300)
+    row = await add_transaction(session, user_pk, expires)
+    user = await session.get(UserRow, user_pk)
+    assert row.id is not None and user is not None
+    return MfaTransaction(
+        id=row.id, client_id="app", user_id=user.user_id, connection="customers", grant_type="password",
+        audience=None, scopes=(), expires_at=expires.timestamp(), consumed=False,
+    )  # fmt: skip
+
+
+async def test_an_mfa_assertion_for_no_challenge_of_the_token_still_costs_an_attempt(
+    factors: WebAuthnFactors, service: WebAuthnService, session: AsyncSession, clock: FrozenClock
+) -> None:
+    user_pk = await add_user(session, "second-factor")
+    transaction = await transaction_of(session, user_pk, clock)
+    stray = answering(challenge_in(await service.authentication_options(Purpose.MFA_ASSERT, user_pk=user_pk)))
+
+    assert (await factors.check_assertion(transaction, stray)).check is FactorCheck.INVALID
+    await empty_the_bucket(factors, user_pk)
+    assert (await factors.check_assertion(transaction, stray)).check is FactorCheck.RATE_LIMITED
+
+
+async def test_an_mfa_enrollment_answers_only_a_challenge_of_its_token_and_user(
+    factors: WebAuthnFactors, service: WebAuthnService, session: AsyncSession, clock: FrozenClock
+) -> None:
+    alice, bob = await add_user(session, "alice"), await add_user(session, "bob")
+    transaction = await transaction_of(session, alice, clock)
+
+    async def outcome(user_pk: int, transaction_pk: int | None) -> FactorCheck:
+        options = await service.registration_options(user_pk, Purpose.MFA_REGISTER, transaction_pk=transaction_pk)
+        return (await factors.confirm_enrollment(transaction, answering(challenge_in(options)))).check
+
+    assert await outcome(bob, transaction.id) is FactorCheck.INVALID  # another user's key for this mfa_token
+    assert await outcome(alice, None) is FactorCheck.INVALID  # a challenge bound to no mfa_token
+    mine = answering(
+        challenge_in(await service.registration_options(alice, Purpose.MFA_REGISTER, transaction_pk=transaction.id))
+    )
+    await empty_the_bucket(factors, alice)
+    assert (await factors.confirm_enrollment(transaction, mine)).check is FactorCheck.RATE_LIMITED
+    assert await service.credentials(alice) == []
