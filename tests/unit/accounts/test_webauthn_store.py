@@ -396,6 +396,7 @@ async def test_an_mfa_assertion_for_no_challenge_of_the_token_still_costs_an_att
     factors: WebAuthnFactors, service: WebAuthnService, session: AsyncSession, clock: FrozenClock
 ) -> None:
     user_pk = await add_user(session, "second-factor")
+    await add_key(session, user_pk, b"the-user-s-key", clock)  # options are refused to a user with no key
     transaction = await transaction_of(session, user_pk, clock)
     stray = answering(challenge_in(await service.authentication_options(Purpose.MFA_ASSERT, user_pk=user_pk)))
 

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import select
 
+from identity.clock import SystemClock
 from identity.store.models import ConnectionRow, UserinfoClaimsRow, UserRow
 from identity.store.rules import merge_app_metadata
 from identity.store.userinfo import SqlUserinfoClaims
@@ -48,7 +49,7 @@ async def test_rules_metadata_is_merged_key_by_key(session: AsyncSession) -> Non
 
 
 async def test_userinfo_claims_are_kept_per_token_and_expired_ones_pruned(session: AsyncSession) -> None:
-    claims = SqlUserinfoClaims(session)
+    claims = SqlUserinfoClaims(session, SystemClock())
     await claims.remember("jti-old", ALICE, {"https://example.test/tier": "silver"}, time.time() - 1)
     await claims.remember("jti-new", ALICE, {"https://example.test/tier": "gold"}, time.time() + 600)
     await claims.remember("jti-ghost", "auth0|nobody", {"k": "v"}, time.time() + 600)

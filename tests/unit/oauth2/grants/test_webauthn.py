@@ -54,7 +54,9 @@ class FakeWebAuthn:
         self.calls.append(("check_assertion", credential))
         return self.outcome
 
-    async def passkey(self, client_id: str, auth_session: str | None, credential: Mapping[str, Any]) -> WebAuthnOutcome:
+    async def passkey(
+        self, client_id: str, auth_session: str | None, credential: Mapping[str, Any], *, ip: str | None = None
+    ) -> WebAuthnOutcome:
         self.calls.append(("passkey", (client_id, auth_session)))
         return self.outcome
 
