@@ -168,6 +168,11 @@ class _PasswordStep(PasswordGrant):
             scopes = (*scopes, "offline_access")
         return api, audience, scopes
 
+    @staticmethod
+    def _step_up(request: TokenRequest, client: Client) -> bool:
+        """The endpoint checks ``acr_values`` itself (`_authorization`) and asks the factors itself (`_Captured`)."""
+        return False
+
 
 class AuthorizationChallengeEndpoint:
     """``POST /oauth/authorize-challenge``: answers a code, or what the user must provide next."""

@@ -40,6 +40,7 @@ __all__ = [
     "INVALID_OTP",
     "INVALID_RECOVERY_CODE",
     "MALFORMED_MFA_TOKEN",
+    "SECOND_FACTOR_GRANTS",
     "TOO_MANY_ATTEMPTS",
     "MfaOtpGrant",
     "MfaRecoveryCodeGrant",
@@ -52,6 +53,16 @@ OTHER_CLIENT = "mfa_token not issued to this client"
 INVALID_OTP = "Invalid otp_code."
 INVALID_RECOVERY_CODE = "Invalid recovery_code."
 TOO_MANY_ATTEMPTS = "Too many failed attempts. Please try again later."
+SECOND_FACTOR_GRANTS = frozenset(
+    {
+        "http://auth0.com/oauth/grant-type/mfa-otp",
+        "http://auth0.com/oauth/grant-type/mfa-oob",
+        "http://auth0.com/oauth/grant-type/mfa-recovery-code",
+        "urn:okta:params:oauth:grant-type:mfa-webauthn",
+    }
+)
+"""The grant types that answer ``mfa_required``: a client with none of them cannot finish a second factor (nor
+enroll one), so step-up (``acr_values``) is unmet for it rather than a dead-end mfa_token."""
 
 
 async def live_mfa_transaction(
