@@ -67,6 +67,31 @@ def test_acr_values_with_a_user_without_a_factor_on_a_client_with_mfa_grants_is_
     assert response.json()["mfa_token"]
 
 
+def test_acr_values_then_mfa_otp_gives_tokens_with_acr_and_the_time_of_the_second_factor(mfa: Mfa) -> None:
+    enrolled = mfa.enroll()
+    mfa_token = mfa.mfa_token(acr_values=MULTI_FACTOR, scope="openid")
+    mfa.clock.advance(7)  # the user types the code
+    answered_at = int(mfa.clock.now())
+
+    tokens = mfa.finish(mfa_token, enrolled.secret)
+
+    access = mfa.claims(tokens["access_token"], audience=API)
+    identity = mfa.claims(tokens["id_token"], audience="public-app")
+    assert (access["acr"], access["auth_time"]) == (MULTI_FACTOR, answered_at)
+    assert (identity["acr"], identity["auth_time"]) == (MULTI_FACTOR, answered_at)
+
+
+def test_a_recovery_code_is_a_second_factor_too(mfa: Mfa) -> None:
+    enrolled = mfa.enroll()
+    mfa_token = mfa.mfa_token(acr_values=MULTI_FACTOR)
+
+    response = mfa.recover(mfa_token, enrolled.recovery_code)
+
+    assert response.status_code == 200, response.text
+    claims = mfa.claims(response.json()["access_token"], audience=API)
+    assert (claims["acr"], claims["auth_time"]) == (MULTI_FACTOR, int(mfa.clock.now()))
+
+
 @pytest.mark.parametrize(
     ("acr_values", "client_id", "description"),
     [

@@ -7,7 +7,8 @@
 
 Both look the ``mfa_token`` up the same way (`live_mfa_transaction`), burn it together with the factor, and issue
 what the password step would have issued (same audience, same scopes), with an ``amr`` naming the factors (RFC 8176;
-a documented divergence from Auth0, which leaves it out).
+a documented divergence from Auth0, which leaves it out), ``acr`` the multi-factor policy and ``auth_time`` this
+request (RFC 9470: what step-up with ``acr_values`` asked for).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from identity.oauth2.errors import (
     TooManyAttempts,
     Unauthorized,
 )
+from identity.oauth2.first_party import MULTI_FACTOR
 from identity.oauth2.interfaces import (
     Client,
     FactorCheck,
@@ -123,6 +125,8 @@ class _MfaGrant:
             access_claims=transaction.access_claims,
             id_claims=transaction.id_claims,
             app_metadata=transaction.app_metadata,
+            acr=MULTI_FACTOR,
+            auth_time=self.clock.now(),  # the second factor is checked in this request
         )
 
     @staticmethod
