@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from identity.oauth2.first_party import MULTI_FACTOR
@@ -119,5 +120,66 @@ def test_unmet_acr_values_are_refused_before_the_password_is_checked(mfa: Mfa) -
 
 def test_max_age_must_be_seconds(mfa: Mfa) -> None:
     response = mfa.login(acr_values=MULTI_FACTOR, max_age="soon")
+
+    assert error_of(response) == (400, "invalid_request", "max_age must be a number of seconds")
+
+
+# --- Refresh: max_age, and the original authentication kept -----------------------------------------------------
+
+
+def stepped_up_family(mfa: Mfa) -> tuple[str, int]:
+    """A refresh token of a family that began after acr_values and mfa-otp, and its authentication time."""
+    enrolled = mfa.enroll()
+    mfa_token = mfa.mfa_token(acr_values=MULTI_FACTOR, scope="openid offline_access")
+    answered_at = int(mfa.clock.now())
+    tokens = mfa.finish(mfa_token, enrolled.secret)
+    return tokens["refresh_token"], answered_at
+
+
+def refresh(mfa: Mfa, refresh_token: str, **params: str) -> httpx.Response:
+    return mfa.token("public-app", grant_type="refresh_token", refresh_token=refresh_token, **params)
+
+
+def test_refresh_with_max_age_older_than_the_authentication_is_invalid_grant(mfa: Mfa) -> None:
+    refresh_token, answered_at = stepped_up_family(mfa)
+    mfa.clock.at = answered_at + 301
+
+    refused = refresh(mfa, refresh_token, max_age="300")
+
+    assert error_of(refused) == (403, "invalid_grant", "The refresh token's authentication is older than max_age")
+    assert refresh(mfa, refresh_token).status_code == 200  # refused, not revoked: without max_age it still works
+
+
+def test_refresh_within_max_age_keeps_acr_and_the_original_auth_time(mfa: Mfa) -> None:
+    refresh_token, answered_at = stepped_up_family(mfa)
+    mfa.clock.at = answered_at + 300
+
+    response = refresh(mfa, refresh_token, max_age="300")
+
+    assert response.status_code == 200, response.text
+    tokens = response.json()
+    for token, audience in ((tokens["access_token"], API), (tokens["id_token"], "public-app")):
+        claims = mfa.claims(token, audience=audience)
+        assert (claims["acr"], claims["auth_time"]) == (MULTI_FACTOR, answered_at)
+    again = refresh(mfa, tokens["refresh_token"])  # the next generation of the family too
+    assert mfa.claims(again.json()["access_token"], audience=API)["auth_time"] == answered_at
+
+
+def test_a_family_without_a_second_factor_refreshes_without_acr(mfa: Mfa) -> None:
+    login = mfa.login(scope="openid offline_access")
+    mfa.clock.advance(60)
+
+    response = refresh(mfa, login.json()["refresh_token"], max_age="60")
+
+    assert response.status_code == 200, response.text
+    claims = mfa.claims(response.json()["access_token"], audience=API)
+    assert "acr" not in claims and "auth_time" not in claims
+    assert error_of(refresh(mfa, response.json()["refresh_token"], max_age="59"))[:2] == (403, "invalid_grant")
+
+
+def test_refresh_max_age_must_be_seconds(mfa: Mfa) -> None:
+    login = mfa.login(scope="offline_access")
+
+    response = refresh(mfa, login.json()["refresh_token"], max_age="-1")
 
     assert error_of(response) == (400, "invalid_request", "max_age must be a number of seconds")
