@@ -473,8 +473,12 @@ class RulesPipeline(Protocol):
         requested_scopes: tuple[str, ...] | None,
         client_ip: str | None,
         user_agent: str | None,
+        acr_values: tuple[str, ...] = (),
     ) -> RuleOutcome:
-        """Run the rules in order. Raises the protocol error a denial, a failure or a redirect maps to."""
+        """Run the rules in order. Raises the protocol error a denial, a failure or a redirect maps to.
+
+        ``acr_values`` is what the request asked for (RFC 9470 step-up), ``event.transaction.acr_values``.
+        """
         ...
 
 

@@ -170,6 +170,7 @@ class PasswordGrant:
                 requested_scopes=request.scopes,
                 client_ip=request.client_ip,
                 user_agent=request.user_agent,
+                acr_values=tuple((request.get("acr_values") or "").split()),
             )
             result, forced = outcome.result, forced or outcome.mfa_required
         if self.mfa is not None and await self.mfa.required(user, forced=forced):
