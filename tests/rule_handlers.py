@@ -19,6 +19,7 @@ def record(event: Any, api: Any) -> None:
         {
             "protocol": event.transaction.protocol,
             "requested_scopes": event.transaction.requested_scopes,
+            "acr_values": event.transaction.acr_values,
             "audience": event.transaction.requested_audience,
             "client": event.client.client_id,
             "connection": event.connection.name,

@@ -24,7 +24,6 @@ Each step is single use: the factor services burn the session's pending step wit
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
@@ -55,6 +54,8 @@ from identity.oauth2.first_party import (
     UnmetAuthenticationRequirements,
     UnsupportedResponseType,
     WriteTransaction,
+    checked_max_age,
+    multi_factor_asked,
 )
 from identity.oauth2.grants.mfa import TOO_MANY_ATTEMPTS
 from identity.oauth2.grants.password import PasswordGrant
@@ -89,7 +90,6 @@ PASSWORD_REQUIRED = "Username and password required"
 MFA_REQUIRED = "Multifactor authentication required"
 NOT_PENDING = "No authorization request is pending on this auth_session: send one with response_type=code"
 NO_SECOND_FACTOR = "A second factor is required and the user has none: enroll one first (/enroll or the MFA API)"
-_MAX_AGE = re.compile(r"[0-9]{1,10}")
 
 
 @dataclass(frozen=True)
@@ -167,6 +167,11 @@ class _PasswordStep(PasswordGrant):
         if self._offline_access(request, client, api):
             scopes = (*scopes, "offline_access")
         return api, audience, scopes
+
+    @staticmethod
+    def _step_up(request: TokenRequest, client: Client) -> bool:
+        """The endpoint checks ``acr_values`` itself (`_authorization`) and asks the factors itself (`_Captured`)."""
+        return False
 
 
 class AuthorizationChallengeEndpoint:
@@ -371,19 +376,9 @@ def _authorization(request: TokenRequest) -> _Authorization:
     if response_type != "code":
         raise UnsupportedResponseType()
     challenge = pkce.checked_challenge(request.get("code_challenge"), request.get("code_challenge_method"))
-    if (max_age := request.get("max_age")) is not None and not _MAX_AGE.fullmatch(max_age):
-        # Always met: every code follows a factor checked moments before (auth_time is that check).
-        raise InvalidRequest("max_age must be a number of seconds")
-    return _Authorization(challenge, _multi_factor(request.get("acr_values")))
-
-
-def _multi_factor(acr_values: str | None) -> bool:
-    """Whether ``acr_values`` asks for the multi-factor policy; values identity cannot meet are refused."""
-    if acr_values is None:
-        return False
-    if MULTI_FACTOR in acr_values.split():
-        return True
-    raise UnmetAuthenticationRequirements(f"acr_values: the supported value is {MULTI_FACTOR}")
+    # Always met: every code follows a factor checked moments before (auth_time is that check).
+    checked_max_age(request.get("max_age"))
+    return _Authorization(challenge, multi_factor_asked(request.get("acr_values")))
 
 
 def _named(request: TokenRequest) -> TokenRequest:

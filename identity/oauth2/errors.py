@@ -15,6 +15,7 @@
     ├── TooManyAttempts             429 too_many_attempts (+ Retry-After when the wait is known)
     ├── InvalidToken                401 invalid_token   (RFC 6750 bearer token errors, + WWW-Authenticate)
     ├── UnsupportedChallengeType    400 unsupported_challenge_type
+    ├── UnmetAuthenticationRequirements 403 unmet_authentication_requirements (RFC 9470 §6: acr_values not met)
     ├── ServerError                 500 server_error    (configuration problems the client can report)
     └── TemporarilyUnavailable      503 temporarily_unavailable (+ Retry-After; load shedding, RFC 6749 §4.1.2.1)
 
@@ -234,6 +235,17 @@ class UnsupportedChallengeType(OAuthError):
     """No authenticator of the user matches the challenge types asked (HANSON §2.2.3)."""
 
     error = "unsupported_challenge_type"
+
+
+class UnmetAuthenticationRequirements(OAuthError):
+    """What ``acr_values`` (or policy) asks cannot be met (RFC 9470 §6, OIDC): never a weaker token instead.
+
+    403 at the token endpoint, beside Auth0's other refusals of a grant (``mfa_required``, ``invalid_grant``); the
+    challenge endpoint answers it with 400 (`identity.oauth2.first_party.challenge_status`).
+    """
+
+    error = "unmet_authentication_requirements"
+    status_code = 403
 
 
 class ServerError(OAuthError):

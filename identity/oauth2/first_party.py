@@ -17,16 +17,18 @@ Errors of the challenge endpoint answer 400 (draft §5.2.2) except where the dra
     ├── InsufficientAuthorization        401 insufficient_authorization (+ auth_session, what is needed next)
     ├── InvalidSession                   400 invalid_session
     ├── UnsupportedResponseType          400 unsupported_response_type (RFC 6749 §4.1.2.1)
-    └── UnmetAuthenticationRequirements  400 unmet_authentication_requirements (RFC 9470 §6, OIDC)
+    └── UnmetAuthenticationRequirements  400 unmet_authentication_requirements (RFC 9470 §6, OIDC; in errors.py,
+                                         403 at the token endpoint)
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from identity.oauth2.errors import OAuthError
+from identity.oauth2.errors import InvalidRequest, OAuthError, UnmetAuthenticationRequirements
 from identity.oauth2.interfaces import GrantResult, MfaTransaction
 
 __all__ = [
@@ -46,6 +48,8 @@ __all__ = [
     "UnsupportedResponseType",
     "WriteTransaction",
     "challenge_status",
+    "checked_max_age",
+    "multi_factor_asked",
 ]
 
 AUTHORIZATION_CODE = "authorization_code"
@@ -54,6 +58,7 @@ PROTOCOL = "oauth2-first-party"
 """``event.transaction.protocol`` for rules run by the challenge endpoint."""
 MULTI_FACTOR = "http://schemas.openid.net/pape/policies/2007/06/multi-factor"
 """The one ``acr_values`` value identity knows: a second factor is required (Auth0's step-up value, RFC 9470)."""
+_MAX_AGE = re.compile(r"[0-9]{1,10}")
 CODE_LIFETIME = 60
 """Seconds a code may be redeemed in. It is handed to the app that redeems it in the same breath (no browser, no
 redirect in between), so a minute covers a slow mobile network and a retry; RFC 6749 §4.1.2 allows up to ten."""
@@ -78,6 +83,32 @@ def challenge_status(error: OAuthError) -> int:
     statuses. The token endpoint's Auth0 statuses (403 ``invalid_grant``, ``access_denied``...) become 400 here.
     """
     return _STATUS.get(error.error, 400)
+
+
+def multi_factor_asked(acr_values: str | None) -> bool:
+    """Whether ``acr_values`` (space-separated, OIDC Core §3.1.2.1) asks for `MULTI_FACTOR`.
+
+    Raises:
+        UnmetAuthenticationRequirements: only values identity cannot meet were asked (RFC 9470 §6).
+    """
+    if acr_values is None:
+        return False
+    if MULTI_FACTOR in acr_values.split():
+        return True
+    raise UnmetAuthenticationRequirements(f"acr_values: the supported value is {MULTI_FACTOR}")
+
+
+def checked_max_age(max_age: str | None) -> int | None:
+    """``max_age`` (OIDC Core §3.1.2.1, RFC 9470) as seconds, ``None`` when absent.
+
+    Raises:
+        InvalidRequest: not a whole number of seconds.
+    """
+    if max_age is None:
+        return None
+    if not _MAX_AGE.fullmatch(max_age):
+        raise InvalidRequest("max_age must be a number of seconds")
+    return int(max_age)
 
 
 class InsufficientAuthorization(OAuthError):
@@ -112,12 +143,6 @@ class UnsupportedResponseType(OAuthError):
 
     error = "unsupported_response_type"
     default_description = "response_type must be code"
-
-
-class UnmetAuthenticationRequirements(OAuthError):
-    """What ``acr_values`` (or policy) asks cannot be met for this user: never a weaker code instead."""
-
-    error = "unmet_authentication_requirements"
 
 
 @dataclass(frozen=True)

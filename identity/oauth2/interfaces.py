@@ -173,14 +173,17 @@ class GrantResult:
     first_factor: str | None = None
     """The authenticator that was the first factor (a passkey), which cannot also be the second."""
     acr: str | None = None
-    """The ``acr`` claim (RFC 9470): the multi-factor policy once a second factor was checked (first-party apps)."""
+    """The ``acr`` claim (RFC 9470): the multi-factor policy once a second factor was checked (the MFA grants, a
+    passkey that verified the user, first-party apps, and the refresh of a family that began so)."""
     auth_time: float | None = None
-    """When the user last authenticated (OIDC ``auth_time``), where the grant knows it (first-party apps)."""
+    """When the user last authenticated (OIDC ``auth_time``), where the grant knows it and the tokens claim it (with
+    ``acr``, and on first-party apps' codes)."""
     authenticated_at: float | None = None
     """When the user proved the factors in ``amr``, if that was before this request (a refresh token's family start).
 
     Rules see it as ``event.authentication.methods[].timestamp``, and a new refresh-token family keeps it; unlike
-    ``auth_time`` it never becomes a claim, so refreshed tokens keep the shape of the ones they replace.
+    ``auth_time`` it never becomes a claim, so refreshed tokens keep the shape of the ones they replace (a refresh
+    sets ``auth_time`` too only where the family began after a second factor, whose tokens claimed it).
     """
 
     def authenticated(self, now: float) -> float:
@@ -476,8 +479,12 @@ class RulesPipeline(Protocol):
         requested_scopes: tuple[str, ...] | None,
         client_ip: str | None,
         user_agent: str | None,
+        acr_values: tuple[str, ...] = (),
     ) -> RuleOutcome:
-        """Run the rules in order. Raises the protocol error a denial, a failure or a redirect maps to."""
+        """Run the rules in order. Raises the protocol error a denial, a failure or a redirect maps to.
+
+        ``acr_values`` is what the request asked for (RFC 9470 step-up), ``event.transaction.acr_values``.
+        """
         ...
 
 

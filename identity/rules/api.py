@@ -60,6 +60,8 @@ class EventTransaction:
     """``oauth2-password`` for both password grants; ``oauth2-refresh-token`` on refresh."""
     requested_scopes: tuple[str, ...]
     requested_audience: str | None
+    acr_values: tuple[str, ...] = ()
+    """The ``acr_values`` the request asked for (RFC 9470 step-up), in order; empty when none."""
 
 
 @dataclass(frozen=True)

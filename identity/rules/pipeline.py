@@ -127,6 +127,7 @@ class RulesEngine:
         requested_scopes: tuple[str, ...] | None,
         client_ip: str | None,
         user_agent: str | None,
+        acr_values: tuple[str, ...] = (),
     ) -> RuleOutcome:
         """Run every rule in order; the outcome carries the claims, the scopes and the MFA demand.
 
@@ -139,7 +140,7 @@ class RulesEngine:
             return RuleOutcome(result)
         allowed = frozenset((*(result.api.scopes if result.api else ()), *OIDC_SCOPES)) - {"offline_access"}
         api = PostLoginApi(result.scopes, allowed)
-        base_event = _event(result, protocol, requested_scopes, client_ip, user_agent, self.clock.now())
+        base_event = _event(result, protocol, requested_scopes, client_ip, user_agent, self.clock.now(), acr_values)
         for rule in self.rules:
             event = replace(base_event, config=MappingProxyType(dict(rule.config)))
             await self._run_one(rule, event, api)
@@ -216,6 +217,7 @@ def _event(
     client_ip: str | None,
     user_agent: str | None,
     now: float,
+    acr_values: tuple[str, ...] = (),
 ) -> Event:
     user = result.user
     authenticated = int(result.authenticated(now))
@@ -224,6 +226,7 @@ def _event(
             protocol=protocol,
             requested_scopes=tuple(requested_scopes or ()),
             requested_audience=result.audience,
+            acr_values=acr_values,
         ),
         client=EventClient(
             client_id=result.client.client_id,

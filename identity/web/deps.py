@@ -389,7 +389,7 @@ def build_token_endpoint(
     else:
         webauthn = WebAuthnFactors(build_webauthn(services, session), mfa.attempts)
     grants[MfaWebAuthnGrant.GRANT_TYPE] = MfaWebAuthnGrant(tenant, mfa, issuer, services.clock, webauthn)
-    grants[WebAuthnGrant.GRANT_TYPE] = WebAuthnGrant(tenant, users, issuer, webauthn, mfa, rules)
+    grants[WebAuthnGrant.GRANT_TYPE] = WebAuthnGrant(tenant, users, issuer, webauthn, mfa, rules, services.clock)
     # The codes of the first-party apps endpoint (identity.web.challenge).
     codes = _TrailedFirstParty(session, services.clock, trail) if trail else SqlFirstParty(session, services.clock)
     grants[AuthorizationCodeGrant.GRANT_TYPE] = AuthorizationCodeGrant(

@@ -116,6 +116,14 @@ TOKEN_REQUEST = _object(
             "The API the access token is for (default: the tenant's default audience; required for client_credentials)."
         ),
         "scope": _string("Space-separated scopes; openid returns an ID token, offline_access a refresh token."),
+        "acr_values": _string(
+            "password, password-realm (RFC 9470 step-up): http://schemas.openid.net/pape/policies/2007/06/multi-factor "
+            "forces mfa_required; any other value is unmet_authentication_requirements."
+        ),
+        "max_age": _string(
+            "password, password-realm: seconds (always met). refresh_token: a family authenticated longer ago is "
+            "invalid_grant."
+        ),
         "mfa_token": _string("mfa-otp, mfa-recovery-code: the token of the mfa_required answer."),
         "otp": _string("mfa-otp: the six-digit code of the authenticator app.", pattern="^[0-9]{6}$"),
         "recovery_code": _string("mfa-recovery-code: the user's recovery code."),

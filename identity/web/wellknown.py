@@ -9,7 +9,7 @@ from litestar.di import NamedDependency
 
 from identity.audiences import userinfo_audience
 from identity.oauth2.client_auth import AUTH_METHODS
-from identity.oauth2.first_party import AUTHORIZATION_CODE
+from identity.oauth2.first_party import AUTHORIZATION_CODE, MULTI_FACTOR
 from identity.oauth2.grants import (
     MFA_OTP,
     MFA_RECOVERY_CODE,
@@ -76,6 +76,8 @@ def discovery_document(services: Services) -> dict[str, Any]:
         ],
         "request_parameter_supported": False,
         "request_uri_parameter_supported": False,
+        # RFC 9470 step-up: acr_values at the token and challenge endpoints; any other value is unmet.
+        "acr_values_supported": [MULTI_FACTOR],
     }
 
 

@@ -21,6 +21,7 @@ from identity.accounts.factors import FactorService
 from identity.app import create_app
 from identity.crypto import SecretBox
 from identity.mfa import recovery
+from identity.oauth2.first_party import MULTI_FACTOR
 from identity.settings import EncryptionKeys
 from identity.store import mfa as mfa_queries
 from tests.api.mfa_support import (
@@ -502,7 +503,7 @@ LOGINS = [
 
 def test_tokens_after_mfa_are_what_the_password_step_would_have_issued(mfa: Mfa) -> None:
     enrolled = mfa.enroll()
-    volatile = {"iat", "exp", "jti", "amr"}
+    volatile = {"iat", "exp", "jti", "amr", "acr", "auth_time"}  # the claims about the factors differ (RFC 9470)
 
     for login in LOGINS:
         audience, scope, client_id = login.values
@@ -526,7 +527,8 @@ def test_tokens_after_mfa_are_what_the_password_step_would_have_issued(mfa: Mfa)
         }, login.id
         assert after["exp"] - after["iat"] == before["exp"] - before["iat"]
         assert after["amr"] == ["pwd", "mfa", "otp"]
-        assert "amr" not in before
+        assert (after["acr"], after["auth_time"]) == (MULTI_FACTOR, int(mfa.clock.now()) - 30)  # finish's next step
+        assert "amr" not in before and "acr" not in before and "auth_time" not in before
         assert after["sub"] == enrolled.user_id
         assert after["azp"] == client_id
         assert after["gty"] == "password"
@@ -534,6 +536,7 @@ def test_tokens_after_mfa_are_what_the_password_step_would_have_issued(mfa: Mfa)
             id_before = mfa.claims(plain["id_token"], audience=client_id)
             id_after = mfa.claims(with_mfa["id_token"], audience=client_id)
             assert id_after["amr"] == ["pwd", "mfa", "otp"]
+            assert (id_after["acr"], id_after["auth_time"]) == (after["acr"], after["auth_time"])
             assert {k: v for k, v in id_after.items() if k not in volatile} == {
                 k: v for k, v in id_before.items() if k not in volatile
             }, login.id

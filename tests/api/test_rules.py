@@ -14,6 +14,7 @@ from litestar.testing import TestClient
 
 from identity.app import create_app
 from identity.clock import FrozenClock, SystemClock
+from identity.oauth2.first_party import MULTI_FACTOR
 from identity.rules.pipeline import RuleLoadError
 from identity.settings import Settings
 from identity.tenant_file import TenantFileError
@@ -100,6 +101,20 @@ def test_rules_see_the_event_and_oauth2_password_for_both_password_grants(start:
     assert first["methods"] == ["pwd"]
     assert first["config"] == {"k": "v"}
     assert first["ip"] == "testclient"
+
+
+def test_rules_see_the_acr_values_asked(start: Any) -> None:
+    """Auth0's step-up pattern: a rule reads ``event.transaction.acr_values`` (RFC 9470)."""
+    client = start(rule("record", "record"))
+    asked = f"{MULTI_FACTOR} urn:example:gold"
+
+    assert login(client).status_code == 200
+    stepped_up = login(client, acr_values=asked)
+
+    assert stepped_up.status_code == 403 and stepped_up.json()["error"] == "mfa_required"
+    plain, step_up = rule_handlers.SEEN
+    assert plain["acr_values"] == ()
+    assert step_up["acr_values"] == (MULTI_FACTOR, "urn:example:gold")
 
 
 def test_a_rule_can_ask_for_a_new_login_after_hours_of_refreshing(settings: Settings) -> None:

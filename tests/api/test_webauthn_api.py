@@ -120,6 +120,10 @@ def test_attested_hardware_key_is_hwk_and_self_attestation_is_swk(app_client: Te
         app_client, grant_type=WEBAUTHN, auth_session=registration["auth_session"], authn_response=created
     )
     assert amr(signed_in) == ["swk", "mfa"]
+    # Two factors in one (user verification): the multi-factor acr of step-up (RFC 9470), as after mfa-webauthn.
+    passkey_claims = jwt.decode(signed_in.json()["access_token"], options={"verify_signature": False})
+    assert passkey_claims["acr"] == "http://schemas.openid.net/pape/policies/2007/06/multi-factor"
+    assert isinstance(passkey_claims["auth_time"], int)
     # Okta's shape for the passkey grant: no auth_session, the challenge names the ceremony.
     started = app_client.post(
         "/oauth/primary-authenticate", data={"client_id": "public-app", "challenge_hint": WEBAUTHN}

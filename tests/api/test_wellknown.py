@@ -50,6 +50,8 @@ def test_discovery_document(client, path):
     assert document["request_parameter_supported"] is False
     assert document["request_uri_parameter_supported"] is False
     assert {"sub", "iss", "aud", "exp", "iat", "email", "name"} <= set(document["claims_supported"])
+    # RFC 9470 step-up: the one acr value the password grants and the challenge endpoint can meet.
+    assert document["acr_values_supported"] == ["http://schemas.openid.net/pape/policies/2007/06/multi-factor"]
 
 
 def test_both_discovery_routes_serve_the_same_document(client):

@@ -168,6 +168,20 @@ TABLE = {
     "mfa required": Row(
         403, "mfa_required", "Multifactor authentication required", form=params(audience=ISSUER + "mfa/")
     ),
+    # 403 unmet_authentication_requirements [RFC 9470 §6; API.md §7.3]: never a weaker token (more in
+    # tests/api/test_step_up.py)
+    "unknown acr value": Row(
+        403,
+        "unmet_authentication_requirements",
+        "acr_values: the supported value is http://schemas.openid.net/pape/policies/2007/06/multi-factor",
+        form=params(acr_values="urn:example:gold"),
+    ),
+    "mfa asked, no mfa grant": Row(
+        403,
+        "unmet_authentication_requirements",
+        "acr_values asks for a second factor and the client has no MFA grant type to finish it with",
+        form=params(acr_values="http://schemas.openid.net/pape/policies/2007/06/multi-factor"),
+    ),
     # 403 access_denied [COMM-DENIED]
     "unknown audience": Row(
         403,

@@ -7,7 +7,8 @@
 
 Both look the ``mfa_token`` up the same way (`live_mfa_transaction`), burn it together with the factor, and issue
 what the password step would have issued (same audience, same scopes), with an ``amr`` naming the factors (RFC 8176;
-a documented divergence from Auth0, which leaves it out).
+a documented divergence from Auth0, which leaves it out), ``acr`` the multi-factor policy and ``auth_time`` this
+request (RFC 9470: what step-up with ``acr_values`` asked for).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from identity.oauth2.errors import (
     TooManyAttempts,
     Unauthorized,
 )
+from identity.oauth2.first_party import MULTI_FACTOR
 from identity.oauth2.interfaces import (
     Client,
     FactorCheck,
@@ -40,6 +42,7 @@ __all__ = [
     "INVALID_OTP",
     "INVALID_RECOVERY_CODE",
     "MALFORMED_MFA_TOKEN",
+    "SECOND_FACTOR_GRANTS",
     "TOO_MANY_ATTEMPTS",
     "MfaOtpGrant",
     "MfaRecoveryCodeGrant",
@@ -52,6 +55,16 @@ OTHER_CLIENT = "mfa_token not issued to this client"
 INVALID_OTP = "Invalid otp_code."
 INVALID_RECOVERY_CODE = "Invalid recovery_code."
 TOO_MANY_ATTEMPTS = "Too many failed attempts. Please try again later."
+SECOND_FACTOR_GRANTS = frozenset(
+    {
+        "http://auth0.com/oauth/grant-type/mfa-otp",
+        "http://auth0.com/oauth/grant-type/mfa-oob",
+        "http://auth0.com/oauth/grant-type/mfa-recovery-code",
+        "urn:okta:params:oauth:grant-type:mfa-webauthn",
+    }
+)
+"""The grant types that answer ``mfa_required``: a client with none of them cannot finish a second factor (nor
+enroll one), so step-up (``acr_values``) is unmet for it rather than a dead-end mfa_token."""
 
 
 async def live_mfa_transaction(
@@ -112,6 +125,8 @@ class _MfaGrant:
             access_claims=transaction.access_claims,
             id_claims=transaction.id_claims,
             app_metadata=transaction.app_metadata,
+            acr=MULTI_FACTOR,
+            auth_time=self.clock.now(),  # the second factor is checked in this request
         )
 
     @staticmethod

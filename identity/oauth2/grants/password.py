@@ -5,6 +5,12 @@
 - ``http://auth0.com/oauth/grant-type/password-realm``: Auth0's extension, which requires ``realm``: the name of the
   connection (user directory) to check the password against, exactly as configured (case-sensitive).
 
+Step-up (RFC 9470): both take ``acr_values`` and ``max_age``. ``acr_values`` naming the multi-factor policy
+(`identity.oauth2.first_party.MULTI_FACTOR`) forces the second factor as an API's or a rule's demand does
+(``mfa_required``, then the MFA grants issue ``acr`` and ``auth_time``); values identity cannot meet, or MFA asked by a
+client with no MFA grant type, answer ``unmet_authentication_requirements``, never a weaker token. ``max_age`` is
+always met: the password is checked in this very request.
+
 Order of checks: everything that is cheap and says nothing about the user (parameters, directory, audience) comes
 before the password hash is computed, so a malformed request never costs an Argon2 run.
 """
@@ -23,7 +29,10 @@ from identity.oauth2.errors import (
     TemporarilyUnavailable,
     TooManyAttempts,
     Unauthorized,
+    UnmetAuthenticationRequirements,
 )
+from identity.oauth2.first_party import checked_max_age, multi_factor_asked
+from identity.oauth2.grants.mfa import SECOND_FACTOR_GRANTS
 from identity.oauth2.interfaces import (
     Api,
     Client,
@@ -122,6 +131,7 @@ class PasswordGrant:
         """Check the user's password in the chosen directory and issue tokens."""
         username = request.require("username")
         password = request.require("password")
+        step_up = self._step_up(request, client)
         connection = await self._connection(request, client)
         api, audience = await self._audience(request)
         scopes = resolve_scopes(request.scopes, api)
@@ -150,7 +160,7 @@ class PasswordGrant:
             scopes=scopes,
             amr=("pwd",),
         )
-        forced = api is not None and api.requires_mfa
+        forced = step_up or (api is not None and api.requires_mfa)
         if self.rules is not None:
             # Rules run after the first factor and before anything is issued; their claims and scope changes
             # travel with the mfa_token when a second factor is needed.
@@ -160,12 +170,25 @@ class PasswordGrant:
                 requested_scopes=request.scopes,
                 client_ip=request.client_ip,
                 user_agent=request.user_agent,
+                acr_values=tuple((request.get("acr_values") or "").split()),
             )
             result, forced = outcome.result, forced or outcome.mfa_required
         if self.mfa is not None and await self.mfa.required(user, forced=forced):
             # Nothing is issued: what would have been is stored behind a short-lived, single-use mfa_token.
             raise MfaRequired(await self.mfa.start(result))
         return await self.issuer.issue(result)
+
+    @staticmethod
+    def _step_up(request: TokenRequest, client: Client) -> bool:
+        """Whether ``acr_values`` asks for a second factor this client can finish (checked before the password)."""
+        checked_max_age(request.get("max_age"))  # always met: the password is checked now
+        if not multi_factor_asked(request.get("acr_values")):
+            return False
+        if not SECOND_FACTOR_GRANTS & client.grant_types:
+            raise UnmetAuthenticationRequirements(
+                "acr_values asks for a second factor and the client has no MFA grant type to finish it with"
+            )
+        return True
 
     @staticmethod
     def _offline_access(request: TokenRequest, client: Client, api: Api | None) -> bool:

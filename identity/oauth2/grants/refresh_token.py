@@ -4,6 +4,10 @@ The new access token reflects the user as stored now (a deleted or blocked user 
 with ``protocol = oauth2-refresh-token`` before the presented token is retired, so a denial costs the client nothing,
 and see ``authentication.methods[].timestamp`` as the time of the family's original authentication.
 ``scope`` may narrow the original grant, never widen it.
+
+Step-up (RFC 9470): ``max_age`` (seconds) refuses a family whose original authentication is older, with
+``invalid_grant``, so the app signs the user in again; the token stays usable without it. A family that began after a
+second factor (``amr`` has ``mfa``) keeps its ``acr`` and its original ``auth_time`` in every refreshed token.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from typing import ClassVar
 
 from identity.clock import Clock
 from identity.oauth2.errors import InvalidGrant, InvalidScope
+from identity.oauth2.first_party import MULTI_FACTOR, checked_max_age
 from identity.oauth2.interfaces import (
     Client,
     GrantResult,
@@ -26,10 +31,11 @@ from identity.oauth2.interfaces import (
 )
 from identity.oauth2.requests import TokenRequest
 
-__all__ = ["DELETED_USER", "UNKNOWN_REFRESH_TOKEN", "RefreshTokenGrant"]
+__all__ = ["DELETED_USER", "TOO_OLD", "UNKNOWN_REFRESH_TOKEN", "RefreshTokenGrant"]
 
 UNKNOWN_REFRESH_TOKEN = "Unknown or invalid refresh token."
 DELETED_USER = "The refresh_token was generated for a user who doesn't exist anymore."
+TOO_OLD = "The refresh token's authentication is older than max_age"
 
 
 class RefreshTokenGrant:
@@ -57,6 +63,7 @@ class RefreshTokenGrant:
     async def handle(self, request: TokenRequest, client: Client) -> TokenResponse:
         """Exchange a refresh token for new tokens."""
         presented = request.require("refresh_token")
+        max_age = checked_max_age(request.get("max_age"))
         stored = await self._live(presented, client)
         scopes = self._narrowed(stored.scopes, request.scopes)
         policy = client.refresh_token
@@ -68,6 +75,8 @@ class RefreshTokenGrant:
             if successor is None:
                 await self.refresh_tokens.revoke_family(stored.family_id, "reuse")
                 raise InvalidGrant(UNKNOWN_REFRESH_TOKEN)
+        if max_age is not None and not self._recent(stored, max_age):
+            raise InvalidGrant(TOO_OLD)  # after reuse detection: a replayed token still kills its family
 
         result = await self._result(stored, client, scopes)
         if self.rules is not None:
@@ -105,6 +114,10 @@ class RefreshTokenGrant:
             raise InvalidGrant(UNKNOWN_REFRESH_TOKEN)
         return stored
 
+    def _recent(self, stored: StoredRefreshToken, max_age: int) -> bool:
+        """Whether the family's authentication is at most ``max_age`` seconds old (unknown: not recent)."""
+        return stored.auth_time is not None and self.clock.now() - stored.auth_time <= max_age
+
     @staticmethod
     def _narrowed(original: tuple[str, ...], asked: tuple[str, ...] | None) -> tuple[str, ...]:
         if asked is None:
@@ -138,4 +151,7 @@ class RefreshTokenGrant:
             id_claims=stored.id_claims,
             # The family's authentication, not this exchange: a rule asking for a recent login can tell them apart.
             authenticated_at=stored.auth_time,
+            # After a second factor the refreshed tokens say so, with the ORIGINAL time (RFC 9470).
+            acr=MULTI_FACTOR if "mfa" in stored.amr else None,
+            auth_time=stored.auth_time if "mfa" in stored.amr else None,
         )

@@ -11,7 +11,8 @@
   answered where policy asks for a second factor and the passkey did not verify the user.
 
 ``amr`` (RFC 8176): ``hwk`` where the key's attestation proves hardware, ``swk`` otherwise; a passkey that verified
-the user (PIN, biometrics) counts as two factors (``mfa``).
+the user (PIN, biometrics) counts as two factors (``mfa``). Wherever ``amr`` has ``mfa``, ``acr`` is the multi-factor
+policy and ``auth_time`` the check (RFC 9470), as after the MFA grants.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ import json
 from dataclasses import replace
 from typing import Any, ClassVar
 
-from identity.clock import Clock
+from identity.clock import Clock, SystemClock
 from identity.oauth2.errors import InvalidGrant, InvalidRequest, MfaRequired, TooManyAttempts, Unauthorized
+from identity.oauth2.first_party import MULTI_FACTOR
 from identity.oauth2.grants.mfa import MALFORMED_MFA_TOKEN, TOO_MANY_ATTEMPTS, _MfaGrant
 from identity.oauth2.grants.password import PasswordGrant, blocked_error
 from identity.oauth2.interfaces import (
@@ -146,9 +148,11 @@ class WebAuthnGrant(PasswordGrant):
         webauthn: WebAuthnFactor,
         mfa: MfaService | None = None,
         rules: RulesPipeline | None = None,
+        clock: Clock | None = None,
     ) -> None:
         super().__init__(tenant, users, issuer, mfa, rules)
         self.webauthn = webauthn
+        self.clock = clock or SystemClock()
 
     async def handle(self, request: TokenRequest, client: Client) -> TokenResponse:
         """Verify the passkey response for its ``auth_session``; the key's owner signs in."""
@@ -187,6 +191,8 @@ class WebAuthnGrant(PasswordGrant):
             scopes=scopes,
             amr=amr,
             first_factor=outcome.authenticator_id,
+            acr=MULTI_FACTOR if outcome.user_verified else None,
+            auth_time=self.clock.now() if outcome.user_verified else None,
         )
         forced = api is not None and api.requires_mfa
         if self.rules is not None:

@@ -276,9 +276,11 @@ class RecordingRules:
         requested_scopes: tuple[str, ...] | None,
         client_ip: str | None,
         user_agent: str | None,
+        acr_values: tuple[str, ...] = (),
     ) -> RuleOutcome:
         self.runs.append(
             {
+                "acr_values": acr_values,
                 "result": result,
                 "protocol": protocol,
                 "requested_scopes": requested_scopes,

@@ -303,8 +303,17 @@ async def test_rules_see_the_family_authentication_time_not_the_refresh_time():
         {"name": name, "timestamp": int(NOW - 7200)} for name in ("pwd", "mfa", "otp")
     ]
     (issued,) = setup.issuer.results
-    # Kept for the next family link, never a claim: a refreshed token has the shape of the one it replaces.
-    assert issued.authenticated_at == NOW - 7200 and issued.auth_time is None
+    # Kept for the next family link; a claim (with acr) because the family began after a second factor, whose
+    # tokens claimed it (RFC 9470): a refreshed token has the shape of the one it replaces.
+    assert issued.authenticated_at == NOW - 7200 and issued.auth_time == NOW - 7200
+    assert issued.acr == "http://schemas.openid.net/pape/policies/2007/06/multi-factor"
+
+
+async def test_a_family_after_the_password_alone_claims_no_auth_time():
+    setup = Setup(replace(STORED, amr=("pwd",), auth_time=NOW - 7200))
+    await setup.handle()
+    (issued,) = setup.issuer.results
+    assert issued.authenticated_at == NOW - 7200 and issued.auth_time is None and issued.acr is None
 
 
 async def test_a_rule_denial_leaves_the_presented_token_usable():
