@@ -220,7 +220,7 @@ async def _enroll(db: Database, env: dict[str, str], count: int) -> list[tuple[s
                     )
                 ).scalar_one()
                 # Activated without accepting a code, so every time step is still unused for the burst.
-                await queries.activate(session, authenticator.id or 0, row.id or 0)
+                await queries.activate(session, authenticator.id or 0, row.id or 0, dt.datetime.now(dt.UTC))
                 if n % 200 == 199:
                     await session.commit()
                 enrolled.append((email, enrollment.secret))
