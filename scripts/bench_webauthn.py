@@ -51,7 +51,9 @@ def free_port() -> int:
 def tenant(users: int) -> str:
     lines = [
         '[tenant]\ndefault_directory = "people"\ndefault_audience = "https://api.bench/"\nmfa_policy = "always"',
-        'brute_force_max_attempts = 100\n[[connections]]\nname = "people"',
+        # One address plays every user here: passkey challenges would draw from its suspicious-IP bucket.
+        'brute_force_max_attempts = 100\nsuspicious_ip_throttling = { allowlist = ["127.0.0.1"] }',
+        '[[connections]]\nname = "people"',
         '[[apis]]\nidentifier = "https://api.bench/"\nscopes = ["read"]',
         '[[clients]]\nclient_id = "app"\ntoken_endpoint_auth_method = "none"\nconnections = ["people"]',
         f'grant_types = ["password", "{MFA_WEBAUTHN}", "{WEBAUTHN}"]',
