@@ -62,6 +62,18 @@ HTTP limits (`HttpLimits`, enforced by `identity.http_limits` under ``identity s
   when it opens or its previous response ended (default 10): idle and slowly trickled connections are closed.
 - ``IDENTITY_HTTP_BODY_TIMEOUT``: seconds a request may take to send its body once the headers are in (default 20).
 - ``IDENTITY_HTTP_MAX_HEADER_BYTES``: the most bytes of request line and headers (default 32768); more is a 431.
+
+Email (one-time codes, `SmtpSettings`, sent by `identity.mail`):
+
+- ``IDENTITY_SMTP_URL``: the mail server that sends one-time codes. Unset (the default): no email factor.
+  ``smtp://host:25`` is plain SMTP (no TLS; only for a relay on a trusted network),
+  ``smtp://user:password@host:587?starttls=true`` upgrades with STARTTLS, ``smtps://user:password@host:465`` is TLS
+  from the first byte. The user name and password are percent-decoded (write ``@`` as ``%40``, ``/`` as ``%2F``).
+  Default ports: 25 for ``smtp``, 465 for ``smtps``. Credentials are refused without TLS. Query parameters:
+  ``timeout`` (seconds one message may take, connection included; default 10) and ``cafile`` (a PEM file of the CA
+  certificates to trust instead of the system's, for a server with a private CA).
+- ``IDENTITY_SMTP_FROM``: the sender, ``login@example.com`` or ``Example Login <login@example.com>``; required with
+  ``IDENTITY_SMTP_URL``.
 """
 
 from __future__ import annotations
@@ -73,9 +85,11 @@ import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from email.utils import getaddresses
 from functools import cached_property
 from pathlib import Path
-from urllib.parse import urlsplit
+from typing import Literal
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from identity.network import Networks, parse_networks
 
@@ -86,6 +100,8 @@ __all__ = [
     "HttpLimits",
     "OpsSettings",
     "Settings",
+    "SmtpSettings",
+    "mailbox_address",
     "normalize_database_url",
 ]
 
@@ -237,6 +253,9 @@ class Settings:
     config_cache_seconds: float = 1.0
     # --- hardening (issue 12) ---
     http: HttpLimits = field(default_factory=lambda: HttpLimits())
+    # --- email one-time codes (issue 15) ---
+    smtp: SmtpSettings | None = None
+    """The mail server for emailed one-time codes; ``None``: no email factor."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "database_url", normalize_database_url(self.database_url))
@@ -323,6 +342,7 @@ class Settings:
             sqlite_synchronous=environ.get("IDENTITY_SQLITE_SYNCHRONOUS", cls.sqlite_synchronous).upper(),
             config_cache_seconds=float(environ.get("IDENTITY_CONFIG_CACHE_SECONDS", cls.config_cache_seconds)),
             http=HttpLimits.from_env(environ),
+            smtp=SmtpSettings.from_env(environ),
         )
 
 
@@ -398,3 +418,123 @@ class HttpLimits:
             if "IDENTITY_" in str(exc):
                 raise
             raise ValueError(f"an IDENTITY_HTTP_* setting is not a number: {exc}") from None
+
+
+# --- email one-time codes (issue 15) -------------------------------------------------------------------------------
+
+SmtpSecurity = Literal["starttls", "tls", "none"]
+_DEFAULT_PORTS = {"smtp": 25, "smtps": 465}
+_SMTP_QUERY = ("starttls", "timeout", "cafile")
+# One address, no display name, nothing that could end a header or name a second recipient.
+_ADDRESS = re.compile(r"[^@\s<>,;:\"()\[\]\\]+@[^@\s<>,;:\"()\[\]\\]+\.[^@\s<>,;:\"()\[\]\\.]+")
+
+
+def mailbox_address(text: str) -> str | None:
+    """The address in ``text`` (``login@example.com`` or ``Name <login@example.com>``), else ``None``.
+
+    Exactly one address, and nothing that could end a mail header or name a second recipient: used for
+    ``IDENTITY_SMTP_FROM`` here and for recipients by `identity.mail`.
+    """
+    if any(char in text for char in "\r\n\0"):
+        return None
+    pairs = getaddresses([text])
+    return pairs[0][1] if len(pairs) == 1 and _ADDRESS.fullmatch(pairs[0][1]) else None
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    """The mail server that sends emailed one-time codes, from ``IDENTITY_SMTP_URL`` and ``IDENTITY_SMTP_FROM``.
+
+    Error messages about the URL never quote it: it may carry the password, whole or, when a ``/``, ``?`` or ``#``
+    in it was not percent-encoded, cut into pieces that land in the host, path or query.
+    """
+
+    host: str
+    sender: str
+    """The ``From`` header: ``login@example.com`` or ``Example Login <login@example.com>``."""
+    port: int = 25
+    security: SmtpSecurity = "none"
+    username: str | None = None
+    """Log in (``AUTH``) as this user; ``None``: send without logging in."""
+    password: str | None = field(default=None, repr=False)
+    timeout: float = 10.0
+    """Seconds one message may take, from waiting for a free connection to the server's last reply."""
+    cafile: str | None = None
+    """A PEM file of CA certificates trusted instead of the system's (a private CA); ``None``: the system's."""
+
+    def __post_init__(self) -> None:
+        if not self.host:
+            raise ValueError("IDENTITY_SMTP_URL must name the mail server's host")
+        if not 0 < self.port < 65536:
+            raise ValueError("IDENTITY_SMTP_URL's port must be between 1 and 65535")
+        if self.security not in ("starttls", "tls", "none"):
+            raise ValueError("the SMTP security must be starttls, tls or none")
+        if self.username is not None and self.security == "none":
+            raise ValueError("IDENTITY_SMTP_URL would send a password without TLS: use smtps:// or add ?starttls=true")
+        if not 0 < self.timeout <= 300:
+            raise ValueError("IDENTITY_SMTP_URL's timeout must be between 0 and 300 seconds")
+        if self.cafile is not None and not Path(self.cafile).is_file():
+            raise ValueError(f"IDENTITY_SMTP_URL's cafile {self.cafile} is not a file")
+        if self.sender_address is None:
+            raise ValueError("IDENTITY_SMTP_FROM must be an address, login@example.com or Name <login@example.com>")
+
+    @property
+    def sender_address(self) -> str | None:
+        """The address of `sender`, the SMTP envelope's ``MAIL FROM`` (``None`` only while validating)."""
+        return mailbox_address(self.sender)
+
+    @classmethod
+    def parse(cls, url: str, sender: str) -> SmtpSettings:
+        """Read ``smtp[s]://[user[:password]@]host[:port][?starttls=true&timeout=10&cafile=/path.pem]``."""
+        parts = urlsplit(url.strip())
+        if parts.scheme not in _DEFAULT_PORTS:
+            raise ValueError("IDENTITY_SMTP_URL must start with smtp:// or smtps://")
+        if parts.path not in ("", "/") or parts.fragment:
+            raise ValueError(
+                "IDENTITY_SMTP_URL has a path or fragment: a / or # in the password must be written %2F or %23"
+            )
+        try:
+            query = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
+            port = parts.port
+        except ValueError:
+            raise ValueError(
+                "IDENTITY_SMTP_URL's port or query is malformed (is a character of the password not percent-encoded?)"
+            ) from None
+        options = dict(query)
+        if len(options) != len(query) or not set(options) <= set(_SMTP_QUERY):
+            raise ValueError(f"IDENTITY_SMTP_URL accepts the query parameters {', '.join(_SMTP_QUERY)}, each once")
+        starttls = options.get("starttls", "false").lower()
+        if starttls not in ("true", "false", "1", "0", "yes", "no"):
+            raise ValueError("IDENTITY_SMTP_URL's starttls must be true or false")
+        security: SmtpSecurity = "tls" if parts.scheme == "smtps" else "none"
+        if starttls in ("true", "1", "yes"):
+            if security == "tls":
+                raise ValueError("smtps:// is TLS from the start: starttls=true applies to smtp:// only")
+            security = "starttls"
+        try:
+            timeout = float(options.get("timeout", cls.timeout))
+        except ValueError:
+            raise ValueError("IDENTITY_SMTP_URL's timeout must be a number of seconds") from None
+        return cls(
+            host=parts.hostname or "",
+            port=_DEFAULT_PORTS[parts.scheme] if port is None else port,
+            security=security,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password is not None else None,
+            sender=sender.strip(),
+            timeout=timeout,
+            cafile=options.get("cafile") or None,
+        )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> SmtpSettings | None:
+        """Read ``IDENTITY_SMTP_URL`` and ``IDENTITY_SMTP_FROM``; ``None`` when no mail server is configured."""
+        url = environ.get("IDENTITY_SMTP_URL", "").strip()
+        sender = environ.get("IDENTITY_SMTP_FROM", "").strip()
+        if not url:
+            if sender:
+                raise ValueError("IDENTITY_SMTP_FROM is set but IDENTITY_SMTP_URL is not")
+            return None
+        if not sender:
+            raise ValueError("IDENTITY_SMTP_FROM is required with IDENTITY_SMTP_URL: the address codes are sent from")
+        return cls.parse(url, sender)
