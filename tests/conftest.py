@@ -334,3 +334,12 @@ def client(app: Litestar, tenant: Any) -> Iterator[TestClient[Litestar]]:
 @pytest.fixture
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def smtp_sink() -> Iterator[Any]:
+    """A real SMTP server on 127.0.0.1 (plain SMTP) that keeps what it receives: a `tests.smtp_support.SmtpSink`."""
+    from tests.smtp_support import SmtpSink
+
+    with SmtpSink() as sink:
+        yield sink
