@@ -22,6 +22,7 @@ from identity.accounts.passwords import PasswordHasher
 from identity.audit import AuditLog
 from identity.clock import Clock, SystemClock, now_utc
 from identity.crypto import SecretBox
+from identity.mail import Mailer
 from identity.management import management_router
 from identity.management.errors import management_paths
 from identity.oauth2.errors import OAuthError
@@ -128,6 +129,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         clock=clock or SystemClock(),
         audit=AuditLog(sessions),
         gate=write_gate(engine),
+        mailer=Mailer(settings.smtp) if settings.smtp is not None else None,
     )
     metrics = Metrics() if settings.ops.metrics else None
     if metrics is not None:

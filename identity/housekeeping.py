@@ -37,7 +37,7 @@ from sqlmodel import col
 
 from identity.accounts.factors import PENDING_ENROLLMENT_SECONDS
 from identity.audit import purge as purge_audit
-from identity.store.mfa import purge_webauthn_challenges
+from identity.store.mfa import purge_oob_codes, purge_webauthn_challenges
 from identity.store.models import (
     AuthenticatorRow,
     MfaTransactionRow,
@@ -110,6 +110,7 @@ async def purge(session: AsyncSession, *, now: datetime, log_retention_days: int
         await session.execute(delete(UserinfoClaimsRow).where(col(UserinfoClaimsRow.expires_at) < now))
     )
     counts["webauthn_challenges"] = await purge_webauthn_challenges(session, now)
+    counts["oob_codes"] = await purge_oob_codes(session, now)
     await session.commit()
     counts.update(await purge_audit(session, now=now, retention_days=log_retention_days))
     return counts

@@ -144,6 +144,11 @@ class SmtpSink:
         with self._changed:
             return [message for _, message in self._received]
 
+    def clear(self) -> None:
+        """Forget the messages received so far (between tests sharing one server)."""
+        with self._changed:
+            self._received.clear()
+
     def wait_for(self, to: str, count: int = 1, timeout: float = 5) -> list[EmailMessage]:
         """The messages for ``to`` once there are at least ``count`` of them (oldest first); fails after ``timeout``."""
         deadline = time.monotonic() + timeout

@@ -1,10 +1,11 @@
 """``/api/v2/guardian/factors`` and ``/guardian/policies`` (API.md §6): the tenant's MFA factors and policy.
 
 Factors. identity always offers TOTP (``otp``), WebAuthn security keys and passkeys (``webauthn-roaming``,
-``webauthn-platform``) and the recovery code, and has no SMS, email, push or Duo factor. The token endpoint, the MFA
-API and the enrollment pages consult no per-factor switch, so ``PUT /guardian/factors/{name}`` accepts exactly the
-state in force (and answers it, as Auth0 does) and refuses the other with a 400 that says why: it never answers
-"disabled" for a factor that still works.
+``webauthn-platform``) and the recovery code; ``email`` exactly when a mail server is configured
+(``IDENTITY_SMTP_URL``); and has no SMS, push or Duo factor. The token endpoint, the MFA API and the enrollment pages
+consult no per-factor switch, so ``PUT /guardian/factors/{name}`` accepts exactly the state in force (and answers it,
+as Auth0 does) and refuses the other with a 400 that says why: it never answers "disabled" for a factor that still
+works.
 
 Policies. Auth0's ``["all-applications"]`` (MFA on every login) is ``mfa_policy = "always"``. Auth0's ``[]`` (no
 policy forces MFA) describes both ``if-enrolled`` and ``never``: ``[]`` turns ``always`` into ``if-enrolled``, the
@@ -37,13 +38,20 @@ FACTORS = {
     "email": False,
     "duo": False,
 }
-"""Auth0's factor names and whether identity offers each (always: there is no per-factor switch)."""
+"""Auth0's factor names and whether identity offers each (no per-factor switch; ``email``: see `_offered`)."""
 
 _WHY = {
     True: "identity always offers this factor (the token endpoint, the MFA API and the enrollment pages have no "
     "per-factor switch); to ask for no second factor at all, PATCH /tenants/settings mfa_policy 'never'",
-    False: "identity has no such factor (it sends no SMS, email or push notification and has no Duo integration)",
+    False: "identity has no such factor (it sends no SMS or push notification and has no Duo integration)",
 }
+_NO_MAIL = "emailed codes need a mail server: set IDENTITY_SMTP_URL and IDENTITY_SMTP_FROM"
+
+
+def _offered(services: Services) -> dict[str, bool]:
+    return {**FACTORS, "email": services.mailer is not None}
+
+
 _ALL_APPLICATIONS = "all-applications"
 
 
@@ -67,9 +75,9 @@ class FactorState(Struct, forbid_unknown_fields=True):
     responses=ERROR_RESPONSES,
     summary="The MFA factors and whether each is enabled",
 )
-async def list_factors() -> list[Factor]:
+async def list_factors(services: NamedDependency[Services]) -> list[Factor]:
     """Every factor Auth0 names that identity knows, enabled or not."""
-    return [Factor(name=name, enabled=enabled) for name, enabled in FACTORS.items()]
+    return [Factor(name=name, enabled=enabled) for name, enabled in _offered(services).items()]
 
 
 @put(
@@ -79,15 +87,19 @@ async def list_factors() -> list[Factor]:
     status_code=200,
     summary="Enable or disable an MFA factor (only its state in force is accepted)",
 )
-async def set_factor(name: FromPath[str], data: JSONBody[FactorState]) -> FactorState:
+async def set_factor(
+    name: FromPath[str], data: JSONBody[FactorState], services: NamedDependency[Services]
+) -> FactorState:
     """Accept the factor's state in force; refuse to change it, saying why (there is no per-factor switch)."""
-    if name not in FACTORS:
+    factors = _offered(services)
+    if name not in factors:
         raise bad_request(
-            f"Path validation error: 'name must be one of {', '.join(FACTORS)}' on property name.", "invalid_uri"
+            f"Path validation error: 'name must be one of {', '.join(factors)}' on property name.", "invalid_uri"
         )
-    offered = FACTORS[name]
+    offered = factors[name]
     if data.enabled != offered:
-        raise not_supported("enabled", f"{'disabling' if offered else 'enabling'} {name}: {_WHY[offered]}")
+        why = _NO_MAIL if name == "email" and not offered else _WHY[offered]
+        raise not_supported("enabled", f"{'disabling' if offered else 'enabling'} {name}: {why}")
     return FactorState(enabled=offered)
 
 

@@ -150,6 +150,11 @@ class _Captured:
     async def redeem_recovery_code(self, transaction: MfaTransaction, code: str) -> tuple[FactorCheck, str | None]:
         return FactorCheck.INVALID, None
 
+    async def check_oob(
+        self, transaction: MfaTransaction, oob_code: str | None, binding_code: str, *, session_key: str | None = None
+    ) -> FactorCheck:
+        return FactorCheck.INVALID
+
     async def user(self, transaction: MfaTransaction) -> User | None:
         return None
 

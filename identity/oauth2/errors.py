@@ -15,6 +15,7 @@
     ├── TooManyAttempts             429 too_many_attempts (+ Retry-After when the wait is known)
     ├── InvalidToken                401 invalid_token   (RFC 6750 bearer token errors, + WWW-Authenticate)
     ├── UnsupportedChallengeType    400 unsupported_challenge_type
+    ├── BadGateway                  400 bad_gateway     (the mail server refused or did not answer: nothing sent)
     ├── UnmetAuthenticationRequirements 403 unmet_authentication_requirements (RFC 9470 §6: acr_values not met)
     ├── ServerError                 500 server_error    (configuration problems the client can report)
     └── TemporarilyUnavailable      503 temporarily_unavailable (+ Retry-After; load shedding, RFC 6749 §4.1.2.1)
@@ -31,6 +32,7 @@ from typing import ClassVar
 
 __all__ = [
     "AccessDenied",
+    "BadGateway",
     "ExpiredToken",
     "InvalidClient",
     "InvalidGrant",
@@ -235,6 +237,17 @@ class UnsupportedChallengeType(OAuthError):
     """No authenticator of the user matches the challenge types asked (HANSON §2.2.3)."""
 
     error = "unsupported_challenge_type"
+
+
+class BadGateway(OAuthError):
+    """A code could not be handed to the mail server (HANSON §2.2.3's ``bad_gateway``): nothing was sent.
+
+    400, as every OAuth error the client can act on (retry later): the service itself is up, and a 5xx would tell
+    monitoring that it is not. The description names neither the address nor the server.
+    """
+
+    error = "bad_gateway"
+    default_description = "The code could not be sent. Please try again later."
 
 
 class UnmetAuthenticationRequirements(OAuthError):

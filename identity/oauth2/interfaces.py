@@ -364,6 +364,12 @@ class FactorCheck(Enum):
     RATE_LIMITED = "rate_limited"
     TOKEN_USED = "token_used"
     """The factor was right, but another request consumed the mfa_token first; nothing was spent."""
+    UNKNOWN_CODE = "unknown_code"
+    """An emailed code's ``oob_code`` names no unused code (never sent, used, or replaced by a newer one)."""
+    OTHER_TRANSACTION = "other_transaction"
+    """The ``oob_code`` was sent for another mfa_token."""
+    EXPIRED = "expired"
+    """The emailed code is older than its five minutes."""
 
 
 @dataclass(frozen=True)
@@ -413,6 +419,16 @@ class MfaService(Protocol):
 
     async def redeem_recovery_code(self, transaction: MfaTransaction, code: str) -> tuple[FactorCheck, str | None]:
         """Swap the recovery code for a new one and burn the mfa_token, together or not at all."""
+        ...
+
+    async def check_oob(
+        self, transaction: MfaTransaction, oob_code: str | None, binding_code: str, *, session_key: str | None = None
+    ) -> FactorCheck:
+        """Check an emailed code (``binding_code``) sent for ``oob_code`` and burn the mfa_token, in one transaction.
+
+        ``oob_code`` ``None`` and ``session_key`` (the ``auth_session``, which names no oob_code): the last code sent
+        for the transaction. The code is used once and confirms a pending email enrollment.
+        """
         ...
 
     async def user(self, transaction: MfaTransaction) -> User | None:

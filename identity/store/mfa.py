@@ -21,7 +21,9 @@ from sqlmodel import col, select
 from identity.store.models import (
     AuthenticatorRow,
     MfaAttemptRow,
+    MfaSendRow,
     MfaTransactionRow,
+    OobCodeRow,
     RecoveryCodeRow,
     UserRow,
     WebAuthnChallengeRow,
@@ -29,20 +31,26 @@ from identity.store.models import (
 )
 
 __all__ = [
+    "SEND_BUCKET",
     "accept_step",
     "activate",
     "adjust_attempts",
     "attempts",
     "authenticators",
     "burn_transaction",
+    "consume_oob_code",
     "delete_all_factors",
     "delete_authenticator",
     "delete_pending",
     "has_active_factor",
     "hold_attempts",
+    "latest_oob_code",
+    "oob_code",
+    "purge_oob_codes",
     "purge_webauthn_challenges",
     "put_recovery_code",
     "recovery_code",
+    "retire_oob_codes",
     "rotate_recovery_code",
     "set_attempts",
     "transaction_by_hash",
@@ -58,10 +66,12 @@ def _count(result: Any) -> int:
 # Conditional updates whose row count is all the caller needs: no ORM pre-select of the rows they touch.
 _NO_SYNC = {"synchronize_session": False}
 _ATTEMPT = cast(Any, MfaAttemptRow).__table__
+SEND_BUCKET = cast(Any, MfaSendRow).__table__
+"""The emailed-code bucket: `hold_attempts` and `set_attempts` take it as ``table``."""
 
 
 async def hold_attempts(
-    session: AsyncSession, user_pk: int, *, now: float, capacity: float, refill_seconds: float
+    session: AsyncSession, user_pk: int, *, now: float, capacity: float, refill_seconds: float, table: Any = _ATTEMPT
 ) -> float:
     """The attempts left in the user's bucket (refilled up to ``now``), held until the transaction ends.
 
@@ -71,11 +81,11 @@ async def hold_attempts(
     """
     if session.get_bind().dialect.name == "postgresql":
         await session.execute(
-            pg_insert(_ATTEMPT)
+            pg_insert(table)
             .values(user_pk=user_pk, tokens=capacity, updated_at=now, version=1)
             .on_conflict_do_nothing(index_elements=["user_pk"])
         )
-    query = select(_ATTEMPT.c.tokens, _ATTEMPT.c.updated_at).where(_ATTEMPT.c.user_pk == user_pk).with_for_update()
+    query = select(table.c.tokens, table.c.updated_at).where(table.c.user_pk == user_pk).with_for_update()
     row = (await session.execute(query)).first()
     if row is None:
         return capacity
@@ -83,14 +93,16 @@ async def hold_attempts(
     return float(min(capacity, tokens + max(0.0, now - updated_at) / refill_seconds))
 
 
-async def set_attempts(session: AsyncSession, user_pk: int, tokens: float, *, now: float) -> None:
+async def set_attempts(
+    session: AsyncSession, user_pk: int, tokens: float, *, now: float, table: Any = _ATTEMPT
+) -> None:
     """Store the bucket held by `hold_attempts` (in the same transaction)."""
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    statement = insert(_ATTEMPT).values(user_pk=user_pk, tokens=tokens, updated_at=now, version=1)
+    statement = insert(table).values(user_pk=user_pk, tokens=tokens, updated_at=now, version=1)
     await session.execute(
         statement.on_conflict_do_update(
             index_elements=["user_pk"],
-            set_={"tokens": tokens, "updated_at": now, "version": _ATTEMPT.c.version + 1},
+            set_={"tokens": tokens, "updated_at": now, "version": table.c.version + 1},
         )
     )
 
@@ -286,4 +298,56 @@ async def purge_webauthn_challenges(session: AsyncSession, before: datetime) -> 
     The caller commits.
     """
     result = await session.execute(delete(WebAuthnChallengeRow).where(col(WebAuthnChallengeRow.expires_at) < before))
+    return _count(result)
+
+
+# --- emailed codes (issue 15) ------------------------------------------------------------------------------------
+
+
+async def oob_code(session: AsyncSession, oob_hash: str) -> OobCodeRow | None:
+    """The emailed code an ``oob_code`` (by its SHA-256) names, used or not (the caller decides)."""
+    query = select(OobCodeRow).where(col(OobCodeRow.oob_hash) == oob_hash).execution_options(populate_existing=True)
+    return (await session.execute(query)).scalar()
+
+
+async def latest_oob_code(session: AsyncSession, transaction_pk: int) -> OobCodeRow | None:
+    """The last code sent for a transaction (an ``auth_session`` names no oob_code: its latest code is the one)."""
+    query = (
+        select(OobCodeRow)
+        .where(col(OobCodeRow.transaction_pk) == transaction_pk)
+        .order_by(col(OobCodeRow.id).desc())
+        .limit(1)
+        .execution_options(populate_existing=True)
+    )
+    return (await session.execute(query)).scalar()
+
+
+async def retire_oob_codes(session: AsyncSession, transaction_pk: int, now: datetime) -> None:
+    """Spend every unused code of a transaction: a new email makes the ones before it worthless."""
+    await session.execute(
+        update(OobCodeRow)
+        .where(col(OobCodeRow.transaction_pk) == transaction_pk, col(OobCodeRow.consumed_at).is_(None))
+        .values(consumed_at=now),
+        execution_options=_NO_SYNC,
+    )
+
+
+async def consume_oob_code(session: AsyncSession, code_id: int, now: datetime) -> bool:
+    """Mark the code used, unless it already was or has expired; ``True`` for the one caller that spends it."""
+    result = await session.execute(
+        update(OobCodeRow)
+        .where(
+            col(OobCodeRow.id) == code_id,
+            col(OobCodeRow.consumed_at).is_(None),
+            col(OobCodeRow.expires_at) > now,
+        )
+        .values(consumed_at=now),
+        execution_options=_NO_SYNC,
+    )
+    return _count(result) == 1
+
+
+async def purge_oob_codes(session: AsyncSession, before: datetime) -> int:
+    """Delete codes that expired before ``before`` (for ``identity purge``); the number deleted. The caller commits."""
+    result = await session.execute(delete(OobCodeRow).where(col(OobCodeRow.expires_at) < before))
     return _count(result)

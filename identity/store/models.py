@@ -247,7 +247,10 @@ def _user_fk(*, primary_key: bool = False, unique: bool = False) -> Any:
 
 
 class AuthenticatorRow(SQLModel, table=True):
-    """An enrolled (``active``) or pending second factor. The TOTP secret is sealed."""
+    """An enrolled (``active``) or pending second factor: ``kind`` ``totp``, ``webauthn`` or ``email``.
+
+    ``secret`` is sealed: an app's TOTP secret, an email factor's address (a security key keeps none here).
+    """
 
     __tablename__ = "authenticator"
 
@@ -537,6 +540,47 @@ class WebAuthnCredentialRow(SQLModel, table=True):
     backup_eligible: bool = Field(default=False)
     created_at: datetime = _created()
     last_used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class OobCodeRow(SQLModel, table=True):
+    """One emailed code (issue 15): the ``oob_code`` that names it and the code sent, both as hashes; used once.
+
+    ``binding_hash`` is the SHA-256 of the oob_code and the 6-digit code together: the 256-bit oob_code, never
+    stored, keys it, so the table alone gives no way to try the million codes. ``transaction_pk`` binds it to the
+    mfa_token (or first-party ``auth_session``) it was sent for; ``authenticator_pk`` to the email factor (a pending
+    one is confirmed by its code).
+    """
+
+    __tablename__ = "oob_code"
+
+    id: int | None = Field(default=None, primary_key=True)
+    oob_hash: str = Field(max_length=64, unique=True)
+    binding_hash: str = Field(max_length=64)
+    user_pk: int = _user_fk()
+    authenticator_pk: int = Field(
+        sa_column=sa.Column(
+            sa.Integer, sa.ForeignKey("authenticator.id", ondelete="CASCADE"), nullable=False, index=True
+        )
+    )
+    transaction_pk: int = Field(
+        sa_column=sa.Column(
+            sa.Integer, sa.ForeignKey("mfa_transaction.id", ondelete="CASCADE"), nullable=False, index=True
+        )
+    )
+    created_at: datetime = _created()
+    expires_at: datetime = Field(sa_type=UTCDateTime, nullable=False, index=True)
+    consumed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class MfaSendRow(SQLModel, table=True):
+    """A user's bucket of emailed codes (issue 15): ``tokens`` as of ``updated_at`` (epoch seconds)."""
+
+    __tablename__ = "mfa_send"
+
+    user_pk: int = _user_fk(primary_key=True)
+    tokens: float = Field(default=10.0)
+    updated_at: float = Field(default=0.0)
+    version: int = Field(default=0)
 
 
 class WebAuthnChallengeRow(SQLModel, table=True):

@@ -18,12 +18,14 @@ from identity.accounts.webauthn import WebAuthnFactors, WebAuthnService
 from identity.audit import AuditLog, AuditTrail
 from identity.clock import Clock
 from identity.crypto import SecretBox
+from identity.mail import Mailer, MailError
 from identity.oauth2 import RevocationEndpoint, TokenEndpoint
 from identity.oauth2.errors import OAuthError
 from identity.oauth2.first_party import AuthSession, IssuedCode
 from identity.oauth2.grants import (
     ClientCredentialsGrant,
     Grant,
+    MfaOobGrant,
     MfaOtpGrant,
     MfaRecoveryCodeGrant,
     PasswordGrant,
@@ -74,6 +76,9 @@ __all__ = [
     "unit_of_work",
 ]
 
+MAIL_ERRORS: tuple[type[Exception], ...] = (MailError,)
+"""What a failed send raises (`identity.mail`): answered ``bad_gateway``; anything else is a bug and propagates."""
+
 
 @dataclass
 class Services:
@@ -100,6 +105,8 @@ class Services:
     """Set when a shutdown begins: ``/readyz`` answers 503 while in-flight requests finish."""
     credentials_hooks: tuple[CredentialsExchangeHook, ...] = ()
     """Credentials-exchange hooks of the client_credentials grant (Auth0's M2M Actions); none by default."""
+    mailer: Mailer | None = None
+    """Sends emailed codes (``IDENTITY_SMTP_URL``); ``None``: no mail server, no email factor."""
     _key_state: tuple[tuple[Any, ...], ...] | None = None
 
     async def refresh_keys(self) -> bool:
@@ -171,9 +178,9 @@ async def provide_session(services: NamedDependency[Services]) -> AsyncIterator[
         yield session
 
 
-def build_factors(services: Services, session: AsyncSession) -> FactorService:
-    """Second-factor services bound to this request's session."""
-    return FactorService(session, services.box, services.clock)
+def build_factors(services: Services, session: AsyncSession, unit: UnitOfWork | None = None) -> FactorService:
+    """Second-factor services bound to this request's session (and the token request's unit of work)."""
+    return FactorService(session, services.box, services.clock, unit, sender=services.mailer, mail_errors=MAIL_ERRORS)
 
 
 def build_webauthn(services: Services, session: AsyncSession) -> WebAuthnService:
@@ -190,9 +197,16 @@ class _TrailedFactors(FactorService):
     """Second factors that tell the audit trail whose login an ``mfa_token`` continues."""
 
     def __init__(
-        self, session: AsyncSession, box: SecretBox, clock: Clock, trail: AuditTrail, unit: UnitOfWork | None = None
+        self,
+        session: AsyncSession,
+        box: SecretBox,
+        clock: Clock,
+        trail: AuditTrail,
+        unit: UnitOfWork | None = None,
+        *,
+        sender: Mailer | None = None,
     ) -> None:
-        super().__init__(session, box, clock, unit)
+        super().__init__(session, box, clock, unit, sender=sender, mail_errors=MAIL_ERRORS)
         self.trail = trail
 
     async def find(self, mfa_token: str) -> MfaTransaction | None:
@@ -358,10 +372,10 @@ def build_token_endpoint(
     mfa: FactorService
     refresh_tokens: SqlRefreshTokens
     if trail is not None:
-        mfa = _TrailedFactors(session, services.box, services.clock, trail, unit)
+        mfa = _TrailedFactors(session, services.box, services.clock, trail, unit, sender=services.mailer)
         refresh_tokens = _TrailedRefreshTokens(session, services.box, services.clock, trail)
     else:
-        mfa = FactorService(session, services.box, services.clock, unit)
+        mfa = build_factors(services, session, unit)
         refresh_tokens = SqlRefreshTokens(session, services.box, services.clock)
     issuer = _TrailedIssuer(
         services.key_ring,
@@ -379,6 +393,7 @@ def build_token_endpoint(
         PasswordGrant.GRANT_TYPE: PasswordGrant(tenant, users, issuer, mfa, rules),
         PasswordRealmGrant.GRANT_TYPE: PasswordRealmGrant(tenant, users, issuer, mfa, rules),
         MfaOtpGrant.GRANT_TYPE: MfaOtpGrant(tenant, mfa, issuer, services.clock),
+        MfaOobGrant.GRANT_TYPE: MfaOobGrant(tenant, mfa, issuer, services.clock),
         MfaRecoveryCodeGrant.GRANT_TYPE: MfaRecoveryCodeGrant(tenant, mfa, issuer, services.clock),
         RefreshTokenGrant.GRANT_TYPE: RefreshTokenGrant(tenant, users, refresh_tokens, issuer, services.clock, rules),
         ClientCredentialsGrant.GRANT_TYPE: ClientCredentialsGrant(tenant, tenant, issuer, services.credentials_hooks),

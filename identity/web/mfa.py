@@ -1,4 +1,9 @@
-"""The MFA API (``shared/API.md`` §2): list, associate, challenge, delete. Parse, call the factor service, render."""
+"""The MFA API (``shared/API.md`` §2): list, associate, challenge, delete. Parse, call the factor service, render.
+
+Email codes (``oob`` on the ``email`` channel) need a mail server (``IDENTITY_SMTP_URL``) and a client allowed the
+mfa-oob grant; sending is rate limited per user (429 ``too_many_attempts``) and a mail server that fails answers
+``bad_gateway`` (400), naming neither the address nor the server.
+"""
 
 from __future__ import annotations
 
@@ -13,26 +18,36 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from identity.accounts.errors import NotEnrolled
 from identity.accounts.factors import AlreadyEnrolled, Challenge, Factor, FactorType
+from identity.accounts.factors.email import MailUnavailable, SendLimited, Sent, checked_address
 from identity.oauth2.client_auth import authenticate_client
 from identity.oauth2.errors import (
     AccessDenied,
+    BadGateway,
     InvalidGrant,
     InvalidRequest,
     InvalidToken,
     OAuthError,
+    TooManyAttempts,
     Unauthorized,
     UnauthorizedClient,
     UnsupportedChallengeType,
 )
-from identity.oauth2.grants.mfa import MALFORMED_MFA_TOKEN, MfaOtpGrant, MfaRecoveryCodeGrant, live_mfa_transaction
+from identity.oauth2.grants.mfa import (
+    MALFORMED_MFA_TOKEN,
+    MfaOobGrant,
+    MfaOtpGrant,
+    MfaRecoveryCodeGrant,
+    live_mfa_transaction,
+)
 from identity.oauth2.grants.webauthn import MFA_WEBAUTHN
-from identity.oauth2.interfaces import MfaTransaction
+from identity.oauth2.interfaces import Client, MfaTransaction
 from identity.store.tenant import SqlTenantStore, tenant_settings
 from identity.web import openapi
 from identity.web.addresses import request_trail
 from identity.web.bearer import bearer_token, is_jwt, live_user, mfa_api_user
-from identity.web.deps import Services, build_factors
+from identity.web.deps import Services, build_factors, unit_of_work
 from identity.web.errors import NO_STORE
 from identity.web.oauth import parse_token_request, refuse_repeated_members
 from identity.web.webauthn import associate_webauthn, challenge_webauthn
@@ -40,7 +55,11 @@ from identity.web.webauthn import associate_webauthn, challenge_webauthn
 __all__ = ["associate", "authenticator_json", "challenge", "list_authenticators", "remove_authenticator", "wire_time"]
 
 _MAX_BODY = 16 * 1024
-MFA_GRANT_TYPES = frozenset({MfaOtpGrant.GRANT_TYPE, MfaRecoveryCodeGrant.GRANT_TYPE, MFA_WEBAUTHN})
+MFA_GRANT_TYPES = frozenset(
+    {MfaOtpGrant.GRANT_TYPE, MfaOobGrant.GRANT_TYPE, MfaRecoveryCodeGrant.GRANT_TYPE, MFA_WEBAUTHN}
+)
+TOO_MANY_SENT = "Too many codes were sent. Please try again later."
+_SEND_WAIT = 3600
 
 
 async def _mfa_transaction(services: Services, db: AsyncSession, token: str) -> MfaTransaction:
@@ -73,17 +92,24 @@ async def list_authenticators(
 
 
 def authenticator_json(factor: Factor) -> dict[str, Any]:
-    """A factor as the MFA API lists it (API.md §2.3): ``otp``, ``webauthn`` (named) or ``recovery-code``."""
+    """A factor as the MFA API lists it (API.md §2.3).
+
+    ``otp``, ``oob`` (email, its address masked), ``webauthn`` (named) or ``recovery-code``.
+    """
     if factor.type is FactorType.RECOVERY_CODE:
         return {"id": factor.id, "authenticator_type": "recovery-code", "active": True}
+    kinds = {FactorType.WEBAUTHN: "webauthn", FactorType.EMAIL: "oob"}
     entry: dict[str, Any] = {
         "id": factor.id,
-        "authenticator_type": "webauthn" if factor.type is FactorType.WEBAUTHN else "otp",
+        "authenticator_type": kinds.get(factor.type, "otp"),
         "active": factor.active,
         "created_at": wire_time(factor.created_at),
     }
     if factor.type is FactorType.WEBAUTHN:
         entry["name"] = factor.name or "Security key"
+    if factor.type is FactorType.EMAIL:
+        entry["oob_channel"] = "email"
+        entry["name"] = factor.name or "Email"
     return entry
 
 
@@ -98,7 +124,10 @@ def wire_time(moment: datetime) -> str:
 async def associate(
     request: Request[Any, Any, State], services: NamedDependency[Services], db: NamedDependency[AsyncSession]
 ) -> Response[Any]:
-    """Start an OTP enrollment with an ``mfa_token`` (only while the user has no active factor)."""
+    """Start an enrollment with an ``mfa_token`` (only while the user has no active factor).
+
+    An app, a key, or an email address (its first code sent at once).
+    """
     token = bearer_token(request)
     if is_jwt(token):
         raise InvalidToken("enrollment needs the mfa_token of a login")
@@ -111,8 +140,10 @@ async def associate(
         raise InvalidRequest("authenticator_types must be a non-empty array of strings")
     if types == ["webauthn"]:
         return await associate_webauthn(services, db, transaction)
+    if types == ["oob"]:
+        return await _associate_email(request, services, db, transaction, body)
     if types != ["otp"]:
-        raise InvalidRequest("Only the 'otp' and 'webauthn' authenticator types are supported")
+        raise InvalidRequest("Only the 'otp', 'oob' (email) and 'webauthn' authenticator types are supported")
     label = (await tenant_settings(db)).friendly_name
     try:
         enrollment = await build_factors(services, db).enrollment.associate(transaction.user_id, issuer=label)
@@ -127,6 +158,77 @@ async def associate(
         answer["recovery_codes"] = [enrollment.recovery_code]
     _audit(request, services, "gd_start_enroll", transaction.user_id, transaction.client_id)
     return Response(answer, media_type=MediaType.JSON, headers=NO_STORE)
+
+
+async def _associate_email(
+    request: Request[Any, Any, State],
+    services: Services,
+    db: AsyncSession,
+    transaction: MfaTransaction,
+    body: dict[str, Any],
+) -> Response[Any]:
+    """``oob`` on the ``email`` channel: a pending email factor, confirmed by the code sent now (mfa-oob grant)."""
+    channels = body.get("oob_channels")
+    if channels != ["email"]:
+        raise InvalidRequest("oob_channels must be ['email']: email is the only out-of-band channel")
+    client = await _oob_client(db, services, transaction.client_id)
+    factors = build_factors(services, db)
+    user = await factors.user(transaction)
+    if user is None:
+        raise InvalidToken(MALFORMED_MFA_TOKEN)
+    given = body.get("email")
+    if given is not None and not isinstance(given, str):
+        raise InvalidRequest("email must be a string")
+    try:
+        address = checked_address(given if given is not None else (user.email or ""))
+    except ValueError:
+        raise InvalidRequest("email must be one email address") from None
+    label = (await tenant_settings(db)).friendly_name
+    user_pk = await factors.transactions.user_pk(transaction)
+    unit = unit_of_work(services, db)
+    try:
+        sent = await _sending(
+            factors.email.enroll(unit, user_pk, transaction.id, address, issuer_name=label),
+            request, services, transaction.user_id, client.client_id,
+        )  # fmt: skip
+    except AlreadyEnrolled:
+        raise AccessDenied("User is already enrolled") from None
+    finally:
+        await unit.close()
+    answer: dict[str, Any] = {
+        "authenticator_type": "oob",
+        "binding_method": "prompt",
+        "oob_channel": "email",
+        "oob_code": sent.oob_code,
+    }
+    if sent.recovery_code is not None:
+        answer["recovery_codes"] = [sent.recovery_code]
+    _audit(request, services, "gd_start_enroll", transaction.user_id, transaction.client_id)
+    return Response(answer, media_type=MediaType.JSON, headers=NO_STORE)
+
+
+async def _oob_client(db: AsyncSession, services: Services, client_id: str) -> Client:
+    """The transaction's client, if it may use emailed codes: a mail server and the mfa-oob grant."""
+    client = await SqlTenantStore(db, issuer=services.settings.issuer).client(client_id)
+    if services.mailer is None or client is None or MfaOobGrant.GRANT_TYPE not in client.grant_types:
+        raise InvalidRequest("Email codes are not enabled for this application")
+    return client
+
+
+async def _sending(
+    sending: Any, request: Request[Any, Any, State], services: Services, user_id: str, client_id: str | None
+) -> Sent:
+    """Await a send and map its refusals: the bucket empty (429), the mail server failing (``bad_gateway``)."""
+    try:
+        sent: Sent = await sending
+    except SendLimited:
+        _audit(request, services, "gd_otp_rate_limit_exceed", user_id, client_id)
+        raise TooManyAttempts(TOO_MANY_SENT, retry_after=_SEND_WAIT) from None
+    except MailUnavailable:
+        _audit(request, services, "gd_send_email_failure", user_id, client_id)
+        raise BadGateway() from None
+    _audit(request, services, "gd_send_email", user_id, client_id)
+    return sent
 
 
 def _audit(
@@ -164,11 +266,29 @@ async def challenge(
         transaction.user_id,
         challenge_type=params.get("challenge_type"),
         authenticator_id=params.get("authenticator_id"),
+        email=services.mailer is not None and MfaOobGrant.GRANT_TYPE in client.grant_types,
     )
-    if chosen is Challenge.WEBAUTHN:
-        return await challenge_webauthn(services, db, transaction, authenticator_id=params.get("authenticator_id"))
     if chosen is None:
         raise UnsupportedChallengeType("User does not have any authenticator of the requested challenge type")
+    if chosen.challenge is Challenge.WEBAUTHN:
+        return await challenge_webauthn(services, db, transaction, authenticator_id=params.get("authenticator_id"))
+    if chosen.challenge is Challenge.OOB:
+        label = (await tenant_settings(db)).friendly_name
+        user_pk = await factors.transactions.user_pk(transaction)
+        unit = unit_of_work(services, db)
+        try:
+            sent = await _sending(
+                factors.email.challenge(unit, user_pk, transaction.id, chosen.factor.id, issuer_name=label),
+                request, services, transaction.user_id, client.client_id,
+            )  # fmt: skip
+        except NotEnrolled:  # removed a moment ago
+            raise UnsupportedChallengeType(
+                "User does not have any authenticator of the requested challenge type"
+            ) from None
+        finally:
+            await unit.close()
+        body = {"challenge_type": "oob", "oob_code": sent.oob_code, "binding_method": "prompt"}
+        return Response(body, media_type=MediaType.JSON, headers=NO_STORE)
     return Response({"challenge_type": "otp"}, media_type=MediaType.JSON, headers=NO_STORE)
 
 
@@ -216,8 +336,12 @@ async def _json_or_form(request: Request[Any, Any, State]) -> dict[str, Any]:
             pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, errors="strict")
         except (UnicodeDecodeError, ValueError):
             raise InvalidRequest("request body is not valid form data") from None
-        types = [value for name, value in pairs if name == "authenticator_types"]
-        # authenticator_types is an array (repeated on purpose); anything else, as at the token endpoint, once.
-        form = refuse_repeated_members([(name, value) for name, value in pairs if name != "authenticator_types"])
-        return {"client_id": form.get("client_id") or None, "authenticator_types": types}
+        arrays = ("authenticator_types", "oob_channels")
+        # Those two are arrays (repeated on purpose); anything else, as at the token endpoint, once.
+        form = refuse_repeated_members([(name, value) for name, value in pairs if name not in arrays])
+        fields: dict[str, Any] = {name: [value for key, value in pairs if key == name] for name in arrays}
+        fields["client_id"] = form.get("client_id") or None
+        if "email" in form:
+            fields["email"] = form["email"]
+        return fields
     raise InvalidRequest("Content-Type must be application/json or application/x-www-form-urlencoded")

@@ -25,6 +25,7 @@ from identity.oauth2.errors import (
     TooManyAttempts,
 )
 from identity.oauth2.grants import (
+    MFA_OOB,
     MFA_OTP,
     MFA_RECOVERY_CODE,
     MFA_WEBAUTHN,
@@ -52,7 +53,7 @@ __all__ = ["hash_admission", "parse_token_request", "refuse_repeated_members", "
 _MAX_BODY = 64 * 1024
 # Grants that write from their first statement on: one write transaction for the whole exchange. (The password
 # grants read, hash outside any transaction, then write: their write unit starts after the hash.)
-_WRITE_GRANTS = frozenset({REFRESH_TOKEN, MFA_OTP, MFA_RECOVERY_CODE})
+_WRITE_GRANTS = frozenset({REFRESH_TOKEN, MFA_OTP, MFA_OOB, MFA_RECOVERY_CODE})
 
 
 def refuse_repeated_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -164,6 +165,7 @@ _SUCCESS = {
     PASSWORD: "sepft",
     PASSWORD_REALM: "sepft",
     MFA_OTP: "seotpft",
+    MFA_OOB: "seoobft",
     MFA_RECOVERY_CODE: "sercft",
     MFA_WEBAUTHN: "gd_auth_succeed",
     WEBAUTHN: "s",
@@ -175,6 +177,7 @@ _FAILURE = {
     PASSWORD: "fepft",
     PASSWORD_REALM: "fepft",
     MFA_OTP: "feotpft",
+    MFA_OOB: "feoobft",
     MFA_RECOVERY_CODE: "fercft",
     MFA_WEBAUTHN: "gd_auth_failed",
     WEBAUTHN: "f",
@@ -184,6 +187,7 @@ _FAILURE = {
 }
 _RATE_LIMITED = {
     MFA_OTP: "gd_otp_rate_limit_exceed",
+    MFA_OOB: "gd_otp_rate_limit_exceed",
     MFA_RECOVERY_CODE: "gd_recovery_rate_limit_exceed",
     MFA_WEBAUTHN: "gd_otp_rate_limit_exceed",
 }

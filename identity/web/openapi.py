@@ -28,6 +28,7 @@ from litestar.openapi.spec import (
 
 from identity.oauth2.grants import (
     CLIENT_CREDENTIALS,
+    MFA_OOB,
     MFA_OTP,
     MFA_RECOVERY_CODE,
     PASSWORD,
@@ -99,6 +100,7 @@ TOKEN_REQUEST = _object(
                 PASSWORD,
                 PASSWORD_REALM,
                 MFA_OTP,
+                MFA_OOB,
                 MFA_RECOVERY_CODE,
                 REFRESH_TOKEN,
                 CLIENT_CREDENTIALS,
@@ -124,8 +126,10 @@ TOKEN_REQUEST = _object(
             "password, password-realm: seconds (always met). refresh_token: a family authenticated longer ago is "
             "invalid_grant."
         ),
-        "mfa_token": _string("mfa-otp, mfa-recovery-code: the token of the mfa_required answer."),
+        "mfa_token": _string("mfa-otp, mfa-oob, mfa-recovery-code: the token of the mfa_required answer."),
         "otp": _string("mfa-otp: the six-digit code of the authenticator app.", pattern="^[0-9]{6}$"),
+        "oob_code": _string("mfa-oob: the oob_code of /mfa/challenge or /mfa/associate."),
+        "binding_code": _string("mfa-oob: the six-digit code sent by email."),
         "recovery_code": _string("mfa-recovery-code: the user's recovery code."),
         "refresh_token": _string("refresh_token: the refresh token to exchange (it rotates)."),
         "code": _string("authorization_code: the code of /oauth/authorize-challenge."),
@@ -225,7 +229,8 @@ USERINFO = _object(
 AUTHENTICATOR = _object(
     {
         "id": _string("e.g. totp|dev_... or recovery-code|dev_..."),
-        "authenticator_type": {"type": "string", "enum": ["otp", "webauthn", "recovery-code"]},
+        "authenticator_type": {"type": "string", "enum": ["otp", "oob", "webauthn", "recovery-code"]},
+        "oob_channel": {"type": "string", "enum": ["email"]},
         "active": {"type": "boolean"},
         "name": {"type": "string"},
         "created_at": {"type": "string"},
@@ -237,18 +242,23 @@ ASSOCIATE_REQUEST = _object(
     {
         "authenticator_types": {
             "type": "array",
-            "items": {"type": "string", "enum": ["otp", "webauthn"]},
+            "items": {"type": "string", "enum": ["otp", "oob", "webauthn"]},
             "minItems": 1,
             "maxItems": 1,
         },
+        "oob_channels": {"type": "array", "items": {"type": "string", "enum": ["email"]}, "maxItems": 1},
+        "email": _string("oob: the address codes are sent to (default: the user's email)."),
         "client_id": _string("Must be the client the mfa_token was issued to."),
     },
     ["authenticator_types"],
 )
 ASSOCIATE_RESPONSE = _object(
     {
-        "authenticator_type": {"type": "string", "enum": ["otp", "webauthn"]},
+        "authenticator_type": {"type": "string", "enum": ["otp", "oob", "webauthn"]},
         "secret": _string("otp: the TOTP secret (base32)."),
+        "oob_channel": {"type": "string", "enum": ["email"]},
+        "oob_code": _string("oob: names the code just sent; send it back with the code (mfa-oob)."),
+        "binding_method": {"type": "string", "enum": ["prompt"]},
         "barcode_uri": _string("otp: otpauth:// URI for a QR code."),
         "publicKey": _object({}, additionalProperties=True, description="webauthn: creation options (base64url)."),
         "recovery_codes": {"type": "array", "items": {"type": "string"}},
@@ -260,14 +270,19 @@ CHALLENGE_REQUEST = _object(
         "mfa_token": _string("The token of the mfa_required answer."),
         "client_id": {"type": "string"},
         "client_secret": {"type": "string"},
-        "challenge_type": _string("Space-separated: otp, webauthn (oob is not offered)."),
+        "challenge_type": _string(
+            "Space-separated: otp, oob (a code by email), webauthn. Omitted: the factor enrolled first; an email "
+            "only when the user has nothing else."
+        ),
         "authenticator_id": {"type": "string"},
     },
     ["mfa_token"],
 )
 CHALLENGE_RESPONSE = _object(
     {
-        "challenge_type": {"type": "string", "enum": ["otp", "webauthn"]},
+        "challenge_type": {"type": "string", "enum": ["otp", "oob", "webauthn"]},
+        "oob_code": _string("oob: names the code just sent; send it back with the code (mfa-oob)."),
+        "binding_method": {"type": "string", "enum": ["prompt"]},
         "publicKey": _object({}, additionalProperties=True, description="webauthn: request options (base64url)."),
     },
     ["challenge_type"],

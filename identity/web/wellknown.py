@@ -11,6 +11,7 @@ from identity.audiences import userinfo_audience
 from identity.oauth2.client_auth import AUTH_METHODS
 from identity.oauth2.first_party import AUTHORIZATION_CODE, MULTI_FACTOR
 from identity.oauth2.grants import (
+    MFA_OOB,
     MFA_OTP,
     MFA_RECOVERY_CODE,
     MFA_WEBAUTHN,
@@ -45,6 +46,7 @@ def discovery_document(services: Services) -> dict[str, Any]:
             PASSWORD,
             PASSWORD_REALM,
             MFA_OTP,
+            *([MFA_OOB] if services.mailer is not None else []),  # emailed codes need a mail server
             MFA_RECOVERY_CODE,
             MFA_WEBAUTHN,
             WEBAUTHN,
@@ -59,7 +61,10 @@ def discovery_document(services: Services) -> dict[str, Any]:
         "token_endpoint_auth_methods_supported": list(AUTH_METHODS),
         "access_token_signing_alg_values_supported": list(SUPPORTED_ALGS),
         "claims_supported": [
+            "acr",
+            "amr",
             "aud",
+            "auth_time",
             "email",
             "email_verified",
             "exp",

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from identity.app import create_app
 from identity.clock import FrozenClock
-from identity.settings import Argon2Params, EncryptionKeys, Settings
+from identity.settings import Argon2Params, EncryptionKeys, Settings, SmtpSettings
 from identity.store.config import invalidate_all
 from identity.store.db import create_engine
 from identity.store.models import AuthenticatorRow, RecoveryCodeRow, UserRow
@@ -41,8 +41,9 @@ from tests.conftest import (
 
 MFA_OTP = "http://auth0.com/oauth/grant-type/mfa-otp"
 MFA_RECOVERY_CODE = "http://auth0.com/oauth/grant-type/mfa-recovery-code"
+MFA_OOB = "http://auth0.com/oauth/grant-type/mfa-oob"
 PASSWORD_REALM = "http://auth0.com/oauth/grant-type/password-realm"
-MFA_GRANTS = [MFA_OTP, MFA_RECOVERY_CODE]
+MFA_GRANTS = [MFA_OTP, MFA_OOB, MFA_RECOVERY_CODE]
 MFA_AUDIENCE = ISSUER + "mfa/"
 MFA_API_SCOPES = "enroll read:authenticators remove:authenticators"
 ALICE_EMAIL = "alice@example.test"
@@ -259,7 +260,7 @@ class Mfa:
 authenticator = AuthenticatorRow.__table__  # type: ignore[attr-defined]
 recovery_code = RecoveryCodeRow.__table__  # type: ignore[attr-defined]
 users = UserRow.__table__  # type: ignore[attr-defined]
-MFA_STATE_TABLES = ("mfa_attempt", "mfa_transaction", "recovery_code", "authenticator")
+MFA_STATE_TABLES = ("oob_code", "mfa_send", "mfa_attempt", "mfa_transaction", "recovery_code", "authenticator")
 T = TypeVar("T")
 
 
@@ -348,7 +349,13 @@ def empty_database(db: Db) -> None:
 
 
 @contextmanager
-def open_mfa(database_url: str, encryption_keys: EncryptionKeys, tenant: dict[str, Any] | None = None) -> Iterator[Mfa]:
+def open_mfa(
+    database_url: str,
+    encryption_keys: EncryptionKeys,
+    tenant: dict[str, Any] | None = None,
+    *,
+    smtp: SmtpSettings | None = None,
+) -> Iterator[Mfa]:
     """For one test module: an emptied database with `mfa_tenant`, the app on a frozen clock, and its driver.
 
     Building the app and applying the tenant once per module keeps the suite fast; `reset` puts the MFA state back
@@ -361,6 +368,7 @@ def open_mfa(database_url: str, encryption_keys: EncryptionKeys, tenant: dict[st
         encryption_keys=encryption_keys,
         hash_workers=2,
         argon2=Argon2Params(time_cost=1, memory_kib=64, parallelism=1),
+        smtp=smtp,
     )
     db = Db(settings.database_url)
     try:

@@ -81,7 +81,9 @@ def test_factors_accept_their_state_in_force_and_refuse_a_change(api: TestClient
     off = api.put("/api/v2/guardian/factors/otp", json={"enabled": False})
     assert off.status_code == 400 and off.json()["errorCode"] == "operation_not_supported", off.text
     assert "not supported" in off.json()["message"] and "mfa_policy" in off.json()["message"]
-    on = api.put("/api/v2/guardian/factors/email", json={"enabled": True})
+    on = api.put("/api/v2/guardian/factors/email", json={"enabled": True})  # no mail server in these tests
+    assert on.status_code == 400 and "IDENTITY_SMTP_URL" in on.json()["message"], on.text
+    on = api.put("/api/v2/guardian/factors/sms", json={"enabled": True})
     assert on.status_code == 400 and "no such factor" in on.json()["message"], on.text
     unknown = api.put("/api/v2/guardian/factors/carrier-pigeon", json={"enabled": True})
     assert unknown.status_code == 400 and unknown.json()["errorCode"] == "invalid_uri"

@@ -376,9 +376,12 @@ def test_associate_refuses_other_types(mfa: Mfa) -> None:
     cases: list[tuple[dict[str, Any], str]] = [
         (
             {"authenticator_types": ["oob"], "oob_channels": ["sms"]},
-            "Only the 'otp' and 'webauthn' authenticator types are supported",
+            "oob_channels must be ['email']: email is the only out-of-band channel",
         ),
-        ({"authenticator_types": ["otp", "oob"]}, "Only the 'otp' and 'webauthn' authenticator types are supported"),
+        (
+            {"authenticator_types": ["otp", "oob"]},
+            "Only the 'otp', 'oob' (email) and 'webauthn' authenticator types are supported",
+        ),
         ({"authenticator_types": []}, not_an_array),
         ({}, not_an_array),
         ({"authenticator_types": "otp"}, not_an_array),

@@ -168,9 +168,11 @@ TABLE = [
     Row("mfa-recovery-code: empty bucket", 429, "too_many_attempts",
         "Too many failed attempts. Please try again later.",
         lambda w: w.mfa.recover(w.empty_bucket(), w.alice.recovery_code)),
-    # --- mfa-oob is not offered ---------------------------------------------------------------------------------------
-    Row("mfa-oob: not supported", 400, "unsupported_grant_type", "Grant type not supported",
+    # --- mfa-oob (emailed codes: tests/api/test_email_codes.py has the rest) --------------------------------------
+    Row("mfa-oob: no binding_code", 400, "invalid_request", "binding_code is required",
         lambda w: w.mfa.token(grant_type=MFA_OOB, mfa_token=w.mfa_token, oob_code="x")),
+    Row("mfa-oob: unknown oob_code", 403, "invalid_grant", "Invalid oob_code.",
+        lambda w: w.mfa.token(grant_type=MFA_OOB, mfa_token=w.mfa_token, oob_code="x", binding_code="123456")),
     # --- POST /mfa/challenge ----------------------------------------------------------------------------------------
     Row("challenge: otp", 200, None, None,
         lambda w: w.mfa.challenge(w.mfa_token, challenge_type="otp")),
@@ -194,8 +196,12 @@ TABLE = [
         lambda w: w.mfa.associate(w.unenrolled_token())),
     Row("associate: already enrolled", 403, "access_denied", "User is already enrolled",
         lambda w: w.mfa.associate(w.mfa_token)),
-    Row("associate: oob", 400, "invalid_request", "Only the 'otp' and 'webauthn' authenticator types are supported",
+    Row("associate: oob sms", 400, "invalid_request",
+        "oob_channels must be ['email']: email is the only out-of-band channel",
         lambda w: w.mfa.associate(w.unenrolled_token(), {"authenticator_types": ["oob"], "oob_channels": ["sms"]})),
+    Row("associate: oob email without a mail server", 400, "invalid_request",
+        "Email codes are not enabled for this application",
+        lambda w: w.mfa.associate(w.unenrolled_token(), {"authenticator_types": ["oob"], "oob_channels": ["email"]})),
     Row("associate: no types", 400, "invalid_request", NOT_AN_ARRAY,
         lambda w: w.mfa.associate(w.unenrolled_token(), {})),
     Row("associate: another client's mfa_token", 400, "invalid_request", "mfa_token not issued to this client",

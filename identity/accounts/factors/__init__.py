@@ -8,6 +8,7 @@
     authenticators.py  the user's factors as records: list, remove, reset
     attempts.py        the per-user bucket of failed attempts, reserved before a factor is checked
     challenge.py       which challenge /mfa/challenge answers with
+    email.py           emailed codes: the email factor, codes sent (rate limited) and checked once
     removal.py         the fresh proof a removal needs
     service.py         FactorService: the parts over one session, and the grants' MfaService
 
@@ -24,7 +25,7 @@ from identity.accounts.errors import AlreadyEnrolled, NotEnrolled
 from identity.accounts.factors._common import TOTP_PURPOSE
 from identity.accounts.factors.attempts import ATTEMPT_CAPACITY, ATTEMPT_REFILL_SECONDS, AttemptBucket
 from identity.accounts.factors.authenticators import Authenticators, Factor, FactorType
-from identity.accounts.factors.challenge import Challenge, choose_challenge
+from identity.accounts.factors.challenge import Challenge, Choice, choose_challenge
 from identity.accounts.factors.enrollment import PENDING_ENROLLMENT_SECONDS, Enrollment, OtpEnrollments
 from identity.accounts.factors.gate import MFA_POLICIES, MfaGate
 from identity.accounts.factors.otp import OtpCodes
@@ -43,6 +44,7 @@ __all__ = [
     "AttemptBucket",
     "Authenticators",
     "Challenge",
+    "Choice",
     "Enrollment",
     "Factor",
     "FactorService",

@@ -14,8 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from identity.accounts.factors._common import now_utc, user_pk
+from identity.accounts.factors.email import masked, open_address
 from identity.accounts.sessions import end_user_sessions
 from identity.clock import Clock
+from identity.crypto import SecretBox
 from identity.store import mfa as queries
 from identity.store.models import AuthenticatorRow, UserRow
 
@@ -29,6 +31,8 @@ class FactorType(StrEnum):
     """An authenticator app (the MFA API's ``otp``)."""
     WEBAUTHN = "webauthn"
     """A security key or passkey."""
+    EMAIL = "email"
+    """Codes sent to an address (the MFA API's ``oob`` on the ``email`` channel)."""
     RECOVERY_CODE = "recovery-code"
 
 
@@ -44,17 +48,22 @@ class Factor:
     created_at: datetime
     confirmed_at: datetime | None = None
     name: str | None = None
-    """A security key's name."""
+    """A security key's name; an email factor's masked address (``j***@example.com``)."""
     synced: bool = False
     """A security key that may be synced between devices (a passkey: WebAuthn backup eligible)."""
+
+
+_KINDS = frozenset({"totp", "webauthn", "email"})
 
 
 class Authenticators:
     """The users' factors, over one request's session."""
 
-    def __init__(self, session: AsyncSession, clock: Clock) -> None:
+    def __init__(self, session: AsyncSession, clock: Clock, box: SecretBox | None = None) -> None:
         self.session = session
         self.clock = clock
+        self.box = box
+        """Opens email factors' addresses, to list them masked (without it they are listed unnamed)."""
 
     async def listed(self, user_id: str) -> list[Factor]:
         """The active recovery code first, then the authenticators, active ones first, oldest first."""
@@ -66,14 +75,17 @@ class Authenticators:
         keys = await queries.webauthn_keys(self.session, owner)
         for authenticator in await queries.authenticators(self.session, owner):
             key = keys.get(authenticator.id or 0) if authenticator.kind == "webauthn" else None
+            name = key.name if key is not None else None
+            if authenticator.kind == "email" and self.box is not None:
+                name = masked(open_address(self.box, authenticator))
             listed.append(
                 Factor(
                     id=authenticator.public_id,
-                    type=FactorType.WEBAUTHN if authenticator.kind == "webauthn" else FactorType.TOTP,
+                    type=FactorType(authenticator.kind) if authenticator.kind in _KINDS else FactorType.TOTP,
                     active=authenticator.active,
                     created_at=authenticator.created_at,
                     confirmed_at=authenticator.confirmed_at,
-                    name=key.name if key is not None else None,
+                    name=name,
                     synced=key is not None and key.backup_eligible,
                 )
             )

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 from identity.accounts.factors.authenticators import Factor, FactorType
 
-__all__ = ["DEFAULT_CHALLENGE_TYPES", "Challenge", "choose_challenge"]
-
-DEFAULT_CHALLENGE_TYPES = "otp oob webauthn"
-"""What a client that names no ``challenge_type`` accepts (Auth0's order)."""
+__all__ = ["Challenge", "Choice", "choose_challenge"]
 
 
 class Challenge(StrEnum):
@@ -20,27 +19,57 @@ class Challenge(StrEnum):
     """A code from the app: nothing is sent (``{"challenge_type":"otp"}``)."""
     WEBAUTHN = "webauthn"
     """A security key's assertion, for request options bound to the mfa_token."""
+    OOB = "oob"
+    """A code sent by email (``binding_method: prompt``), answered with the mfa-oob grant."""
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The challenge, and the factor it is for."""
+
+    challenge: Challenge
+    factor: Factor
+
+
+_KIND = {FactorType.TOTP: Challenge.OTP, FactorType.WEBAUTHN: Challenge.WEBAUTHN, FactorType.EMAIL: Challenge.OOB}
+
+
+def _enrolled(factor: Factor) -> datetime:
+    return factor.confirmed_at or factor.created_at
 
 
 def choose_challenge(
-    factors: Sequence[Factor], *, challenge_type: str | None, authenticator_id: str | None
-) -> Challenge | None:
+    factors: Sequence[Factor], *, challenge_type: str | None, authenticator_id: str | None, email: bool = True
+) -> Choice | None:
     """The challenge for a user with ``factors``; ``None`` when none of the asked types fits (the caller refuses).
 
-    ``challenge_type`` is the client's space-separated list: the first type it names that the user has wins (omitted:
-    OTP first). ``authenticator_id`` picks that authenticator, whatever its type's place in the list.
+    - ``authenticator_id`` picks that authenticator, if its type is among those asked (or none is asked).
+    - ``challenge_type`` is the client's space-separated list: the first type it names that the user has wins (the
+      oldest factor of that type).
+    - Neither: the factor the user enrolled first, except that an email is sent only when the user has nothing
+      else (a code app or a key never costs an email nobody asked for).
+
+    Active factors only; an app not yet confirmed stands in while the user has no active one (its code confirms
+    it). ``email`` ``False`` leaves email factors out (no mail server, or a client without the mfa-oob grant).
     """
-    asked = (challenge_type or DEFAULT_CHALLENGE_TYPES).split()
-    keys = [f for f in factors if f.type is FactorType.WEBAUTHN and f.active]
-    if authenticator_id is not None:
-        keys = [f for f in keys if f.id == authenticator_id]
     apps = [f for f in factors if f.type is FactorType.TOTP]
-    otp_first = bool(apps) and "otp" in asked and "webauthn" in asked and asked.index("otp") < asked.index("webauthn")
-    if keys and "webauthn" in asked and (authenticator_id is not None or not otp_first):
-        return Challenge.WEBAUTHN
-    usable = [f for f in apps if f.active] or apps
+    candidates = [f for f in factors if f.active and f.type in _KIND and (email or f.type is not FactorType.EMAIL)]
+    if not any(f.active for f in apps):
+        candidates += apps
+    asked = challenge_type.split() if challenge_type else None
     if authenticator_id is not None:
-        usable = [f for f in usable if f.id == authenticator_id]
-    if "otp" not in asked or not usable:
-        return None
-    return Challenge.OTP
+        named = [f for f in candidates if f.id == authenticator_id]
+        if not named or (asked is not None and _KIND[named[0].type] not in asked):
+            return None
+        return Choice(_KIND[named[0].type], named[0])
+    if asked is None:
+        pool = [f for f in candidates if f.type is not FactorType.EMAIL] or candidates
+        if not pool:
+            return None
+        first = min(pool, key=_enrolled)
+        return Choice(_KIND[first.type], first)
+    for kind in asked:
+        matching = [f for f in candidates if _KIND[f.type] == kind]
+        if matching:
+            return Choice(Challenge(kind), min(matching, key=_enrolled))
+    return None

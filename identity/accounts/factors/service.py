@@ -6,7 +6,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.accounts.factors.attempts import AttemptBucket
 from identity.accounts.factors.authenticators import Authenticators
-from identity.accounts.factors.challenge import Challenge, choose_challenge
+from identity.accounts.factors.challenge import Choice, choose_challenge
+from identity.accounts.factors.email import CodeSender, EmailCodes
 from identity.accounts.factors.enrollment import OtpEnrollments
 from identity.accounts.factors.gate import MfaGate
 from identity.accounts.factors.otp import OtpCodes
@@ -28,7 +29,16 @@ class FactorService:
     is `choose_challenge` here and `identity.accounts.factors.removal.remove_with_proof`.
     """
 
-    def __init__(self, session: AsyncSession, box: SecretBox, clock: Clock, unit: UnitOfWork | None = None) -> None:
+    def __init__(
+        self,
+        session: AsyncSession,
+        box: SecretBox,
+        clock: Clock,
+        unit: UnitOfWork | None = None,
+        *,
+        sender: CodeSender | None = None,
+        mail_errors: tuple[type[Exception], ...] = (),
+    ) -> None:
         self.session = session
         self.unit = unit
         """The token request's unit of work: with it, the grants' checks write in its one transaction."""
@@ -38,7 +48,8 @@ class FactorService:
         self.otp = OtpCodes(session, box, clock, self.attempts)
         self.recovery = RecoveryCodes(session, clock, self.attempts)
         self.enrollment = OtpEnrollments(session, box, clock, self.recovery)
-        self.authenticators = Authenticators(session, clock)
+        self.authenticators = Authenticators(session, clock, box)
+        self.email = EmailCodes(session, box, clock, self.attempts, self.recovery, sender, mail_errors)
 
     # --- MfaService (the grants) ------------------------------------------------------------------------------
 
@@ -72,11 +83,25 @@ class FactorService:
             return await self.recovery.swap(user_pk, code, burn_transaction=transaction.id)
         return await self.recovery.swap_in_unit(self.unit, user_pk, code, transaction.id)
 
+    async def check_oob(
+        self, transaction: MfaTransaction, oob_code: str | None, binding_code: str, *, session_key: str | None = None
+    ) -> FactorCheck:
+        """Spend an emailed code (confirming a pending email factor) and burn the mfa_token, in one transaction."""
+        if self.unit is None:
+            raise RuntimeError("emailed codes are checked in the token request's unit of work")
+        user_pk = await self.transactions.user_pk(transaction)
+        return await self.email.check_in_unit(
+            self.unit, user_pk, transaction.id, binding_code, oob_code=oob_code, session_key=session_key
+        )
+
     # --- the MFA API's choice of challenge --------------------------------------------------------------------
 
     async def choose_challenge(
-        self, user_id: str, *, challenge_type: str | None, authenticator_id: str | None
-    ) -> Challenge | None:
-        """The challenge ``/mfa/challenge`` answers with (`identity.accounts.factors.challenge`)."""
+        self, user_id: str, *, challenge_type: str | None, authenticator_id: str | None, email: bool = True
+    ) -> Choice | None:
+        """The challenge ``/mfa/challenge`` answers with (`identity.accounts.factors.challenge`).
+
+        ``email`` ``False``: the user's email factors are left out (no mail server, or a client without mfa-oob).
+        """
         factors = await self.authenticators.listed(user_id)
-        return choose_challenge(factors, challenge_type=challenge_type, authenticator_id=authenticator_id)
+        return choose_challenge(factors, challenge_type=challenge_type, authenticator_id=authenticator_id, email=email)

@@ -2,7 +2,7 @@
 
 from identity.oauth2.grants.base import Grant
 from identity.oauth2.grants.client_credentials import ClientCredentialsGrant
-from identity.oauth2.grants.mfa import MfaOtpGrant, MfaRecoveryCodeGrant
+from identity.oauth2.grants.mfa import MfaOobGrant, MfaOtpGrant, MfaRecoveryCodeGrant
 from identity.oauth2.grants.password import PasswordGrant, PasswordRealmGrant
 from identity.oauth2.grants.refresh_token import RefreshTokenGrant
 from identity.oauth2.grants.webauthn import MfaWebAuthnGrant, WebAuthnGrant
@@ -19,6 +19,7 @@ __all__ = [
     "WEBAUTHN",
     "ClientCredentialsGrant",
     "Grant",
+    "MfaOobGrant",
     "MfaOtpGrant",
     "MfaRecoveryCodeGrant",
     "MfaWebAuthnGrant",
@@ -31,7 +32,7 @@ __all__ = [
 PASSWORD = PasswordGrant.GRANT_TYPE
 PASSWORD_REALM = PasswordRealmGrant.GRANT_TYPE
 MFA_OTP = MfaOtpGrant.GRANT_TYPE
-MFA_OOB = "http://auth0.com/oauth/grant-type/mfa-oob"
+MFA_OOB = MfaOobGrant.GRANT_TYPE
 MFA_RECOVERY_CODE = MfaRecoveryCodeGrant.GRANT_TYPE
 REFRESH_TOKEN = RefreshTokenGrant.GRANT_TYPE
 CLIENT_CREDENTIALS = ClientCredentialsGrant.GRANT_TYPE

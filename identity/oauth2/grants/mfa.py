@@ -1,7 +1,9 @@
-"""The MFA grants that finish a login paused at ``mfa_required`` (``shared/API.md`` §1.3, §1.4, §1.6).
+"""The MFA grants that finish a login paused at ``mfa_required`` (``shared/API.md`` §1.3-§1.6).
 
 - ``http://auth0.com/oauth/grant-type/mfa-otp``: ``mfa_token`` and ``otp`` (a TOTP code). Also confirms an
   authenticator enrolled through ``/mfa/associate``.
+- ``http://auth0.com/oauth/grant-type/mfa-oob``: ``mfa_token``, ``oob_code`` (from ``/mfa/challenge`` or
+  ``/mfa/associate``) and ``binding_code`` (the 6-digit code emailed). Also confirms an email enrollment.
 - ``http://auth0.com/oauth/grant-type/mfa-recovery-code``: ``mfa_token`` and ``recovery_code``; the response carries
   the new ``recovery_code`` that replaces the burned one.
 
@@ -39,11 +41,14 @@ from identity.oauth2.interfaces import (
 from identity.oauth2.requests import TokenRequest
 
 __all__ = [
+    "INVALID_BINDING_CODE",
+    "INVALID_OOB_CODE",
     "INVALID_OTP",
     "INVALID_RECOVERY_CODE",
     "MALFORMED_MFA_TOKEN",
     "SECOND_FACTOR_GRANTS",
     "TOO_MANY_ATTEMPTS",
+    "MfaOobGrant",
     "MfaOtpGrant",
     "MfaRecoveryCodeGrant",
     "live_mfa_transaction",
@@ -54,6 +59,10 @@ EXPIRED_MFA_TOKEN = "mfa_token is expired"
 OTHER_CLIENT = "mfa_token not issued to this client"
 INVALID_OTP = "Invalid otp_code."
 INVALID_RECOVERY_CODE = "Invalid recovery_code."
+INVALID_BINDING_CODE = "Invalid binding_code."
+INVALID_OOB_CODE = "Invalid oob_code."
+OTHER_OOB_CODE = "The oob_code doesn't match the mfa_token"
+EXPIRED_OOB_CODE = "oob_code is expired"
 TOO_MANY_ATTEMPTS = "Too many failed attempts. Please try again later."
 SECOND_FACTOR_GRANTS = frozenset(
     {
@@ -135,6 +144,12 @@ class _MfaGrant:
             raise TooManyAttempts(TOO_MANY_ATTEMPTS)
         if check is FactorCheck.TOKEN_USED:
             raise InvalidGrant(MALFORMED_MFA_TOKEN)
+        if check is FactorCheck.UNKNOWN_CODE:
+            raise InvalidGrant(INVALID_OOB_CODE)
+        if check is FactorCheck.OTHER_TRANSACTION:
+            raise InvalidRequest(OTHER_OOB_CODE)
+        if check is FactorCheck.EXPIRED:
+            raise ExpiredToken(EXPIRED_OOB_CODE)
         if check is not FactorCheck.ACCEPTED:
             raise InvalidGrant(invalid)
 
@@ -152,6 +167,30 @@ class MfaOtpGrant(_MfaGrant):
         deferred = await self._deferred(transaction, client)
         # The code is accepted and the mfa_token burned in one database transaction (at most once each).
         self._refuse(await self.mfa.check_otp(transaction, otp), INVALID_OTP)
+        return await self.issuer.issue(deferred)
+
+
+class MfaOobGrant(_MfaGrant):
+    """``grant_type=http://auth0.com/oauth/grant-type/mfa-oob``: a code sent by email (``binding_method: prompt``).
+
+    Email is the only out-of-band channel, and its codes are always prompted: ``binding_code`` is required (FIDDUR's
+    wording when missing). The code's checks, in order: the ``oob_code`` names an unused code (``Invalid
+    oob_code.``) sent for this mfa_token (``invalid_request``), younger than five minutes (``expired_token``); the
+    user's attempt bucket is not empty (429); the 6-digit code matches (``Invalid binding_code.``, one attempt).
+    """
+
+    GRANT_TYPE: ClassVar[str] = "http://auth0.com/oauth/grant-type/mfa-oob"
+    AMR: ClassVar[tuple[str, ...]] = ("pwd", "mfa", "otp")
+
+    async def handle(self, request: TokenRequest, client: Client) -> TokenResponse:
+        """Check the emailed code against its oob_code, then issue."""
+        transaction = await self._transaction(request, client)
+        oob_code = request.require("oob_code")
+        binding_code = request.get("binding_code")
+        if binding_code is None:
+            raise InvalidRequest("binding_code is required")
+        deferred = await self._deferred(transaction, client)
+        self._refuse(await self.mfa.check_oob(transaction, oob_code, binding_code), INVALID_BINDING_CODE)
         return await self.issuer.issue(deferred)
 
 
