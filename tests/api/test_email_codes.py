@@ -346,3 +346,19 @@ def codes_stored(mfa: Mfa) -> int:
         return int((await conn.execute(text("SELECT count(*) FROM oob_code"))).scalar())
 
     return mfa.db.run(work)
+
+
+def test_purge_deletes_the_codes_that_expired(mfa, sink):
+    from datetime import UTC, datetime
+
+    from identity.housekeeping import purge
+    from tests.conftest import run_db
+
+    enroll_email(mfa, sink)
+    challenge_email(mfa, mfa.mfa_token())
+    assert codes_stored(mfa) == 2
+    soon = datetime.fromtimestamp(mfa.clock.now() + 10, UTC)
+    assert run_db(mfa.settings, lambda session, _: purge(session, now=soon))["oob_codes"] == 0
+    later = datetime.fromtimestamp(mfa.clock.now() + 301, UTC)
+    assert run_db(mfa.settings, lambda session, _: purge(session, now=later))["oob_codes"] == 2
+    assert codes_stored(mfa) == 0

@@ -251,14 +251,14 @@ def test_the_purge_lock_is_held_through_every_step(settings: Settings, tenant: A
 def test_every_table_is_covered_or_deliberately_kept() -> None:
     """A new table that grows with logins needs a purge rule (or a reason here why it needs none)."""
     purged = {"mfa_transaction", "web_session", "authenticator", "recovery_code", "refresh_token", "userinfo_claims"}
-    purged |= {"attack_counter", "log_event"}
+    purged |= {"attack_counter", "log_event", "oob_code"}
     kept = {
         # Configuration and accounts: deleted by the operator, never by age.
         "tenant", "connection", "api", "client", "client_connection", "users", "rule", "client_grant",
         # Keys: retired ones stay listed (identity keys list), a few rows a year.
         "signing_key",
         # Bounded by users: one row per user.
-        "mfa_attempt",
+        "mfa_attempt", "mfa_send",
         # One row: the tenant configuration's version counter.
         "config_version",
     }  # fmt: skip
