@@ -359,7 +359,7 @@ async def delete_user(
     await operations.delete_user(UserService(db, services.hasher, services.clock), user_id, recorder(services, request))
 
 
-_METHOD_TYPES = {FactorType.TOTP: "totp", FactorType.RECOVERY_CODE: "recovery-code"}
+_METHOD_TYPES = {FactorType.TOTP: "totp", FactorType.EMAIL: "email", FactorType.RECOVERY_CODE: "recovery-code"}
 
 
 def _method(factor: Factor) -> AuthenticationMethod:

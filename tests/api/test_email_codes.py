@@ -362,3 +362,13 @@ def test_purge_deletes_the_codes_that_expired(mfa, sink):
     later = datetime.fromtimestamp(mfa.clock.now() + 301, UTC)
     assert run_db(mfa.settings, lambda session, _: purge(session, now=later))["oob_codes"] == 2
     assert codes_stored(mfa) == 0
+
+
+def test_the_management_api_names_the_email_factor_email():
+    from datetime import UTC, datetime
+
+    from identity.accounts.factors import Factor, FactorType
+    from identity.management.users import _method
+
+    factor = Factor("email|dev_x", FactorType.EMAIL, True, datetime(2027, 1, 1, tzinfo=UTC), name="a***@b.test")
+    assert _method(factor).type == "email"
