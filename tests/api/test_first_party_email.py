@@ -328,7 +328,8 @@ def test_the_answers_match_the_openapi_document(fpa: Fpa, sink: SmtpSink) -> Non
 
 
 def test_no_write_transaction_waits_for_a_hung_mail_server(database_url: str, encryption_keys: EncryptionKeys) -> None:
-    """The code is stored and committed before the mail server is called: other requests write meanwhile."""
+    """The code is stored and committed before the mail server is called, and the login gave its place in the
+    password hash queue back: other requests write, and hash, meanwhile."""
     from concurrent.futures import ThreadPoolExecutor
 
     from identity.settings import SmtpSettings
@@ -344,6 +345,7 @@ def test_no_write_transaction_waits_for_a_hung_mail_server(database_url: str, en
             started = time.monotonic()
             login = pool.submit(driver.start, challenge)  # its email hangs until the timeout
             time.sleep(0.5)
+            assert driver.client.app.state.services.hasher.admitted == 0  # nor a place in the hash queue
             other = driver.mfa.login()  # the password grant writes an mfa_token meanwhile
             assert error_of(other)[:2] == (403, "mfa_required")
             assert time.monotonic() - started < 2.5
