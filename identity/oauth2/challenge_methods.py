@@ -14,9 +14,10 @@ example (``otp``) and Auth0's (``recovery_code``, ``authn_response``). An emaile
 - The answer that follows a send says so: ``"email_code_required": true`` and ``"email_code_sent_to":
   "j***@example.com"``. ``email`` listed without them: nothing was sent (ask for it).
 - The code comes back as ``email_code``. It is bound to the ``auth_session`` (no ``oob_code`` is handed out: the
-  session is the secret the code is hashed with) and only the last code sent for the session counts. A wrong code is
-  ``Invalid email_code.`` and costs an attempt from the bucket OTP and recovery codes share; a used, replaced or
-  never-sent code and an expired one (five minutes) are ``invalid_grant`` too, with their own descriptions.
+  session is the secret the code is hashed with) and only the last code sent for the session counts: an earlier
+  one is a wrong code. A wrong code is ``Invalid email_code.`` and costs an attempt from the bucket OTP and
+  recovery codes share; when no unused code waits (none sent, or the last one used) and when it expired (five
+  minutes), the ``invalid_grant`` says so instead.
 - Sending is limited per user (429 ``too_many_attempts`` with ``Retry-After``); a mail server that fails is
   ``bad_gateway`` (400, naming neither the address nor the server). Both carry the ``auth_session``, so that an app
   whose login just sent the code can still go on (ask again later, or use another factor).
@@ -51,7 +52,7 @@ INVALID_EMAIL_CODE = "Invalid email_code."
 """As the OTP's ``Invalid otp_code.``, naming the parameter the app sent (the mfa-oob grant's ``binding_code`` is
 not one here)."""
 NO_EMAIL_CODE = "No email code is waiting on this auth_session: ask for one with challenge_type=email"
-"""Never sent, used already, or replaced by a newer one."""
+"""None was sent for the session, or the last one sent was used (a step-up needs a new one)."""
 EXPIRED_EMAIL_CODE = "The email code has expired: ask for a new one with challenge_type=email"
 
 
