@@ -8,7 +8,9 @@ stays bounded by the number of workers. Unknown users are checked against a dumm
 Load shedding: a login is admitted (`PasswordHasher.admission`) only while fewer than ``workers + queue`` logins
 are hashing or waiting to; past that it fails at once with `HashingUnavailable` (the endpoint answers 503 with
 ``Retry-After``), and an admitted login that waits longer than ``wait_ms`` for a worker gives up the same way. So a
-burst costs the excess requests a fast refusal instead of making every login, real users' included, slower.
+burst costs the excess requests a fast refusal instead of making every login, real users' included, slower. A
+login whose password is checked may give its place back before slow work that is not hashing
+(`leave_hash_admission`: an emailed code at the first-party endpoint waits for the mail server).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from identity.settings import Argon2Params
 
-__all__ = ["HashSlot", "HashingUnavailable", "PasswordHasher", "Verification"]
+__all__ = ["HashSlot", "HashingUnavailable", "PasswordHasher", "Verification", "leave_hash_admission"]
 
 T = TypeVar("T")
 
@@ -89,6 +91,11 @@ class PasswordHasher:
         """Logins admitted and not yet hashing."""
         return max(0, self._admitted - self._running)
 
+    @property
+    def admitted(self) -> int:
+        """Logins admitted now (at most ``workers + queue``)."""
+        return self._admitted
+
     def _retry_after(self) -> int:
         return max(1, math.ceil(self.wait_seconds))
 
@@ -100,7 +107,7 @@ class PasswordHasher:
         is refused before it costs database round trips), and the password check inside it reuses that admission.
         """
         held = _ADMITTED.get()
-        if held is not None and held._hasher is self:
+        if held is not None and held._hasher is self and not held.left:
             yield held
             return
         if self._admitted >= self.workers + self.queue:
@@ -113,7 +120,7 @@ class PasswordHasher:
             yield slot
         finally:
             _ADMITTED.reset(token)
-            self._admitted -= 1
+            slot.leave()
 
     async def _acquire(self, wait: float | None) -> None:
         if self._running < self.workers and not self._waiters:
@@ -207,7 +214,26 @@ class HashSlot:
 
     def __init__(self, hasher: PasswordHasher) -> None:
         self._hasher = hasher
+        self.left = False
+        """The login gave its place back (`leave`): a later admission in the same task is a new one."""
+
+    def leave(self) -> None:
+        """Give the place in the hash queue back (once; the admission's end does it otherwise)."""
+        if not self.left:
+            self.left = True
+            self._hasher._admitted -= 1
 
     async def verify(self, password_hash: str | None, password: str) -> Verification:
         """Like `PasswordHasher.verify`; raises `HashingUnavailable` when no worker freed up in time."""
         return await self._hasher.verify(password_hash, password, wait=self._hasher.wait_seconds)
+
+
+def leave_hash_admission() -> None:
+    """Give this task's place in the hash queue back, if it holds one: its password was checked already.
+
+    For slow work after the password that is not hashing (an email to the mail server), so that it keeps no other
+    login out; the load shedding counts logins that will hash, not logins waiting for something else.
+    """
+    slot = _ADMITTED.get()
+    if slot is not None:
+        slot.leave()

@@ -12,9 +12,12 @@ draft's examples:
    and ``acr_values`` naming the multi-factor policy forces the second factor too.
 2. **Answer**: no second factor needed, 200 ``{"authorization_code", "auth_session"}``; needed, an ``auth_session``
    and ``insufficient_authorization`` listing the user's ``methods`` with what each needs (``"otp_required": true``,
-   ``"webauthn": {"publicKey": …}``).
-3. **Intermediate request**: ``auth_session`` and one second factor (``otp``, ``recovery_code``, or a WebAuthn
-   assertion); a code. Without one, the same answer again (with fresh WebAuthn options).
+   ``"webauthn": {"publicKey": …}``, and ``"email_code_required": true`` once a code was emailed).
+3. **Intermediate request**: ``auth_session`` and one second factor (``otp``, ``email_code``, ``recovery_code``, or
+   a WebAuthn assertion); a code. Without one, the same answer again (with fresh WebAuthn options); with
+   ``challenge_type`` naming a listed method, the same answer after starting that method (``email``: a code is
+   sent). An email is sent only when asked for, or unasked when it is the user's only factor and this request made
+   the second factor due (step 1 or 4): see `identity.oauth2.challenge_methods`.
 4. **Step-up**, any time the session lives: ``auth_session`` with ``response_type=code``, a new ``code_challenge``,
    ``scope``/``audience`` and ``acr_values``: the second factor again, then a new code. A session never yields a
    code without a factor checked in that same request chain, and never spares the second factor.
@@ -30,7 +33,7 @@ from typing import Any, ClassVar
 
 from identity.clock import Clock
 from identity.oauth2 import pkce
-from identity.oauth2.challenge_methods import ChallengeMethod
+from identity.oauth2.challenge_methods import ChallengeMethod, RecoveryCodeMethod
 from identity.oauth2.client_auth import authenticate_client
 from identity.oauth2.errors import (
     AccessDenied,
@@ -41,6 +44,7 @@ from identity.oauth2.errors import (
     TooManyAttempts,
     Unauthorized,
     UnauthorizedClient,
+    UnsupportedChallengeType,
 )
 from identity.oauth2.first_party import (
     AUTHORIZATION_CODE,
@@ -78,9 +82,12 @@ from identity.oauth2.requests import TokenRequest
 from identity.oauth2.scopes import resolve_scopes
 
 __all__ = [
+    "ASK_OR_ANSWER",
+    "ASK_WITH_SESSION",
     "MFA_REQUIRED",
     "NOT_PENDING",
     "NO_SECOND_FACTOR",
+    "NO_SUCH_METHOD",
     "PASSWORD_REQUIRED",
     "AuthorizationChallengeEndpoint",
     "AuthorizationCodeResponse",
@@ -90,6 +97,9 @@ PASSWORD_REQUIRED = "Username and password required"
 MFA_REQUIRED = "Multifactor authentication required"
 NOT_PENDING = "No authorization request is pending on this auth_session: send one with response_type=code"
 NO_SECOND_FACTOR = "A second factor is required and the user has none: enroll one first (/enroll or the MFA API)"
+ASK_WITH_SESSION = "challenge_type is sent with the auth_session of an answer that lists the method"
+ASK_OR_ANSWER = "send challenge_type or a second factor, not both"
+NO_SUCH_METHOD = "User does not have any authenticator of the requested challenge type"
 
 
 @dataclass(frozen=True)
@@ -220,7 +230,7 @@ class AuthorizationChallengeEndpoint:
             return await self._login(request, client)
         if request.get("response_type") is not None:
             session, user, menu = await self._reauthorize(request, client, session)
-            return await self._second_factor(request, session, presented, user, menu)
+            return await self._second_factor(request, session, presented, user, menu, due=True)
         if not session.pending:
             raise InvalidRequest(NOT_PENDING)
         return await self._second_factor(request, session, presented, await self._user(session))
@@ -249,6 +259,8 @@ class AuthorizationChallengeEndpoint:
         """An initial request: the password, then a code or the second factor."""
         authorization = _authorization(request)
         request = _named(request)
+        if request.get("challenge_type") is not None:
+            raise InvalidRequest(ASK_WITH_SESSION)
         if request.get("username") is None or request.get("password") is None:
             members = {"methods": ["password"], "password_required": True}
             raise InsufficientAuthorization(PASSWORD_REQUIRED, auth_session=None, members=members)
@@ -269,7 +281,7 @@ class AuthorizationChallengeEndpoint:
             return await self._code(session, token, amr=result.amr, acr=None)
         menu = await self._menu(result.user.user_id)
         token, session = await self.sessions.start(result, code_challenge=challenge, pending=True, auth_time=now)
-        return await self._second_factor(request, session, token, result.user, menu)
+        return await self._second_factor(request, session, token, result.user, menu, due=True)
 
     async def _reauthorize(
         self, request: TokenRequest, client: Client, session: AuthSession
@@ -321,32 +333,49 @@ class AuthorizationChallengeEndpoint:
         return menu
 
     async def _second_factor(
-        self, request: TokenRequest, session: AuthSession, token: str, user: User, menu: tuple[str, ...] | None = None
+        self,
+        request: TokenRequest,
+        session: AuthSession,
+        token: str,
+        user: User,
+        menu: tuple[str, ...] | None = None,
+        *,
+        due: bool = False,
     ) -> AuthorizationCodeResponse:
-        """Check the second factor the request carries and answer a code, or ask for one."""
+        """Check the second factor the request carries and answer a code, or ask for one.
+
+        ``due``: this request made the second factor due (a login, a step-up), so a method that is the user's only
+        one is started without being asked for.
+        """
         carried = [method for method in self.methods if method.carried_by(request)]
         if len(carried) > 1:
             raise InvalidRequest("send one second factor at a time")
+        asked = request.get("challenge_type")
         if not carried:
-            raise await self._prompt(session, token, menu or await self._menu(user.user_id))
+            menu = menu or await self._menu(user.user_id)
+            raise await self._prompt(session, token, menu, _chosen(menu, asked, due=due))
+        if asked is not None:
+            raise InvalidRequest(ASK_OR_ANSWER)
         method = carried[0]
         if self.transaction is not None:
             await self.transaction.write()
-        verified = await method.verify(session, request)
+        verified = await method.verify(session, token, request)
         if verified.check is FactorCheck.RATE_LIMITED:
             raise TooManyAttempts(TOO_MANY_ATTEMPTS)
         if verified.check is FactorCheck.TOKEN_USED:
             raise InvalidRequest(NOT_PENDING)  # another request spent this step a moment ago
         if verified.check is not FactorCheck.ACCEPTED:
-            raise InvalidGrant(method.invalid)
+            raise InvalidGrant(verified.refusal or method.invalid)
         amr = tuple(dict.fromkeys((*session.amr, *verified.amr)))
         return await self._code(session, token, amr=amr, acr=MULTI_FACTOR, factor=method.name, extra=verified.extra)
 
-    async def _prompt(self, session: AuthSession, token: str, menu: tuple[str, ...]) -> InsufficientAuthorization:
+    async def _prompt(
+        self, session: AuthSession, token: str, menu: tuple[str, ...], chosen: str | None
+    ) -> InsufficientAuthorization:
         members: dict[str, Any] = {"methods": list(menu)}
         for method in self.methods:
             if method.name in menu:
-                members.update(await method.prompt(session))
+                members.update(await method.prompt(session, token, chosen=method.name == chosen))
         return InsufficientAuthorization(MFA_REQUIRED, auth_session=token, members=members)
 
     async def _code(
@@ -384,6 +413,22 @@ def _authorization(request: TokenRequest) -> _Authorization:
     # Always met: every code follows a factor checked moments before (auth_time is that check).
     checked_max_age(request.get("max_age"))
     return _Authorization(challenge, multi_factor_asked(request.get("acr_values")))
+
+
+def _chosen(menu: tuple[str, ...], asked: str | None, *, due: bool) -> str | None:
+    """The method the app asked for (``challenge_type``), or the user's only one on a request that made it due.
+
+    The recovery code, a fallback, does not count: a user with an email factor and a recovery code has one factor.
+
+    Raises:
+        UnsupportedChallengeType: the app asked for a method the user does not have.
+    """
+    if asked is not None:
+        if asked not in menu:
+            raise UnsupportedChallengeType(NO_SUCH_METHOD)
+        return asked
+    factors = [name for name in menu if name != RecoveryCodeMethod.name]
+    return factors[0] if due and len(factors) == 1 else None
 
 
 def _named(request: TokenRequest) -> TokenRequest:

@@ -4,10 +4,23 @@ A method names itself (as listed in an ``insufficient_authorization`` answer's `
 carries its credential, adds its members to the answer that asks for it (``"otp_required": true``, WebAuthn
 options), and checks the credential against the session's pending step, which an accepted credential spends.
 
-This is the extension point for factors still to come: an emailed code is a class with ``name = "email"`` whose
-`ChallengeMethod.prompt` sends the code (and says so: ``"email_code_required": true``) and whose
-`ChallengeMethod.verify` checks the ``email_code`` parameter through the MFA service, burning the step as the others
-do; the factor service lists it among the user's methods, and ``web/challenge.py`` adds it to the endpoint's tuple.
+The draft leaves the intermediate requests to the server (§5.3); identity names its parameters after the draft's
+example (``otp``) and Auth0's (``recovery_code``, ``authn_response``). An emailed code, `EmailMethod`:
+
+- ``email`` is listed when the user has an active email factor and the server a mail server. A code is sent only
+  when asked for, ``auth_session`` with ``challenge_type=email`` (Auth0's ``/mfa/challenge`` parameter, with the
+  name the answer lists), or without asking when email is the user's only factor (a recovery code aside) on the
+  request that makes the second factor due: the login, or a step-up. Never on a request that carries a factor.
+- The answer that follows a send says so: ``"email_code_required": true`` and ``"email_code_sent_to":
+  "j***@example.com"``. ``email`` listed without them: nothing was sent (ask for it).
+- The code comes back as ``email_code``. It is bound to the ``auth_session`` (no ``oob_code`` is handed out: the
+  session is the secret the code is hashed with) and only the last code sent for the session counts: an earlier
+  one is a wrong code. A wrong code is ``Invalid email_code.`` and costs an attempt from the bucket OTP and
+  recovery codes share; when no unused code waits (none sent, or the last one used) and when it expired (five
+  minutes), the ``invalid_grant`` says so instead.
+- Sending is limited per user (429 ``too_many_attempts`` with ``Retry-After``); a mail server that fails is
+  ``bad_gateway`` (400, naming neither the address nor the server). Both carry the ``auth_session``, so that an app
+  whose login just sent the code can still go on (ask again later, or use another factor).
 """
 
 from __future__ import annotations
@@ -17,13 +30,30 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from identity.oauth2.errors import InvalidRequest, ServerError
-from identity.oauth2.first_party import AuthSession, SecondFactors
-from identity.oauth2.grants.mfa import INVALID_OTP, INVALID_RECOVERY_CODE
+from identity.oauth2.first_party import AuthSession, CodeNotSent, Delivery, SecondFactors, TooManyCodesSent
+from identity.oauth2.grants.mfa import INVALID_OTP, INVALID_RECOVERY_CODE, TOO_MANY_SENT
 from identity.oauth2.grants.webauthn import INVALID_WEBAUTHN, credential_from_request, key_amr
 from identity.oauth2.interfaces import FactorCheck, MfaService, WebAuthnFactor
 from identity.oauth2.requests import TokenRequest
 
-__all__ = ["ChallengeMethod", "OtpMethod", "RecoveryCodeMethod", "Verified", "WebAuthnMethod"]
+__all__ = [
+    "EXPIRED_EMAIL_CODE",
+    "INVALID_EMAIL_CODE",
+    "NO_EMAIL_CODE",
+    "ChallengeMethod",
+    "EmailMethod",
+    "OtpMethod",
+    "RecoveryCodeMethod",
+    "Verified",
+    "WebAuthnMethod",
+]
+
+INVALID_EMAIL_CODE = "Invalid email_code."
+"""As the OTP's ``Invalid otp_code.``, naming the parameter the app sent (the mfa-oob grant's ``binding_code`` is
+not one here)."""
+NO_EMAIL_CODE = "No email code is waiting on this auth_session: ask for one with challenge_type=email"
+"""None was sent for the session, or the last one sent was used (a step-up needs a new one)."""
+EXPIRED_EMAIL_CODE = "The email code has expired: ask for a new one with challenge_type=email"
 
 
 @dataclass(frozen=True)
@@ -35,6 +65,8 @@ class Verified:
     """The methods it adds to the first factor's (RFC 8176)."""
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Members for the code response (the recovery code that replaces a used one)."""
+    refusal: str | None = None
+    """The ``error_description`` of a refusal more precise than the method's `ChallengeMethod.invalid`."""
 
 
 class ChallengeMethod(Protocol):
@@ -48,11 +80,15 @@ class ChallengeMethod(Protocol):
         """Whether ``request`` carries this method's credential."""
         ...
 
-    async def prompt(self, session: AuthSession) -> Mapping[str, Any]:
-        """Members of the answer that asks for this factor (it may start a ceremony bound to the session)."""
+    async def prompt(self, session: AuthSession, token: str, *, chosen: bool) -> Mapping[str, Any]:
+        """Members of the answer that asks for this factor (it may start a ceremony bound to the session).
+
+        ``token``: the ``auth_session`` value. ``chosen``: the app asked for this method, or it is the user's only
+        one; a method that sends something (an email) sends only then.
+        """
         ...
 
-    async def verify(self, session: AuthSession, request: TokenRequest) -> Verified:
+    async def verify(self, session: AuthSession, token: str, request: TokenRequest) -> Verified:
         """Check the credential; an accepted one spends the session's pending step, at most once."""
         ...
 
@@ -70,11 +106,11 @@ class OtpMethod:
         """The ``otp`` parameter."""
         return request.get("otp") is not None
 
-    async def prompt(self, session: AuthSession) -> Mapping[str, Any]:
+    async def prompt(self, session: AuthSession, token: str, *, chosen: bool) -> Mapping[str, Any]:
         """``"otp_required": true``."""
         return {"otp_required": True}
 
-    async def verify(self, session: AuthSession, request: TokenRequest) -> Verified:
+    async def verify(self, session: AuthSession, token: str, request: TokenRequest) -> Verified:
         """The code, once per time step, burning the step with it (`MfaService.check_otp`)."""
         return Verified(await self.mfa.check_otp(session.transaction(), request.require("otp")), ("mfa", "otp"))
 
@@ -92,11 +128,11 @@ class RecoveryCodeMethod:
         """The ``recovery_code`` parameter."""
         return request.get("recovery_code") is not None
 
-    async def prompt(self, session: AuthSession) -> Mapping[str, Any]:
+    async def prompt(self, session: AuthSession, token: str, *, chosen: bool) -> Mapping[str, Any]:
         """Nothing beyond being listed: the user reads it from where they kept it."""
         return {}
 
-    async def verify(self, session: AuthSession, request: TokenRequest) -> Verified:
+    async def verify(self, session: AuthSession, token: str, request: TokenRequest) -> Verified:
         """The code, swapped for a new one in the same transaction that burns the step."""
         check, new_code = await self.mfa.redeem_recovery_code(session.transaction(), request.require("recovery_code"))
         if check is not FactorCheck.ACCEPTED:
@@ -120,11 +156,11 @@ class WebAuthnMethod:
         """``authn_response``, or the form's ``clientDataJSON``."""
         return request.get("authn_response") is not None or request.get("clientDataJSON") is not None
 
-    async def prompt(self, session: AuthSession) -> Mapping[str, Any]:
+    async def prompt(self, session: AuthSession, token: str, *, chosen: bool) -> Mapping[str, Any]:
         """``"webauthn": {"publicKey": …}``: what ``navigator.credentials.get()`` takes (base64url members)."""
         return {"webauthn": {"publicKey": dict(await self.factors.webauthn_options(session))}}
 
-    async def verify(self, session: AuthSession, request: TokenRequest) -> Verified:
+    async def verify(self, session: AuthSession, token: str, request: TokenRequest) -> Verified:
         """The assertion against a challenge of this session, burning the challenge and the step."""
         credential = credential_from_request(request)
         if "attestationObject" in credential["response"]:
@@ -133,3 +169,47 @@ class WebAuthnMethod:
         if outcome.check is not FactorCheck.ACCEPTED:
             return Verified(outcome.check)
         return Verified(outcome.check, ("mfa", key_amr(outcome)))
+
+
+class EmailMethod:
+    """``email``: a six-digit code sent to the user's email factor, typed back as ``email_code`` (see the module)."""
+
+    name = "email"
+    invalid = INVALID_EMAIL_CODE
+
+    def __init__(self, mfa: MfaService, factors: SecondFactors) -> None:
+        self.mfa = mfa
+        self.factors = factors
+
+    def carried_by(self, request: TokenRequest) -> bool:
+        """The ``email_code`` parameter."""
+        return request.get("email_code") is not None
+
+    async def prompt(self, session: AuthSession, token: str, *, chosen: bool) -> Mapping[str, Any]:
+        """Chosen: send a code, and say so (``email_code_required``, the masked address); else nothing is sent.
+
+        Raises:
+            TooManyCodesSent: the user's emails are spent for now.
+            CodeNotSent: the mail server did not take the message.
+        """
+        if not chosen:
+            return {}
+        sent = await self.factors.send_email_code(session, token)
+        if sent.outcome is Delivery.LIMITED:
+            raise TooManyCodesSent(TOO_MANY_SENT, auth_session=token, retry_after=sent.retry_after)
+        if sent.outcome is Delivery.FAILED:
+            raise CodeNotSent(auth_session=token)
+        if sent.outcome is not Delivery.SENT:  # the factor was removed a moment ago: asking again says so
+            return {}
+        return {"email_code_required": True, "email_code_sent_to": sent.to}
+
+    async def verify(self, session: AuthSession, token: str, request: TokenRequest) -> Verified:
+        """The last code sent for the session, keyed by its ``auth_session``, burning the step with it."""
+        check = await self.mfa.check_oob(session.transaction(), None, request.require("email_code"), session_key=token)
+        if check is FactorCheck.ACCEPTED:
+            return Verified(check, ("mfa", "otp"))  # RFC 8176 ``otp``, as the mfa-oob grant says for the same code
+        if check is FactorCheck.EXPIRED:
+            return Verified(check, refusal=EXPIRED_EMAIL_CODE)
+        if check in (FactorCheck.UNKNOWN_CODE, FactorCheck.OTHER_TRANSACTION):
+            return Verified(check, refusal=NO_EMAIL_CODE)
+        return Verified(check)

@@ -16,6 +16,8 @@ Errors of the challenge endpoint answer 400 (draft §5.2.2) except where the dra
     OAuthError
     ├── InsufficientAuthorization        401 insufficient_authorization (+ auth_session, what is needed next)
     ├── InvalidSession                   400 invalid_session
+    ├── TooManyCodesSent                 429 too_many_attempts (+ Retry-After, auth_session): no email sent
+    ├── CodeNotSent                      400 bad_gateway (+ auth_session): the mail server failed, nothing spent
     ├── UnsupportedResponseType          400 unsupported_response_type (RFC 6749 §4.1.2.1)
     └── UnmetAuthenticationRequirements  400 unmet_authentication_requirements (RFC 9470 §6, OIDC; in errors.py,
                                          403 at the token endpoint)
@@ -26,9 +28,16 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, Protocol
 
-from identity.oauth2.errors import InvalidRequest, OAuthError, UnmetAuthenticationRequirements
+from identity.oauth2.errors import (
+    BadGateway,
+    InvalidRequest,
+    OAuthError,
+    TooManyAttempts,
+    UnmetAuthenticationRequirements,
+)
 from identity.oauth2.interfaces import GrantResult, MfaTransaction
 
 __all__ = [
@@ -40,10 +49,14 @@ __all__ = [
     "AuthSession",
     "AuthSessionStore",
     "AuthorizationCodeStore",
+    "CodeDelivery",
+    "CodeNotSent",
+    "Delivery",
     "InsufficientAuthorization",
     "InvalidSession",
     "IssuedCode",
     "SecondFactors",
+    "TooManyCodesSent",
     "UnmetAuthenticationRequirements",
     "UnsupportedResponseType",
     "WriteTransaction",
@@ -136,6 +149,30 @@ class InvalidSession(OAuthError):
 
     error = "invalid_session"
     default_description = "The auth_session is invalid, expired or revoked."
+
+
+class TooManyCodesSent(TooManyAttempts):
+    """The user's emails are spent for now (nothing was sent); the ``auth_session`` goes on with another factor."""
+
+    def __init__(self, description: str, *, auth_session: str, retry_after: int | None) -> None:
+        super().__init__(description, retry_after=retry_after)
+        self.auth_session = auth_session
+
+    def to_body(self) -> dict[str, str]:
+        """The error body and the ``auth_session`` (draft §5.2.2 allows it with any error)."""
+        return {**super().to_body(), "auth_session": self.auth_session}
+
+
+class CodeNotSent(BadGateway):
+    """The mail server did not take the code (nothing was sent or spent); the ``auth_session`` stays usable."""
+
+    def __init__(self, *, auth_session: str) -> None:
+        super().__init__()
+        self.auth_session = auth_session
+
+    def to_body(self) -> dict[str, str]:
+        """The error body and the ``auth_session``: the app asks again later, or uses another factor."""
+        return {**super().to_body(), "auth_session": self.auth_session}
 
 
 class UnsupportedResponseType(OAuthError):
@@ -248,15 +285,51 @@ class AuthorizationCodeStore(Protocol):
         ...
 
 
+class Delivery(Enum):
+    """What became of an emailed code."""
+
+    SENT = "sent"
+    LIMITED = "limited"
+    """The user's bucket of emails is empty: nothing was sent."""
+    FAILED = "failed"
+    """The mail server did not take the message: nothing was sent, nothing spent."""
+    NOT_ENROLLED = "not_enrolled"
+    """The user has no active email factor (removed a moment ago): nothing was sent."""
+
+
+@dataclass(frozen=True)
+class CodeDelivery:
+    """The outcome of sending a code: where to (masked), or how long until another may be sent."""
+
+    outcome: Delivery
+    to: str | None = None
+    """The address, masked (``j***@example.com``), when the code was sent."""
+    retry_after: int | None = None
+    """Seconds until the user's bucket gives another email (`Delivery.LIMITED`)."""
+
+
 class SecondFactors(Protocol):
     """What the challenge endpoint needs to know about a user's second factors beyond `MfaService`."""
 
     async def methods(self, user_id: str) -> tuple[str, ...]:
-        """The user's confirmed second factors, by method name (``otp``, ``webauthn``, ``recovery-code``)."""
+        """The user's confirmed second factors, by method name (``otp``, ``webauthn``, ``email``, ``recovery-code``).
+
+        The factor enrolled first comes first; ``email`` follows the others (an app or a key costs no email), and
+        the recovery code, the fallback, is last. ``email`` only when the server can send mail.
+        """
         ...
 
     async def webauthn_options(self, session: AuthSession) -> Mapping[str, Any]:
         """Request options for the user's keys, their challenge bound to the session (five minutes, single use)."""
+        ...
+
+    async def send_email_code(self, session: AuthSession, auth_session: str) -> CodeDelivery:
+        """Email a code to the user's first email factor, bound to the session's row and keyed by ``auth_session``.
+
+        The code lives five minutes, replaces any code sent before for the session, and is checked with
+        `MfaService.check_oob` (``session_key=auth_session``). No database transaction is held while the mail
+        server talks: what the request wrote so far is committed first.
+        """
         ...
 
 

@@ -1,6 +1,6 @@
 """``POST /oauth/authorize-challenge``, the first-party apps endpoint (`identity.oauth2.challenge`).
 
-Parse, call, render; one audit event per request that checked something.
+Parse, call, render; one audit event per request that checked something, and one per email sent (or not sent).
 
 Bodies are read as at ``/oauth/token``: a form (the draft's format) or JSON (which the draft allows for intermediate
 requests), a parameter sent twice refused. Errors keep their RFC 6749 JSON body but take the draft's statuses
@@ -17,13 +17,24 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from identity.accounts.factors import FactorService
 from identity.accounts.first_party import ChallengeFactors
-from identity.audit import AuditTrail, LogEvent
+from identity.accounts.webauthn import WebAuthnService
+from identity.audit import AuditLog, AuditTrail, LogEvent
 from identity.oauth2 import TokenRequest
 from identity.oauth2.challenge import AuthorizationChallengeEndpoint, AuthorizationCodeResponse
-from identity.oauth2.challenge_methods import OtpMethod, RecoveryCodeMethod, WebAuthnMethod
+from identity.oauth2.challenge_methods import EmailMethod, OtpMethod, RecoveryCodeMethod, WebAuthnMethod
 from identity.oauth2.errors import InvalidGrant, OAuthError, TooManyAttempts
-from identity.oauth2.first_party import PROTOCOL, InsufficientAuthorization, challenge_status
+from identity.oauth2.first_party import (
+    PROTOCOL,
+    AuthSession,
+    CodeDelivery,
+    CodeNotSent,
+    Delivery,
+    InsufficientAuthorization,
+    TooManyCodesSent,
+    challenge_status,
+)
 from identity.observability.requests import note
 from identity.store.db import UnitOfWork
 from identity.store.tenant import SqlTenantStore
@@ -46,6 +57,27 @@ __all__ = ["authorize_challenge", "build_challenge_endpoint"]
 
 _MAX_BODY = 64 * 1024
 _RECOVERY = "recovery-code"
+_SEND_EVENTS = {
+    Delivery.SENT: "gd_send_email",
+    Delivery.LIMITED: "gd_otp_rate_limit_exceed",
+    Delivery.FAILED: "gd_send_email_failure",
+}
+"""The events of a send, as ``/mfa/challenge`` logs them."""
+
+
+class _TrailedChallengeFactors(ChallengeFactors):
+    """The endpoint's factor menu, logging each email sent or refused when it happens (the answer is an error)."""
+
+    def __init__(self, factors: FactorService, webauthn: WebAuthnService, audit: AuditLog, trail: AuditTrail) -> None:
+        super().__init__(factors, webauthn)
+        self.audit = audit
+        self.trail = trail
+
+    async def send_email_code(self, session: AuthSession, auth_session: str) -> CodeDelivery:
+        sent = await super().send_email_code(session, auth_session)
+        if (event_type := _SEND_EVENTS.get(sent.outcome)) is not None:
+            self.audit.emit(replace(self.trail, type=None, description=None).event(event_type))
+        return sent
 
 
 def build_challenge_endpoint(
@@ -53,14 +85,15 @@ def build_challenge_endpoint(
 ) -> AuthorizationChallengeEndpoint:
     """The endpoint bound to this request's session, unit of work and audit trail."""
     users = build_authenticator(services, session, trail)
-    mfa = _TrailedFactors(session, services.box, services.clock, trail, unit)
+    mfa = _TrailedFactors(session, services.box, services.clock, trail, unit, sender=services.mailer)
     webauthn_service = build_webauthn(services, session)
-    factors = ChallengeFactors(mfa, webauthn_service)
+    factors = _TrailedChallengeFactors(mfa, webauthn_service, services.audit, trail)
     methods = (
         OtpMethod(mfa),
         WebAuthnMethod(_TrailedWebAuthn(webauthn_service, mfa.attempts, trail), factors),
+        EmailMethod(mfa, factors),
         RecoveryCodeMethod(mfa),
-    )  # an emailed code joins here (identity.oauth2.challenge_methods)
+    )
     rules = services.rules if services.rules is not None and services.rules.rules else None
     return AuthorizationChallengeEndpoint(
         SqlTenantStore(session, issuer=services.settings.issuer),
@@ -135,6 +168,8 @@ def _failure_event(trail: AuditTrail, parsed: TokenRequest | None, error: OAuthE
         trail.client_id = (basic.client_id if basic is not None else parsed.get("client_id") or "")[:128] or None
     if isinstance(error, InsufficientAuthorization):
         return trail.event("mfar") if error.auth_session is not None else None
+    if isinstance(error, TooManyCodesSent | CodeNotSent):
+        return None  # logged as it happened (_TrailedChallengeFactors)
     recovery = parsed is not None and parsed.get("recovery_code") is not None
     second_factor = parsed is not None and (recovery or _carries_factor(parsed))
     if isinstance(error, TooManyAttempts) and second_factor:
@@ -145,4 +180,4 @@ def _failure_event(trail: AuditTrail, parsed: TokenRequest | None, error: OAuthE
 
 
 def _carries_factor(parsed: TokenRequest) -> bool:
-    return any(parsed.get(name) is not None for name in ("otp", "authn_response", "clientDataJSON"))
+    return any(parsed.get(name) is not None for name in ("otp", "email_code", "authn_response", "clientDataJSON"))

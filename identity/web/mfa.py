@@ -36,6 +36,7 @@ from identity.oauth2.errors import (
 )
 from identity.oauth2.grants.mfa import (
     MALFORMED_MFA_TOKEN,
+    TOO_MANY_SENT,
     MfaOobGrant,
     MfaOtpGrant,
     MfaRecoveryCodeGrant,
@@ -58,7 +59,6 @@ _MAX_BODY = 16 * 1024
 MFA_GRANT_TYPES = frozenset(
     {MfaOtpGrant.GRANT_TYPE, MfaOobGrant.GRANT_TYPE, MfaRecoveryCodeGrant.GRANT_TYPE, MFA_WEBAUTHN}
 )
-TOO_MANY_SENT = "Too many codes were sent. Please try again later."
 _SEND_WAIT = 3600
 
 

@@ -168,7 +168,12 @@ AUTHORIZE_CHALLENGE_REQUEST = _object(
         "login_hint": _string("The same as username."),
         "password": _string("The user's password.", writeOnly=True),
         "auth_session": _string("From an earlier answer: continues that login, or starts a step-up on it."),
+        "challenge_type": _string(
+            "With an auth_session: a method of the answer's methods to start; email sends a code (the answer says "
+            "email_code_required). A method the user lacks is unsupported_challenge_type."
+        ),
         "otp": _string("The six-digit code of the authenticator app.", pattern="^[0-9]{6}$"),
+        "email_code": _string("The six-digit code sent by email (the last one sent for this auth_session)."),
         "recovery_code": _string("The user's recovery code (a new one comes back with the code)."),
         "authn_response": _object({}, additionalProperties=True, description="A WebAuthn assertion (JSON)."),
         "clientDataJSON": _string("WebAuthn assertion, Okta's form fields (base64url), with the next three."),
@@ -191,9 +196,15 @@ INSUFFICIENT_AUTHORIZATION = _object(
         "error": {"type": "string", "enum": ["insufficient_authorization"]},
         "error_description": {"type": "string"},
         "auth_session": _string("Send it back with what is asked (absent when the password is asked)."),
-        "methods": {"type": "array", "items": {"type": "string"}, "description": "password, otp, webauthn, ..."},
+        "methods": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "password; or the second factors: otp, webauthn, email, recovery-code.",
+        },
         "password_required": {"type": "boolean"},
         "otp_required": {"type": "boolean"},
+        "email_code_required": {"type": "boolean", "description": "A code was just emailed: send it as email_code."},
+        "email_code_sent_to": _string("Where the code went, masked (j***@example.com)."),
         "webauthn": _object({"publicKey": _object({}, additionalProperties=True)}),
     },
     ["error", "error_description", "methods"],

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 from litestar.testing import TestClient
 
-from identity.settings import EncryptionKeys
+from identity.settings import EncryptionKeys, SmtpSettings
 from tests.api.mfa_support import ALICE_EMAIL, DEFAULT_PASSWORDS, SECRETS, Mfa, mfa_tenant, open_mfa, reset
 
 CHALLENGE_PATH = "/oauth/authorize-challenge"
@@ -129,9 +129,12 @@ class Fpa:
 
 
 @contextmanager
-def open_fpa(database_url: str, encryption_keys: EncryptionKeys) -> Iterator[Fpa]:
-    """For one test module: an emptied database with `fpa_tenant`, the app on a frozen clock, and the driver."""
-    with open_mfa(database_url, encryption_keys, fpa_tenant()) as mfa:
+def open_fpa(database_url: str, encryption_keys: EncryptionKeys, *, smtp: SmtpSettings | None = None) -> Iterator[Fpa]:
+    """For one test module: an emptied database with `fpa_tenant`, the app on a frozen clock, and the driver.
+
+    ``smtp``: the mail server of emailed codes (`tests.smtp_support.SmtpSink.settings`); none by default.
+    """
+    with open_mfa(database_url, encryption_keys, fpa_tenant(), smtp=smtp) as mfa:
         yield Fpa(mfa)
 
 

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import text
 
 from identity.settings import EncryptionKeys
+from tests.api.email_support import ADDRESS, add_email_factor, associate_email, enroll_email
 from tests.api.mfa_support import (
     ALICE_EMAIL,
     MFA_AUDIENCE,
@@ -32,7 +33,6 @@ EXPIRED_CODE = (403, "expired_token", "oob_code is expired")
 MALFORMED = (403, "invalid_grant", "Malformed mfa_token")
 TOO_MANY = (429, "too_many_attempts", "Too many failed attempts. Please try again later.")
 BAD_GATEWAY = (400, "bad_gateway", "The code could not be sent. Please try again later.")
-ADDRESS = "alice.codes@mail.example"
 
 
 @pytest.fixture(scope="module")
@@ -58,24 +58,6 @@ def mfa(module_mfa: Mfa, sink: SmtpSink) -> Mfa:
 
 def oob(mfa: Mfa, mfa_token: str, oob_code: str, binding_code: str | None, **params: Any) -> Any:
     return mfa.token(grant_type=MFA_OOB, mfa_token=mfa_token, oob_code=oob_code, binding_code=binding_code, **params)
-
-
-def associate_email(mfa: Mfa, mfa_token: str, address: str | None = ADDRESS) -> Any:
-    body: dict[str, Any] = {"authenticator_types": ["oob"], "oob_channels": ["email"]}
-    if address is not None:
-        body["email"] = address
-    return mfa.client.post("/mfa/associate", json=body, headers={"Authorization": f"Bearer {mfa_token}"})
-
-
-def enroll_email(mfa: Mfa, sink: SmtpSink, address: str = ADDRESS) -> dict[str, Any]:
-    """Enroll an email factor from a login and confirm it with the code that arrived; the confirming tokens."""
-    mfa_token = mfa.mfa_token(audience=MFA_AUDIENCE)
-    answer = associate_email(mfa, mfa_token, address)
-    assert answer.status_code == 200, answer.text
-    confirmed = oob(mfa, mfa_token, answer.json()["oob_code"], sink.code_for(address))
-    assert confirmed.status_code == 200, confirmed.text
-    sink.clear()
-    return dict(confirmed.json())
 
 
 def challenge_email(mfa: Mfa, mfa_token: str, **params: Any) -> str:
@@ -252,21 +234,6 @@ def test_with_an_app_and_an_address_the_app_is_chosen_unless_the_email_is_asked_
         sink.wait_for(ADDRESS, timeout=0.3)
     oob_code = challenge_email(mfa, mfa_token, challenge_type="oob")
     assert oob(mfa, mfa_token, oob_code, sink.code_for(ADDRESS)).status_code == 200
-
-
-def add_email_factor(mfa: Mfa, user_id: str, address: str) -> None:
-    """Give an enrolled user an email factor too, through the enrollment an MFA-API ``enroll`` token allows."""
-    from identity.accounts.factors.email import EMAIL_PURPOSE
-    from identity.crypto import SecretBox
-
-    box = SecretBox(mfa.settings.encryption_keys)
-    public_id = "email|dev_added"
-    sealed = box.seal(address.encode(), purpose=EMAIL_PURPOSE + public_id)
-    mfa.db.sql(
-        "INSERT INTO authenticator (public_id, user_pk, kind, secret, active, created_at, confirmed_at) "
-        f"SELECT '{public_id}', id, 'email', '{sealed}', true, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP "
-        f"FROM users WHERE user_id = '{user_id}'"
-    )
 
 
 # --- Limits and failures -----------------------------------------------------------------------------------------

@@ -275,6 +275,18 @@ def test_rules_run_with_the_first_party_protocol_and_can_deny(fpa: Fpa) -> None:
 # --- intermediate requests -------------------------------------------------------------------------------------
 
 
+def test_without_a_mail_server_an_email_factor_is_not_offered(fpa: Fpa) -> None:
+    from tests.api.email_support import add_email_factor
+
+    enrolled = fpa.mfa.enroll()
+    add_email_factor(fpa.mfa, enrolled.user_id)  # this module's app has no mail server
+    _, challenge = pkce()
+    asked = fpa.asked(fpa.start(challenge))
+    assert asked["methods"] == ["otp", "recovery-code"]
+    refused = fpa.post(auth_session=asked["auth_session"], challenge_type="email")
+    assert error_of(refused)[:2] == (400, "unsupported_challenge_type")
+
+
 def test_second_factor_errors(fpa: Fpa) -> None:
     enrolled = fpa.mfa.enroll()
     _, challenge = pkce()

@@ -14,8 +14,9 @@ Security choices:
 - Wrong codes draw from the user's attempt bucket, shared with OTP, recovery codes and security keys.
 - Sending draws from a second per-user bucket of `SEND_CAPACITY` emails, refilled one every `SEND_REFILL_SECONDS`
   (Auth0: ten an hour), taken before the mail goes out. The send itself runs on the event loop without blocking it
-  (`identity.mail`), outside any database transaction; when the mail server fails, the code is deleted, the email
-  given back to the bucket, and the caller answers ``bad_gateway``.
+  (`identity.mail`), outside any database transaction and after giving back a login's place in the password hash
+  queue; when the mail server fails, the code is deleted, the email given back to the bucket, and the caller
+  answers ``bad_gateway``.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from identity.accounts.errors import AccountError, AlreadyEnrolled, NotEnrolled
 from identity.accounts.factors._common import now_utc, public_id
 from identity.accounts.factors.attempts import AttemptBucket
 from identity.accounts.factors.recovery import RecoveryCodes
+from identity.accounts.passwords import leave_hash_admission
 from identity.clock import Clock
 from identity.crypto import SecretBox, SecretBoxError, sha256_hex
 from identity.mail import is_mail_address
@@ -250,7 +252,8 @@ class EmailCodes:
         self.session.add(stored)
         await self.session.flush()
         stored_id = stored.id
-        await unit.commit()  # no database transaction is held while the mail server talks
+        await unit.commit()  # no database transaction is held while the mail server talks,
+        leave_hash_admission()  # nor a login's place in the password hash queue (the first-party endpoint's)
         try:
             await self.sender.send_code(to=address, code=code, issuer_name=issuer_name, minutes=int(CODE_SECONDS // 60))
         except self.mail_errors as exc:

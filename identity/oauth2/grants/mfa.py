@@ -48,6 +48,7 @@ __all__ = [
     "MALFORMED_MFA_TOKEN",
     "SECOND_FACTOR_GRANTS",
     "TOO_MANY_ATTEMPTS",
+    "TOO_MANY_SENT",
     "MfaOobGrant",
     "MfaOtpGrant",
     "MfaRecoveryCodeGrant",
@@ -64,6 +65,7 @@ INVALID_OOB_CODE = "Invalid oob_code."
 OTHER_OOB_CODE = "The oob_code doesn't match the mfa_token"
 EXPIRED_OOB_CODE = "oob_code is expired"
 TOO_MANY_ATTEMPTS = "Too many failed attempts. Please try again later."
+TOO_MANY_SENT = "Too many codes were sent. Please try again later."
 SECOND_FACTOR_GRANTS = frozenset(
     {
         "http://auth0.com/oauth/grant-type/mfa-otp",

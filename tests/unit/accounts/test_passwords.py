@@ -5,7 +5,7 @@ import pytest
 from argon2 import PasswordHasher as Argon2
 from argon2 import Type
 
-from identity.accounts.passwords import PasswordHasher
+from identity.accounts.passwords import HashingUnavailable, PasswordHasher, leave_hash_admission
 from identity.settings import Argon2Params
 
 # Cheap parameters: these tests are about behaviour, not cost.
@@ -96,3 +96,41 @@ async def test_hashing_runs_in_the_worker_pool_not_on_the_event_loop(hasher, mon
     main = threading.current_thread().name
     assert len(threads) == 3
     assert all(name.startswith("argon2") and name != main for name in threads)
+
+
+async def test_a_login_can_give_its_place_in_the_hash_queue_back_once():
+    hasher = PasswordHasher(CHEAP, workers=1, queue=1)
+    inside: list[None] = []
+    done = asyncio.Event()
+
+    async def other_login() -> None:
+        async with hasher.admission():
+            inside.append(None)
+            await done.wait()
+
+    async def both_inside() -> None:
+        while len(inside) < 2:
+            await asyncio.sleep(0.01)
+
+    try:
+        leave_hash_admission()  # none held: nothing happens
+        async with hasher.admission() as slot:
+            async with hasher.admission() as again:  # re-entrant in the task
+                assert again is slot
+            assert hasher.admitted == 1
+            leave_hash_admission()  # e.g. before an email to a slow mail server
+            leave_hash_admission()
+            assert hasher.admitted == 0
+            async with hasher.admission() as fresh:  # hashing again after leaving takes a new place
+                assert fresh is not slot and hasher.admitted == 1
+            others = [asyncio.create_task(other_login()) for _ in range(2)]  # both places are free for them
+            await asyncio.wait_for(both_inside(), 5)
+            assert hasher.admitted == 2
+            with pytest.raises(HashingUnavailable):
+                async with hasher.admission():
+                    pass
+            done.set()
+            await asyncio.gather(*others)
+        assert hasher.admitted == 0  # the end of the first admission gave nothing back twice
+    finally:
+        hasher.close()

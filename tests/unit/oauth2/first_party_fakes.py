@@ -13,7 +13,14 @@ from typing import Any
 
 from identity.clock import FrozenClock
 from identity.crypto import sha256_hex
-from identity.oauth2.first_party import CODE_LIFETIME, SESSION_LIFETIME, AuthSession, IssuedCode
+from identity.oauth2.first_party import (
+    CODE_LIFETIME,
+    SESSION_LIFETIME,
+    AuthSession,
+    CodeDelivery,
+    Delivery,
+    IssuedCode,
+)
 from identity.oauth2.interfaces import (
     FactorCheck,
     GrantResult,
@@ -151,6 +158,8 @@ class FakeMfa:
         self.recovery_codes: dict[str, str] = {}
         self.attempts: dict[str, int] = {}
         self.checked: list[tuple[int, str]] = []
+        self.emailed: dict[tuple[int, str], str] = {}
+        """The emailed code of each (session row, auth_session): the last one sent (`FakeFactors` sends them)."""
 
     def enroll(self, user: User, otp: str = "123456", recovery_code: str = "RECOVERY-CODE-0001") -> None:
         self.otps[user.user_id] = otp
@@ -181,6 +190,19 @@ class FakeMfa:
         if self.otps.get(transaction.user_id) != otp:
             return FactorCheck.INVALID
         self.attempts[transaction.user_id] += 1
+        return FactorCheck.ACCEPTED if self.store.burn(transaction.id) else FactorCheck.TOKEN_USED
+
+    async def check_oob(
+        self, transaction: MfaTransaction, oob_code: str | None, binding_code: str, *, session_key: str | None = None
+    ) -> FactorCheck:
+        sent = self.emailed.get((transaction.id, session_key or ""))
+        if oob_code is not None or sent is None:
+            return FactorCheck.UNKNOWN_CODE
+        if not self._take(transaction.user_id):
+            return FactorCheck.RATE_LIMITED
+        if binding_code != sent:
+            return FactorCheck.INVALID
+        del self.emailed[(transaction.id, session_key or "")]
         return FactorCheck.ACCEPTED if self.store.burn(transaction.id) else FactorCheck.TOKEN_USED
 
     async def redeem_recovery_code(self, transaction: MfaTransaction, code: str) -> tuple[FactorCheck, str | None]:
@@ -217,15 +239,28 @@ class FakeWebAuthn:
 
 @dataclass
 class FakeFactors:
-    """`SecondFactors`: the methods each user has; WebAuthn options that name the session they are bound to."""
+    """`SecondFactors`: the methods each user has; WebAuthn options that name the session they are bound to; emails
+    that "arrive" in `sent` (the code is remembered by `FakeMfa`), or fail as `delivery` says."""
 
+    mfa: FakeMfa
     methods_of: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    sent: list[tuple[int, str]] = field(default_factory=list)
+    """(session row, code) of each email sent."""
+    delivery: Delivery = Delivery.SENT
 
     async def methods(self, user_id: str) -> tuple[str, ...]:
         return self.methods_of.get(user_id, ())
 
     async def webauthn_options(self, session: AuthSession) -> Mapping[str, Any]:
         return {"challenge": f"for-session-{session.id}", "allowCredentials": []}
+
+    async def send_email_code(self, session: AuthSession, auth_session: str) -> CodeDelivery:
+        if self.delivery is not Delivery.SENT:
+            return CodeDelivery(self.delivery, retry_after=3600 if self.delivery is Delivery.LIMITED else None)
+        code = f"{len(self.sent) + 100_000:06d}"
+        self.mfa.emailed[(session.id, auth_session)] = code
+        self.sent.append((session.id, code))
+        return CodeDelivery(Delivery.SENT, to="a***@example.test")
 
 
 class FakeLookup:

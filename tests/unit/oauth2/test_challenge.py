@@ -10,13 +10,23 @@ import pytest
 
 from identity.clock import FrozenClock
 from identity.oauth2.challenge import (
+    ASK_OR_ANSWER,
+    ASK_WITH_SESSION,
     MFA_REQUIRED,
     NO_SECOND_FACTOR,
     NOT_PENDING,
     PASSWORD_REQUIRED,
     AuthorizationChallengeEndpoint,
 )
-from identity.oauth2.challenge_methods import OtpMethod, RecoveryCodeMethod, WebAuthnMethod
+from identity.oauth2.challenge_methods import (
+    EXPIRED_EMAIL_CODE,
+    INVALID_EMAIL_CODE,
+    NO_EMAIL_CODE,
+    EmailMethod,
+    OtpMethod,
+    RecoveryCodeMethod,
+    WebAuthnMethod,
+)
 from identity.oauth2.errors import (
     AccessDenied,
     InvalidClient,
@@ -26,12 +36,16 @@ from identity.oauth2.errors import (
     TemporarilyUnavailable,
     TooManyAttempts,
     UnauthorizedClient,
+    UnsupportedChallengeType,
 )
 from identity.oauth2.first_party import (
     AUTHORIZATION_CODE,
     MULTI_FACTOR,
+    CodeNotSent,
+    Delivery,
     InsufficientAuthorization,
     InvalidSession,
+    TooManyCodesSent,
     UnmetAuthenticationRequirements,
     UnsupportedResponseType,
     challenge_status,
@@ -109,7 +123,7 @@ def world() -> World:
     clock = FrozenClock()
     store = FakeFirstParty(clock)
     mfa = FakeMfa(store)
-    factors = FakeFactors()
+    factors = FakeFactors(mfa)
     alice = users.accounts[("customers", "alice@example.test")][1]
     bob = users.accounts[("customers", "bob@example.test")][1]
     rules = RecordingRules()
@@ -120,7 +134,12 @@ def world() -> World:
         mfa,
         store,
         factors,
-        (OtpMethod(mfa), WebAuthnMethod(FakeWebAuthn(store), factors), RecoveryCodeMethod(mfa)),
+        (
+            OtpMethod(mfa),
+            WebAuthnMethod(FakeWebAuthn(store), factors),
+            EmailMethod(mfa, factors),
+            RecoveryCodeMethod(mfa),
+        ),
         clock,
         challenge_realm="test",
         rules=rules,
@@ -345,6 +364,130 @@ async def test_blocked_and_deleted_users(world: World) -> None:
     assert isinstance(await world.fails(auth_session=token, otp="123456"), AccessDenied)
     del lookup.users[ALICE_ID]
     assert isinstance(await world.fails(auth_session=token, otp="123456"), InvalidSession)
+
+
+# --- emailed codes ---------------------------------------------------------------------------------------------
+
+
+async def test_an_only_email_factor_is_sent_at_login_and_its_code_yields_a_code(world: World) -> None:
+    world.enroll("email", "recovery-code")  # the recovery code is a fallback: email is the only factor
+    _, challenge = pkce()
+    asked = await world.fails(**start(challenge))
+    assert isinstance(asked, InsufficientAuthorization)
+    assert asked.members == {
+        "methods": ["email", "recovery-code"],
+        "email_code_required": True,
+        "email_code_sent_to": "a***@example.test",
+    }
+    ((session_id, code),) = world.factors.sent
+    token = asked.auth_session or ""
+    assert world.store.session_by_id(session_id).pending
+    answer = await world.post(None, auth_session=token, email_code=code)
+    assert answer.factor == "email" and answer.auth_session == token
+    (issued,) = world.store.codes.values()
+    assert issued.amr == ("pwd", "mfa", "otp") and issued.acr == MULTI_FACTOR
+    again = await world.fails(auth_session=token, email_code=code)
+    assert isinstance(again, InvalidRequest) and again.description == NOT_PENDING
+
+
+async def test_with_another_factor_an_email_is_sent_only_when_asked(world: World) -> None:
+    world.enroll("otp", "email", "recovery-code")
+    _, challenge = pkce()
+    asked = await world.fails(**start(challenge))
+    assert isinstance(asked, InsufficientAuthorization) and world.factors.sent == []
+    assert asked.members == {"methods": ["otp", "email", "recovery-code"], "otp_required": True}
+    token = asked.auth_session or ""
+    assert isinstance(await world.fails(auth_session=token), InsufficientAuthorization)  # asking again: no email
+    assert world.factors.sent == []
+    sent = await world.fails(auth_session=token, challenge_type="email")
+    assert isinstance(sent, InsufficientAuthorization) and sent.members["email_code_required"] is True
+    assert sent.auth_session == token and len(world.factors.sent) == 1
+    # challenge_type=otp starts nothing; a method the user lacks is refused, as at /mfa/challenge.
+    otp = await world.fails(auth_session=token, challenge_type="otp")
+    assert isinstance(otp, InsufficientAuthorization) and "email_code_required" not in otp.members
+    for lacking in ("webauthn", "sms", "password"):
+        refused = await world.fails(auth_session=token, challenge_type=lacking)
+        assert isinstance(refused, UnsupportedChallengeType) and challenge_status(refused) == 400
+    assert len(world.factors.sent) == 1
+    await world.post(auth_session=token, email_code=world.factors.sent[-1][1])
+
+
+async def test_no_email_is_sent_on_a_request_that_carries_a_factor_or_has_no_session(world: World) -> None:
+    world.enroll("email", "recovery-code")
+    _, challenge = pkce()
+    first = await world.fails(**start(challenge, challenge_type="email"))
+    assert isinstance(first, InvalidRequest) and first.description == ASK_WITH_SESSION
+    assert world.store.sessions == {}  # refused before the password
+    both = await world.fails(**start(challenge, email_code="123456"))  # a factor with the password: checked
+    assert isinstance(both, InvalidGrant) and both.description == NO_EMAIL_CODE
+    assert world.factors.sent == []
+    token = (await world.fails(**start(challenge))).auth_session  # type: ignore[attr-defined]
+    world.factors.sent.clear()
+    mixed = await world.fails(auth_session=token, challenge_type="email", recovery_code="RECOVERY-CODE-0001")
+    assert isinstance(mixed, InvalidRequest) and mixed.description == ASK_OR_ANSWER
+    assert world.factors.sent == []
+
+
+async def test_refused_email_codes(world: World) -> None:
+    world.enroll("email")
+    _, challenge = pkce()
+    token = (await world.fails(**start(challenge))).auth_session  # type: ignore[attr-defined]
+    code = world.factors.sent[-1][1]
+    wrong = await world.fails(auth_session=token, email_code="000000")
+    assert isinstance(wrong, InvalidGrant) and wrong.description == INVALID_EMAIL_CODE
+    assert world.mfa.attempts[ALICE_ID] == 9
+    _, other = pkce()
+    elsewhere = (await world.fails(**start(other))).auth_session  # type: ignore[attr-defined]
+    foreign = await world.fails(auth_session=elsewhere, email_code=code)  # the first session's code
+    assert isinstance(foreign, InvalidGrant)
+    world.mfa.attempts[ALICE_ID] = 0
+    limited = await world.fails(auth_session=token, email_code=code)
+    assert isinstance(limited, TooManyAttempts) and challenge_status(limited) == 429
+
+
+async def test_an_expired_email_code_says_so(world: World, monkeypatch: Any) -> None:
+    world.enroll("email")
+    _, challenge = pkce()
+    token = (await world.fails(**start(challenge))).auth_session  # type: ignore[attr-defined]
+
+    async def expired(*_: Any, **__: Any) -> FactorCheck:
+        return FactorCheck.EXPIRED
+
+    monkeypatch.setattr(world.mfa, "check_oob", expired)
+    error = await world.fails(auth_session=token, email_code=world.factors.sent[-1][1])
+    assert isinstance(error, InvalidGrant) and error.description == EXPIRED_EMAIL_CODE
+
+
+async def test_a_send_that_fails_keeps_the_auth_session(world: World) -> None:
+    world.enroll("email")
+    _, challenge = pkce()
+    world.factors.delivery = Delivery.FAILED
+    failed = await world.fails(**start(challenge))
+    assert isinstance(failed, CodeNotSent) and challenge_status(failed) == 400
+    body = failed.to_body()
+    assert body["error"] == "bad_gateway" and body["auth_session"] == failed.auth_session
+    token = failed.auth_session
+    world.factors.delivery = Delivery.LIMITED
+    limited = await world.fails(auth_session=token, challenge_type="email")
+    assert isinstance(limited, TooManyCodesSent) and challenge_status(limited) == 429
+    assert limited.headers() == {"Retry-After": "3600"} and limited.to_body()["auth_session"] == token
+    world.factors.delivery = Delivery.SENT
+    await world.fails(auth_session=token, challenge_type="email")
+    await world.post(auth_session=token, email_code=world.factors.sent[-1][1])
+
+
+async def test_step_up_sends_to_an_only_email_factor(world: World) -> None:
+    world.enroll("email")
+    world.mfa.policy = "never"
+    _, challenge = pkce()
+    token = (await world.post(**start(challenge))).auth_session
+    assert world.factors.sent == []
+    _, second = pkce()
+    step_up = {"response_type": "code", "code_challenge": second, "code_challenge_method": "S256"}
+    asked = await world.fails(auth_session=token, acr_values=MULTI_FACTOR, **step_up)
+    assert isinstance(asked, InsufficientAuthorization) and asked.members["email_code_required"] is True
+    answer = await world.post(auth_session=token, email_code=world.factors.sent[-1][1])
+    assert answer.factor == "email" and list(world.store.codes.values())[-1].code_challenge == second
 
 
 def test_statuses_follow_the_draft() -> None:
