@@ -311,6 +311,7 @@ class AuthorizationChallengeEndpoint:
                 requested_scopes=request.scopes,
                 client_ip=request.client_ip,
                 user_agent=request.user_agent,
+                acr_values=tuple((request.get("acr_values") or "").split()),  # as the password step shows them
             )
             result = outcome.result  # the second factor is asked whatever the rules say
         menu = await self._menu(user.user_id)

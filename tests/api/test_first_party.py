@@ -272,6 +272,25 @@ def test_rules_run_with_the_first_party_protocol_and_can_deny(fpa: Fpa) -> None:
         invalidate_all()
 
 
+def test_rules_see_the_acr_values_of_a_step_up_on_an_existing_session(fpa: Fpa) -> None:
+    from tests import rule_handlers
+
+    fpa.mfa.enroll()
+    fpa.mfa.set_policy("never")
+    apply(fpa.mfa.settings, {"rules": [{"name": "record", "handler": "tests.rule_handlers:record"}]})
+    invalidate_all()
+    try:
+        _, challenge = pkce()
+        _, session = fpa.code(fpa.start(challenge))
+        rule_handlers.SEEN.clear()
+        step_up = {"response_type": "code", "code_challenge": pkce()[1], "code_challenge_method": "S256"}
+        fpa.asked(fpa.post(auth_session=session, acr_values=MULTI_FACTOR, **step_up))
+        assert [seen["acr_values"] for seen in rule_handlers.SEEN] == [(MULTI_FACTOR,)]
+    finally:
+        apply(fpa.mfa.settings, {"rules": []})
+        invalidate_all()
+
+
 # --- intermediate requests -------------------------------------------------------------------------------------
 
 
