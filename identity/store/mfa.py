@@ -46,6 +46,7 @@ __all__ = [
     "hold_attempts",
     "latest_oob_code",
     "oob_code",
+    "page_transaction",
     "purge_oob_codes",
     "purge_webauthn_challenges",
     "put_recovery_code",
@@ -115,6 +116,16 @@ async def transaction_by_hash(session: AsyncSession, token_hash: str) -> MfaTran
     return (await session.execute(query)).scalar()
 
 
+async def page_transaction(session: AsyncSession, token_hash: str, user_pk: int, kind: str) -> int | None:
+    """The id of the user's transaction of ``kind`` (an enrollment page's) whose binding hashes to ``token_hash``."""
+    query = select(col(MfaTransactionRow.id)).where(
+        col(MfaTransactionRow.token_hash) == token_hash,
+        col(MfaTransactionRow.user_pk) == user_pk,
+        col(MfaTransactionRow.kind) == kind,
+    )
+    return (await session.execute(query)).scalar()
+
+
 async def burn_transaction(session: AsyncSession, transaction_id: int, now: datetime) -> bool:
     """Mark the transaction consumed, unless it already was; ``True`` for the one caller that burns it."""
     result = await session.execute(
@@ -179,13 +190,12 @@ async def activate(session: AsyncSession, authenticator_id: int, user_pk: int, n
     await session.execute(update(RecoveryCodeRow).where(col(RecoveryCodeRow.user_pk) == user_pk).values(active=True))
 
 
-async def delete_pending(session: AsyncSession, user_pk: int) -> None:
-    """Forget unconfirmed enrollments."""
-    await session.execute(
-        delete(AuthenticatorRow).where(
-            col(AuthenticatorRow.user_pk) == user_pk, col(AuthenticatorRow.active).is_(False)
-        )
-    )
+async def delete_pending(session: AsyncSession, user_pk: int, kind: str | None = None) -> None:
+    """Forget unconfirmed enrollments (only those of ``kind``, if given)."""
+    pending = [col(AuthenticatorRow.user_pk) == user_pk, col(AuthenticatorRow.active).is_(False)]
+    if kind is not None:
+        pending.append(col(AuthenticatorRow.kind) == kind)
+    await session.execute(delete(AuthenticatorRow).where(*pending))
 
 
 async def delete_authenticator(session: AsyncSession, user_pk: int, public_id: str) -> bool:

@@ -158,17 +158,22 @@ class EmailCodes:
         *,
         issuer_name: str,
         session_key: str | None = None,
+        allow_additional: bool = False,
     ) -> Sent:
-        """A pending email factor for ``address`` (replacing any pending factor) and its first code, sent.
+        """A pending email factor for ``address`` (replacing a pending one) and its first code, sent.
 
-        `AlreadyEnrolled` when the user has an active factor (an mfa_token enrolls only the first one).
+        A pending app stays: the enrollment page shows its QR code next to the email form, and going back to it
+        must not cancel the code on its way. Whichever is confirmed first drops the other (`queries.activate`).
+
+        `AlreadyEnrolled` when the user has an active factor (an mfa_token enrolls only the first one), unless
+        ``allow_additional`` (the enrollment pages' manage page, after the second factor passed).
         """
         await unit.write()
         existing = await queries.authenticators(self.session, user_pk)
-        if any(a.active for a in existing):
+        if any(a.active for a in existing) and not allow_additional:
             await unit.rollback()
             raise AlreadyEnrolled("User is already enrolled")
-        await queries.delete_pending(self.session, user_pk)
+        await queries.delete_pending(self.session, user_pk, kind="email")
         authenticator_id = public_id("email")
         row = AuthenticatorRow(
             public_id=authenticator_id,

@@ -1,7 +1,8 @@
 """Removing a factor on the user's own word: only with a fresh proof of a second factor.
 
 The proof is, in this order of preference: the recovery code (swapped for a new one, as always), a code from the app
-(a time step not accepted before), or a security key's assertion (checked by the caller, which holds the ceremony).
+(a time step not accepted before), a code sent by email (checked by the caller, which holds the transaction it is
+bound to), or a security key's assertion (checked by the caller, which holds the ceremony).
 A recovery code's replacement is shown only if the user still has a factor: with the last one, the recovery code goes
 too.
 """
@@ -29,6 +30,7 @@ class Proof(Enum):
     RECOVERY_CODE = "recovery-code"
     OTP = "otp"
     SECURITY_KEY = "security-key"
+    EMAIL_CODE = "email-code"
 
 
 class RemovalOutcome(Enum):
@@ -64,18 +66,22 @@ async def remove_with_proof(
     recovery_code: str = "",
     otp: str = "",
     security_key: Callable[[], Awaitable[FactorCheck]] | None = None,
+    emailed_code: Callable[[], Awaitable[FactorCheck]] | None = None,
 ) -> Removal:
     """Remove the user's factor ``authenticator_id`` of type ``kind`` once a fresh second factor is proved.
 
-    ``security_key`` checks a key's assertion; without it, a removal needs the recovery code or an app's code.
+    ``security_key`` checks a key's assertion, ``emailed_code`` a code sent by email (spending it); without either,
+    a removal needs the recovery code or an app's code.
     """
     authenticators = factors.authenticators
     if authenticator_id not in {f.id for f in await authenticators.listed(user_id) if f.type is kind}:
-        return Removal(RemovalOutcome.NOT_FOUND)  # only apps and keys: the recovery code goes with the last one
+        return Removal(RemovalOutcome.NOT_FOUND)  # only factors: the recovery code goes with the last one
     new_code = None
     if recovery_code:
         proof = Proof.RECOVERY_CODE
         check, new_code = await factors.recovery.swap_user_code(user_id, recovery_code)
+    elif emailed_code is not None and not otp:
+        proof, check = Proof.EMAIL_CODE, await emailed_code()
     elif otp or security_key is None:
         if not totp.well_formed(otp):
             return Removal(RemovalOutcome.NO_PROOF, Proof.OTP if otp else None)

@@ -8,6 +8,7 @@ router's guard sends the visitor where they belong (`visitor`):
     setup.py      GET/POST /enroll/setup: a pending authenticator app, activated by a valid code
     manage.py     GET /enroll/manage, POST /enroll/remove
     keys.py       POST /enroll/keys/*: security keys and passkeys (WebAuthn)
+    email.py      POST /enroll/email/*, GET /enroll/email: codes by email (with a mail server only)
     visitor.py    who is visiting and where they belong: the guard and the ``visitor`` dependency
     pages.py      paths, templates, form fields, messages
     sessions.py   server-side sessions and CSRF protection
@@ -17,8 +18,8 @@ router's guard sends the visitor where they belong (`visitor`):
 The session holds who signed in, in which directory, when, and whether the second factor passed: never a secret.
 """
 
+from identity.web.enroll.pages import ENROLLMENT_CLIENT, ENROLLMENT_PROTOCOL
 from identity.web.enroll.router import enroll_router
-from identity.web.enroll.sign_in import ENROLLMENT_CLIENT, ENROLLMENT_PROTOCOL
 from identity.web.enroll.visitor import MAX_SESSION_SECONDS
 
 __all__ = ["ENROLLMENT_CLIENT", "ENROLLMENT_PROTOCOL", "MAX_SESSION_SECONDS", "enroll_router"]

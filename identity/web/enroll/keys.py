@@ -26,7 +26,6 @@ from identity.accounts.factors import FactorType, Proof, RemovalOutcome
 from identity.accounts.webauthn import Purpose
 from identity.mfa import recovery
 from identity.oauth2.interfaces import FactorCheck
-from identity.store import users as user_queries
 from identity.web.deps import Services, build_factors, build_webauthn
 from identity.web.enroll.manage import removal_form
 from identity.web.enroll.pages import (
@@ -41,6 +40,7 @@ from identity.web.enroll.pages import (
     page,
     redirect,
     tenant_name,
+    user_pk,
 )
 from identity.web.enroll.setup import setup_page_with_error
 from identity.web.enroll.visitor import Visitor, for_pages, sign_in_visitor
@@ -55,14 +55,6 @@ _KEY_ERROR = "Your security key could not be verified. Try again."
 _ADDED = "Your security key was added."
 _RATE_LIMITED = CODE_ERRORS[FactorCheck.RATE_LIMITED][1]
 _REFUSED = {Proof.RECOVERY_CODE: "That recovery code is not right.", Proof.OTP: "That code is not right."}
-
-
-async def _user_pk(db: AsyncSession, user_id: str) -> int:
-    found = await user_queries.by_user_id(db, user_id)
-    await db.commit()
-    if found is None or found[0].id is None:
-        raise AccountError("unknown user")
-    return found[0].id
 
 
 def _bind(request: AnyRequest) -> str:
@@ -97,17 +89,17 @@ async def _assert(request: AnyRequest, services: Services, db: AsyncSession, use
     webauthn = build_webauthn(services, db)
     credential = await _credential(request)
     binding = _binding(request)
-    user_pk = await _user_pk(db, user_id)
+    owner = await user_pk(db, user_id)
     attempts = build_factors(services, db).attempts
     if credential is None or binding is None:
         return FactorCheck.INVALID
     ceremony = await webauthn.ceremony(credential, Purpose.PAGE_ASSERT, session_binding=binding)
-    if ceremony is None or ceremony.user_pk != user_pk:
-        if not await attempts.reserve(user_pk):
+    if ceremony is None or ceremony.user_pk != owner:
+        if not await attempts.reserve(owner):
             return FactorCheck.RATE_LIMITED
         return FactorCheck.INVALID
     assertion = await webauthn.authenticate(
-        ceremony, credential, user_pk=user_pk, take_attempt=attempts.reserve, refund_attempt=attempts.refund
+        ceremony, credential, user_pk=owner, take_attempt=attempts.reserve, refund_attempt=attempts.refund
     )
     return assertion.check
 
@@ -127,7 +119,7 @@ async def register_options(
     """Creation options for the signed-in visitor (setting up a first factor, or managing after MFA)."""
     try:
         options = await build_webauthn(services, db).registration_options(
-            await _user_pk(db, visitor.user_id), Purpose.PAGE_REGISTER, session_binding=_bind(request)
+            await user_pk(db, visitor.user_id), Purpose.PAGE_REGISTER, session_binding=_bind(request)
         )
     except AccountError:
         return _json({"error": "too_many_keys"}, 400)
@@ -178,13 +170,11 @@ async def assert_options(
     db: NamedDependency[AsyncSession],
 ) -> Response[Any]:
     """Request options for the visitor's keys (the second factor of the pages, or to confirm a removal)."""
-    user_pk = await _user_pk(db, visitor.user_id)
+    owner = await user_pk(db, visitor.user_id)
     webauthn = build_webauthn(services, db)
-    if not await webauthn.credentials(user_pk):
+    if not await webauthn.credentials(owner):
         return _json({"error": "no_keys"}, 400)
-    options = await webauthn.authentication_options(
-        Purpose.PAGE_ASSERT, user_pk=user_pk, session_binding=_bind(request)
-    )
+    options = await webauthn.authentication_options(Purpose.PAGE_ASSERT, user_pk=owner, session_binding=_bind(request))
     return _json({"publicKey": options})
 
 

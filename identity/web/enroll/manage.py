@@ -3,7 +3,7 @@
     GET  /enroll/manage     the enrolled factors
     POST /enroll/remove     removes an app, with a fresh code or the recovery code
 
-Security keys are added and removed by `identity.web.enroll.keys`.
+Security keys are added and removed by `identity.web.enroll.keys`, email addresses by `identity.web.enroll.email`.
 """
 
 from __future__ import annotations
@@ -40,7 +40,12 @@ __all__ = ["manage", "removal_form", "remove"]
 
 logger = logging.getLogger("identity.web.enroll")
 
-_KEY_REMOVED = "The security key was removed."
+_NOTICES = {
+    "key-removed": "The security key was removed.",
+    "email-added": "Codes by email are on. Signing in can now ask for a code sent to that address.",
+    "email-removed": "Codes by email were turned off.",
+}
+"""What a change left in the session, as the manage page says it."""
 _GONE = "That authenticator no longer exists."
 
 
@@ -74,7 +79,7 @@ async def manage(
     db: NamedDependency[AsyncSession],
 ) -> Template:
     """The enrolled factors, with forms to remove them."""
-    notice = _KEY_REMOVED if request.session.pop("notice", None) == "key-removed" else None
+    notice = _NOTICES.get(request.session.pop("notice", None) or "")
     return await factor_page("manage", services, db, visitor, notice=notice)
 
 

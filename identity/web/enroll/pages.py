@@ -11,8 +11,10 @@ from litestar.datastructures import State
 from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from identity.accounts.errors import AccountError
 from identity.accounts.factors import FactorType
-from identity.oauth2.interfaces import FactorCheck
+from identity.oauth2.interfaces import Client, FactorCheck
+from identity.store import users as user_queries
 from identity.store.tenant import tenant_settings
 from identity.web.deps import Services, build_factors
 
@@ -21,6 +23,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CODE_ERRORS",
+    "EMAIL",
+    "ENROLLMENT_CLIENT",
+    "ENROLLMENT_PROTOCOL",
     "MANAGE",
     "RECOVERY_ERRORS",
     "SETUP",
@@ -28,6 +33,7 @@ __all__ = [
     "VERIFY",
     "AnyRequest",
     "day",
+    "email_offer",
     "factor_page",
     "factor_summary",
     "field",
@@ -35,6 +41,7 @@ __all__ = [
     "redirect",
     "refusal",
     "tenant_name",
+    "user_pk",
 ]
 
 AnyRequest = Request[Any, Any, State]
@@ -43,6 +50,20 @@ START = "/enroll"
 VERIFY = "/enroll/verify"
 SETUP = "/enroll/setup"
 MANAGE = "/enroll/manage"
+EMAIL = "/enroll/email"
+
+ENROLLMENT_PROTOCOL = "enrollment-page"
+"""``event.transaction.protocol`` when the rules run for a sign-in to these pages."""
+ENROLLMENT_CLIENT = Client(
+    client_id="identity:enrollment-page",
+    name="Enrollment page",
+    token_endpoint_auth_method="none",  # noqa: S106  (an auth method name, not a secret)
+    secret_hash=None,
+    grant_types=frozenset(),
+    connections=frozenset(),
+)
+"""``event.client`` for those runs (and the client of the pages' emailed codes): the pages are no OAuth client, and
+no real client id contains a colon here."""
 
 CODE_ERRORS = {
     FactorCheck.INVALID: (400, "That code is not right. Enter the 6-digit code your app shows now."),
@@ -75,6 +96,24 @@ async def field(request: AnyRequest, name: str, *, limit: int = 1024) -> str:
     return value.strip()[:limit] if isinstance(value, str) else ""
 
 
+async def user_pk(db: AsyncSession, user_id: str) -> int:
+    """The database id of the user ``user_id`` (`AccountError` if there is none)."""
+    found = await user_queries.by_user_id(db, user_id)
+    await db.commit()
+    if found is None or found[0].id is None:
+        raise AccountError("unknown user")
+    return found[0].id
+
+
+async def email_offer(services: Services, db: AsyncSession, user_id: str) -> str | None:
+    """The address the email factor's form starts with (the user's own, or empty); ``None``: no mail server."""
+    if services.mailer is None:
+        return None
+    found = await user_queries.by_user_id(db, user_id)
+    await db.commit()
+    return (found[0].email or "") if found is not None else ""
+
+
 async def tenant_name(db: AsyncSession) -> str:
     """The tenant's friendly name, as the pages and the authenticator app show it."""
     return (await tenant_settings(db)).friendly_name
@@ -94,9 +133,18 @@ async def factor_page(
 
 
 async def factor_summary(services: Services, db: AsyncSession, user_id: str) -> dict[str, Any]:
-    """What the verify and manage pages show of the visitor's factors: apps, keys, whether a recovery code is on."""
+    """What the verify and manage pages show of the visitor's factors: apps, keys, addresses, the recovery code.
+
+    Email addresses are masked; ``email_offer`` is ``None`` when no code can be emailed (no mail server).
+    """
     listed = await build_factors(services, db).authenticators.listed(user_id)
     return {
+        "emails": [
+            {"id": f.id, "name": f.name or "your email", "added": day(f.created_at)}
+            for f in listed
+            if f.type is FactorType.EMAIL and f.active
+        ],
+        "email_offer": await email_offer(services, db, user_id),
         "apps": [{"id": f.id, "added": day(f.created_at)} for f in listed if f.type is FactorType.TOTP and f.active],
         "keys": [
             {"id": f.id, "name": f.name or "Security key", "added": day(f.created_at)}

@@ -8,6 +8,7 @@ from litestar.di import Provide
 from litestar.exceptions import HTTPException
 
 from identity.settings import Settings
+from identity.web.enroll.email import EMAIL_ROUTES
 from identity.web.enroll.errors import error_page
 from identity.web.enroll.keys import KEY_ROUTES
 from identity.web.enroll.manage import manage, remove
@@ -27,7 +28,19 @@ def enroll_router(settings: Settings) -> Router:
     """The pages, with their session and CSRF middleware (mounted here only: API clients never meet them)."""
     return Router(
         path=START,
-        route_handlers=[start, sign_in, sign_out, verify_form, verify, setup_form, setup, manage, remove, *KEY_ROUTES],
+        route_handlers=[
+            start,
+            sign_in,
+            sign_out,
+            verify_form,
+            verify,
+            setup_form,
+            setup,
+            manage,
+            remove,
+            *KEY_ROUTES,
+            *EMAIL_ROUTES,
+        ],
         middleware=[session_config(settings).middleware, csrf_middleware(settings)],
         guards=[place_visitor],
         dependencies={"visitor": Provide(provide_visitor)},

@@ -3,6 +3,8 @@
 GET  /enroll            sign-in form (or a redirect for a signed-in visitor)
 POST /enroll/sign-in    the password in the chosen directory (DirectoryAuthenticator, the grant's generic error)
 POST /enroll/sign-out
+
+A user whose only factor is email is sent the code by the sign-in itself (`identity.web.enroll.email.send_code`).
 """
 
 from __future__ import annotations
@@ -16,11 +18,11 @@ from litestar.di import NamedDependency
 from litestar.response import Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from identity.accounts.factors import FactorType
 from identity.audit import AuditTrail
 from identity.oauth2.errors import InvalidRequest, OAuthError, PasswordLeakedError
 from identity.oauth2.grants.password import WRONG_CREDENTIALS, password_connection, takes_passwords
 from identity.oauth2.interfaces import (
-    Client,
     Connection,
     GrantResult,
     LoginBlocked,
@@ -31,25 +33,26 @@ from identity.oauth2.interfaces import (
 from identity.store.tenant import SqlTenantStore
 from identity.web.addresses import request_trail
 from identity.web.deps import Services, build_authenticator, build_factors
-from identity.web.enroll.pages import SETUP, START, VERIFY, AnyRequest, field, page, redirect, tenant_name
+from identity.web.enroll.email import SIGN_IN, send_code
+from identity.web.enroll.pages import (
+    EMAIL,
+    ENROLLMENT_CLIENT,
+    ENROLLMENT_PROTOCOL,
+    SETUP,
+    START,
+    VERIFY,
+    AnyRequest,
+    field,
+    page,
+    redirect,
+    tenant_name,
+)
 from identity.web.enroll.sessions import STORE_NAME, SqlSessionStore, end_session
-from identity.web.enroll.visitor import for_pages, sign_in_visitor
+from identity.web.enroll.visitor import Visitor, for_pages, sign_in_visitor
 
 __all__ = ["ENROLLMENT_CLIENT", "ENROLLMENT_PROTOCOL", "sign_in", "sign_out", "start"]
 
 logger = logging.getLogger("identity.web.enroll")
-
-ENROLLMENT_PROTOCOL = "enrollment-page"
-"""``event.transaction.protocol`` when the rules run for a sign-in to these pages."""
-ENROLLMENT_CLIENT = Client(
-    client_id="identity:enrollment-page",
-    name="Enrollment page",
-    token_endpoint_auth_method="none",  # noqa: S106  (an auth method name, not a secret)
-    secret_hash=None,
-    grant_types=frozenset(),
-    connections=frozenset(),
-)
-"""``event.client`` for those runs: the pages are no OAuth client, and no real client id contains a colon here."""
 
 _QUERY_NOTICES = {
     "signed-out": "You have signed out.",
@@ -112,7 +115,10 @@ async def start(
 async def sign_in(
     request: AnyRequest, services: NamedDependency[Services], db: NamedDependency[AsyncSession]
 ) -> Response[Any]:
-    """Check the password in the chosen directory; on success a new session, then the second factor or setup."""
+    """Check the password in the chosen directory; on success a new session, then the second factor or setup.
+
+    With email the only factor (and a mail server), the code goes out now and the visitor lands on its form.
+    """
     username = await field(request, "username", limit=320)
     password = (await request.form()).get("password")
     realm = await field(request, "realm", limit=128)
@@ -136,8 +142,18 @@ async def sign_in(
     store = request.app.stores.get(STORE_NAME)
     if isinstance(store, SqlSessionStore):
         await store.purge_expired()
-    has_factor = await build_factors(services, db).authenticators.has_active(user.user_id)
-    return redirect(VERIFY if has_factor else SETUP)
+    factors = [f for f in await build_factors(services, db).authenticators.listed(user.user_id) if f.active]
+    factors = [f for f in factors if f.type is not FactorType.RECOVERY_CODE]
+    if not factors:
+        return redirect(SETUP)
+    if services.mailer is not None and all(f.type is FactorType.EMAIL for f in factors):
+        # Email is the only way past the second factor: signing in asks for the code, no button needed.
+        visitor = Visitor(user.user_id, connection.name, user.email or username, passed_mfa=False, page=VERIFY)
+        unsent = await send_code(request, services, db, visitor, SIGN_IN)
+        if unsent is None:
+            return redirect(EMAIL)
+        request.session["email_error"] = unsent
+    return redirect(VERIFY)
 
 
 async def _authenticate(

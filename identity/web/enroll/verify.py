@@ -1,6 +1,7 @@
 """The second factor of the pages' sign-in, for a user who has one.
 
-    GET  /enroll/verify     the app's code, the visitor's security keys (with JavaScript), the recovery code
+    GET  /enroll/verify     the app's code, the visitor's security keys (with JavaScript), a button that emails a
+                            code (`identity.web.enroll.email`), the recovery code
     POST /enroll/verify     the app's 6-digit code, or the recovery code (then replaced, and the new one shown)
 
 Codes draw from the same per-user attempt bucket as the mfa-otp grant (`identity.accounts.factors.attempts`).
@@ -19,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from identity.mfa import recovery, totp
 from identity.oauth2.interfaces import FactorCheck
 from identity.web.deps import Services, build_factors
+from identity.web.enroll.email import SEND_ERRORS
 from identity.web.enroll.pages import (
     CODE_ERRORS,
     MANAGE,
@@ -41,9 +43,18 @@ logger = logging.getLogger("identity.web.enroll")
 
 @get("/verify", include_in_schema=False, opt=for_pages(VERIFY))
 async def verify_form(
-    visitor: NamedDependency[Visitor], services: NamedDependency[Services], db: NamedDependency[AsyncSession]
+    request: AnyRequest,
+    visitor: NamedDependency[Visitor],
+    services: NamedDependency[Services],
+    db: NamedDependency[AsyncSession],
 ) -> Template:
-    """Ask for the code of the enrolled app (or the recovery code) before anything can change."""
+    """Ask for the code of the enrolled app (or a key, an emailed code, the recovery code) before anything changes.
+
+    A code the sign-in tried to email and could not left why in the session (`identity.web.enroll.email`).
+    """
+    unsent = SEND_ERRORS.get(request.session.pop("email_error", None) or "")
+    if unsent is not None:
+        return await factor_page("verify", services, db, visitor, status=unsent[0], email_error=unsent[1])
     return await factor_page("verify", services, db, visitor)
 
 

@@ -136,3 +136,28 @@ async def test_a_security_key_is_asked_only_without_a_code(
         FactorType.RECOVERY_CODE,
         FactorType.TOTP,
     ]
+
+
+async def test_an_emailed_code_is_asked_only_without_a_typed_code(
+    factors: FactorService, clock: FrozenClock, session, user: Person
+):
+    secret, _ = await enrolled(factors, clock, user)
+    key = await add_security_key(session, user, clock)
+    asked: list[str] = []
+
+    async def emailed() -> FactorCheck:
+        asked.append("emailed")
+        return FactorCheck.ACCEPTED
+
+    async def touched() -> FactorCheck:
+        raise AssertionError("the key is not asked when an emailed code was typed")
+
+    by_app = await remove_with_proof(
+        factors, user.user_id, key, kind=FactorType.WEBAUTHN, otp=code(secret, clock), emailed_code=emailed
+    )
+    assert (by_app.outcome, by_app.proof, asked) == (RemovalOutcome.REMOVED, Proof.OTP, [])
+    key = await add_security_key(session, user, clock)
+    by_email = await remove_with_proof(
+        factors, user.user_id, key, kind=FactorType.WEBAUTHN, security_key=touched, emailed_code=emailed
+    )
+    assert (by_email.outcome, by_email.proof, asked) == (RemovalOutcome.REMOVED, Proof.EMAIL_CODE, ["emailed"])
