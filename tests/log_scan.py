@@ -4,8 +4,10 @@
 with the production formatter, and the e2e servers' standard error (their logs) is added to the scan. The secrets are
 the fixed ones of the test tenants, plus every credential that went over HTTP during the run: passwords, client
 secrets, recovery codes in requests; access, ID, refresh and mfa tokens, TOTP secrets and recovery codes in
-responses (recorded by wrapping httpx, which Litestar's TestClient and the e2e clients use). Anything shaped like a
-JWT in the log is a leak too. Values shorter than 12 characters (six-digit OTP codes) are left out: they would match
+responses (recorded by wrapping httpx, which Litestar's TestClient and the e2e clients use), the ``oob_code`` of
+emailed codes both ways; values that reach the server another way (Auth0's SDK posts with ``requests``, an email
+factor's address sits in a request only once) are added with `remember`. Anything shaped like a JWT in the log is a
+leak too. Values shorter than 12 characters (six-digit OTP codes) are left out: they would match
 digits of timestamps by chance; the formatter redacts the fields that carry them.
 """
 
@@ -17,12 +19,15 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SECRETS", "find_leaks", "record_request", "record_response"]
+__all__ = ["SECRETS", "find_leaks", "record_request", "record_response", "remember"]
 
 SECRETS: set[str] = set()
 _MIN_LENGTH = 12
-_REQUEST_FIELDS = ("password", "client_secret", "recovery_code", "refresh_token", "mfa_token", "token")
-_RESPONSE_FIELDS = ("access_token", "id_token", "refresh_token", "mfa_token", "recovery_code", "secret", "barcode_uri")
+_REQUEST_FIELDS = ("password", "client_secret", "recovery_code", "refresh_token", "mfa_token", "token", "oob_code")
+_RESPONSE_FIELDS = (
+    *("access_token", "id_token", "refresh_token", "mfa_token", "recovery_code", "recovery_codes", "secret"),
+    *("barcode_uri", "oob_code"),
+)
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{8,}")
 
 
@@ -32,6 +37,12 @@ def _add(value: Any) -> None:
     elif isinstance(value, list):
         for item in value:
             _add(item)
+
+
+def remember(*values: str) -> None:
+    """Add secrets the httpx wrapper cannot see (sent with another client, or never in a JSON field it reads)."""
+    for value in values:
+        _add(value)
 
 
 def record_request(content: bytes, content_type: str) -> None:

@@ -226,10 +226,17 @@ async def recovery_code(session: AsyncSession, user_pk: int) -> RecoveryCodeRow 
 async def put_recovery_code(
     session: AsyncSession, user_pk: int, public_id: str, code_hash: str, *, active: bool, now: datetime
 ) -> None:
-    """Replace the user's recovery code with one made ``now``."""
+    """Replace the user's recovery code with one made ``now``.
+
+    An upsert on the user: two first enrollments at once on PostgreSQL both delete the old row, then both insert,
+    and a plain insert of the second one failed on the unique ``user_pk`` (a 500). The last writer's code stands.
+    """
     await session.execute(delete(RecoveryCodeRow).where(col(RecoveryCodeRow.user_pk) == user_pk))
-    session.add(
-        RecoveryCodeRow(public_id=public_id, user_pk=user_pk, code_hash=code_hash, active=active, created_at=now)
+    table = cast(Any, RecoveryCodeRow).__table__
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    values = {"public_id": public_id, "code_hash": code_hash, "active": active, "created_at": now}
+    await session.execute(
+        insert(table).values(user_pk=user_pk, **values).on_conflict_do_update(index_elements=["user_pk"], set_=values)
     )
 
 

@@ -16,7 +16,11 @@ Each row spends one value per round and must see exactly one success, and no 5xx
 - ``authorization-code``: one authorization code of the first-party apps endpoint redeemed N times at
   ``/oauth/token``, each with its PKCE verifier;
 - ``auth-session-step``: the OTP step of one ``auth_session`` at ``/oauth/authorize-challenge`` sent N times with
-  the right code (the step advances, and a code is issued, once).
+  the right code (the step advances, and a code is issued, once);
+- ``emailed-code``: one emailed code (its ``oob_code`` and the code read from the email) sent N times with its
+  mfa_token at the mfa-oob grant (a second server, with a real SMTP server, runs these rows);
+- ``emailed-code-or-recovery``: one mfa_token, half the requests with the emailed code, half with the recovery code:
+  the code is spent before the mfa_token is burned, so a loser of the burn must give its code back.
 
 And the brute-force threshold: N wrong passwords for one identifier from one address: at most 10 evaluated.
 
@@ -33,11 +37,15 @@ import re
 import secrets
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import pytest
 
+from identity.settings import EncryptionKeys
+from tests import log_scan
 from tests.adversarial.conftest import (
     API,
     MFA_OTP,
@@ -50,8 +58,11 @@ from tests.adversarial.conftest import (
     db_run,
     email,
     env_int,
+    start_target,
 )
 from tests.adversarial.races import DEFAULT_CONCURRENCY, Shot, burst, clone_mfa_tokens
+from tests.e2e.conftest import apply_tenant_file, create_user, stop_and_check
+from tests.smtp_support import SmtpSink
 
 ROUNDS_IN_CI = 3
 """CI runs 3 rounds per row to stay within its budget (a round costs 1 to 4 s on the shared 2-core machine);
@@ -427,6 +438,141 @@ def test_race_auth_session_step(target: Target) -> None:
         form = {"client_id": PUBLIC, "auth_session": asked.json()["auth_session"], "otp": enrolled.code()}
         shots = [Shot(CHALLENGE_PATH, form=form) for _ in range(concurrency())]
         report.add(burst(target.base_url, shots), lambda r: ok(r) and "authorization_code" in r.json())
+    report.check()
+    target.assert_clean_log()
+
+
+# --- emailed codes (issue 15) ---------------------------------------------------------------------------------------
+
+MFA_OOB = "http://auth0.com/oauth/grant-type/mfa-oob"
+EMAIL_CLIENT = "adv-email"
+"""A public client with the mfa-oob grant, on a server of its own with a mail server: the other rows' clients and
+the fuzz's stay as they were."""
+
+
+@dataclass
+class EmailTarget:
+    target: Target
+    sink: SmtpSink
+    recovery_codes: dict[str, str] = field(default_factory=dict)
+    """The current recovery code of each user enrolled here."""
+
+    def address(self, who: str) -> str:
+        return f"{who}.inbox@adv.test"
+
+    def mfa_token(self, who: str, **params: str) -> str:
+        return self.target.mfa_token(who, client_id=EMAIL_CLIENT, **params)
+
+    def code(self, who: str) -> str:
+        """The code of the latest email to ``who`` (waiting for one)."""
+        return self.sink.code_for(self.address(who))
+
+    def challenged(self, who: str, mfa_token: str) -> tuple[str, str]:
+        """A code sent for ``mfa_token``: its oob_code and the code from the email."""
+        self.sink.clear()
+        answer = httpx.post(
+            f"{self.target.base_url}/mfa/challenge",
+            data={"client_id": EMAIL_CLIENT, "mfa_token": mfa_token},
+            timeout=30,
+        )
+        assert answer.status_code == 200 and answer.json()["challenge_type"] == "oob", answer.text
+        return str(answer.json()["oob_code"]), self.code(who)
+
+    def enroll(self, who: str) -> None:
+        """A user made with the CLI and an email factor confirmed with the code from its first email."""
+        create_user(self.target.env, "customers", PASSWORD, email=email(who))
+        log_scan.remember(self.address(who))
+        mfa_token = self.mfa_token(who, audience=self.target.issuer + "mfa/")
+        self.sink.clear()
+        associated = httpx.post(
+            f"{self.target.base_url}/mfa/associate",
+            json={"authenticator_types": ["oob"], "oob_channels": ["email"], "email": self.address(who)},
+            headers={"Authorization": f"Bearer {mfa_token}"},
+            timeout=30,
+        )
+        assert associated.status_code == 200, associated.text
+        oob_code = associated.json()["oob_code"]
+        confirmed = self.target.token(
+            EMAIL_CLIENT, grant_type=MFA_OOB, mfa_token=mfa_token, oob_code=oob_code, binding_code=self.code(who)
+        )
+        assert confirmed.status_code == 200, confirmed.text
+        self.recovery_codes[who] = associated.json()["recovery_codes"][0]
+
+    def refill(self, who: str) -> None:
+        """A full attempt bucket and a full bucket of emails: the rows are about the race, not the limits."""
+        pk = self.target.user_pk(who)
+        db_run(
+            self.target.database_url,
+            [(f"DELETE FROM {table} WHERE user_pk = :pk", {"pk": pk}) for table in ("mfa_attempt", "mfa_send")],
+        )
+
+
+@pytest.fixture(scope="module")
+def email_target(
+    target: Target, encryption_keys: EncryptionKeys, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[EmailTarget]:
+    """A second ``identity serve`` on the package's database, its mail going to a real SMTP server."""
+    log_dir = tmp_path_factory.mktemp("adversarial-email")
+    client = log_dir / "email-client.toml"
+    client.write_text(
+        f'[[clients]]\nclient_id = "{EMAIL_CLIENT}"\nname = "{EMAIL_CLIENT}"\ntoken_endpoint_auth_method = "none"\n'
+        f'grant_types = {json.dumps(["password", MFA_OOB, MFA_RECOVERY_CODE])}\nconnections = ["customers"]\n'
+    )
+    apply_tenant_file(client, {**target.env, "IDENTITY_ISSUER": target.issuer})
+    with SmtpSink() as sink:
+        server, environ = start_target(
+            target.database_url, encryption_keys, log_dir, name="adversarial-email", **sink.env
+        )
+        found = EmailTarget(Target(server, target.database_url, environ), sink)
+        try:
+            yield found
+        finally:
+            stop_and_check(server)
+
+
+def test_race_emailed_code(email_target: EmailTarget) -> None:
+    """One emailed code (oob_code and binding code) on its one mfa_token, N times: the code is spent once."""
+    target = email_target.target
+    email_target.enroll("email-code")
+    report = RaceReport("emailed-code")
+    for _ in range(rounds()):
+        email_target.refill("email-code")
+        mfa_token = email_target.mfa_token("email-code")
+        oob_code, code = email_target.challenged("email-code", mfa_token)
+        form = {"grant_type": MFA_OOB, "mfa_token": mfa_token, "oob_code": oob_code, "binding_code": code}
+        shots = [token_shot(target, client_id=EMAIL_CLIENT, **form) for _ in range(concurrency())]
+        report.add(burst(target.base_url, shots), ok)
+    report.check()
+    target.assert_clean_log()
+
+
+def test_race_emailed_code_or_recovery_code(email_target: EmailTarget) -> None:
+    """One mfa_token, half the requests with the emailed code and half with the recovery code: one burn."""
+    target = email_target.target
+    email_target.enroll("email-or-recovery")
+    report = RaceReport("emailed-code-or-recovery")
+    for _ in range(rounds()):
+        email_target.refill("email-or-recovery")
+        mfa_token = email_target.mfa_token("email-or-recovery")
+        oob_code, code = email_target.challenged("email-or-recovery", mfa_token)
+        recovery_code = email_target.recovery_codes["email-or-recovery"]
+        shots = [
+            token_shot(
+                target, client_id=EMAIL_CLIENT, grant_type=MFA_OOB, mfa_token=mfa_token, oob_code=oob_code,
+                binding_code=code,
+            )
+            if number % 2
+            else token_shot(
+                target, client_id=EMAIL_CLIENT, grant_type=MFA_RECOVERY_CODE, mfa_token=mfa_token,
+                recovery_code=recovery_code,
+            )
+            for number in range(concurrency())
+        ]  # fmt: skip
+        responses = burst(target.base_url, shots)
+        report.add(responses, ok)
+        for response in responses:
+            if not isinstance(response, BaseException) and ok(response) and "recovery_code" in response.json():
+                email_target.recovery_codes["email-or-recovery"] = response.json()["recovery_code"]
     report.check()
     target.assert_clean_log()
 

@@ -169,6 +169,10 @@ class EmailCodes:
         ``allow_additional`` (the enrollment pages' manage page, after the second factor passed).
         """
         await unit.write()
+        # The user's attempt bucket is held (on PostgreSQL its row is locked; SQLite's write lock already serialises)
+        # as every confirmation holds it: an enrollment cannot read "no active factor" while a confirmation activates
+        # one, and two enrollments cannot replace each other's pending factor and recovery code at the same time.
+        await self.attempts.hold(user_pk, now=self.clock.now())
         existing = await queries.authenticators(self.session, user_pk)
         if any(a.active for a in existing) and not allow_additional:
             await unit.rollback()

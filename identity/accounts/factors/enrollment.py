@@ -85,6 +85,9 @@ class OtpEnrollments:
         row = await user_row(self.session, user_id)
         if row is None or row.id is None:
             raise UnknownUser("unknown user")
+        # Held as the confirmations hold it (its row locked on PostgreSQL): an enrollment never reads "no active
+        # factor" while a confirmation is activating one, nor races another for the pending factor and recovery code.
+        await self.recovery.attempts.hold(row.id, now=self.clock.now())
         existing = await queries.authenticators(self.session, row.id)
         if any(a.active for a in existing) and not allow_additional:
             raise AlreadyEnrolled("User is already enrolled")
