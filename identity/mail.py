@@ -42,10 +42,13 @@ class MailError(Exception):
     The text names the server and its reply code, never the recipient or the code: it may be logged as it is.
     """
 
-    def __init__(self, message: str, *, reply: int | None = None) -> None:
+    def __init__(self, message: str, *, reply: int | None = None, maybe_sent: bool = False) -> None:
         super().__init__(message)
         self.reply = reply
         """The server's SMTP reply code when it refused something (``4xx``: try later, ``5xx``: it will not)."""
+        self.maybe_sent = maybe_sent
+        """The exchange broke off after it began (a timeout, a dropped connection): the message may have arrived, so
+        it still counts against the recipient's limit."""
 
 
 def is_mail_address(text: str) -> bool:
@@ -134,7 +137,7 @@ def _error(exc: Exception, *, server: str, timeout: float, connected: bool) -> M
     if isinstance(exc, TimeoutError):
         if not connected:
             return MailError(f"no connection to the mail server {server} came free within {timeout:g} s")
-        return MailError(f"the mail server {server} did not answer within {timeout:g} s")
+        return MailError(f"the mail server {server} did not answer within {timeout:g} s", maybe_sent=True)
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused) and exc.recipients:
         return _refused(server, "the recipient", exc.recipients[0].code)
     if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
@@ -151,7 +154,7 @@ def _error(exc: Exception, *, server: str, timeout: float, connected: bool) -> M
         if type(exc) is aiosmtplib.SMTPException and extension in str(exc):
             return MailError(f"the mail server {server} does not offer {extension}, which the settings ask for")
     if isinstance(exc, aiosmtplib.SMTPServerDisconnected):
-        return MailError(f"the mail server {server} closed the connection")
+        return MailError(f"the mail server {server} closed the connection", maybe_sent=True)
     if isinstance(exc, aiosmtplib.SMTPConnectError | OSError):
         return MailError(f"could not connect to the mail server {server}")
     return MailError(f"sending through the mail server {server} failed ({type(exc).__name__})")

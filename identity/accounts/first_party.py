@@ -71,6 +71,7 @@ class ChallengeFactors:
             return CodeDelivery(Delivery.NOT_ENROLLED)
         user_pk = await self.factors.transactions.user_pk(session.transaction())
         label = (await tenant_settings(self.factors.session)).friendly_name
+        await unit.commit()  # the session (or its restart) stands, whatever the send decides (a refusal rolls back)
         try:
             await self.factors.email.challenge(
                 unit, user_pk, session.id, emails[0].id, issuer_name=label, session_key=auth_session

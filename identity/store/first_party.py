@@ -29,6 +29,7 @@ from identity.oauth2.first_party import (
 )
 from identity.oauth2.interfaces import GrantResult
 from identity.store import users as user_queries
+from identity.store.mfa import retire_oob_codes
 from identity.store.models import MfaTransactionRow, UserRow
 from identity.store.tenant import tenant_settings
 
@@ -105,6 +106,7 @@ class SqlFirstParty:
     async def restart(self, session: AuthSession, result: GrantResult, *, code_challenge: str) -> AuthSession:
         """Replace the pending authorization (if any) with ``result``'s, and await a second factor again."""
         values = _issuance(result, code_challenge)
+        await retire_oob_codes(self.session, session.id, self._now())  # a new step is answered by a new code
         await self.session.execute(
             update(MfaTransactionRow)
             .where(col(MfaTransactionRow.id) == session.id, col(MfaTransactionRow.kind) == SESSION)

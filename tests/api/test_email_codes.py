@@ -101,7 +101,15 @@ def test_the_address_defaults_to_the_users_own_and_must_be_one_address(mfa, sink
     mfa_token = mfa.mfa_token(audience=MFA_AUDIENCE)
     assert associate_email(mfa, mfa_token, address=None).status_code == 200
     sink.wait_for(ALICE_EMAIL)
-    for bad in ("not an address", "a@b", "x@y.test, z@w.test", "<a@b.test>", "a" * 250 + "@b.test"):
+    lone_surrogate = b'{"authenticator_types":["oob"],"oob_channels":["email"],"email":"\\ud800@example.com"}'
+    refused = mfa.client.post(
+        "/mfa/associate",
+        content=lone_surrogate,
+        headers={"Authorization": f"Bearer {mfa.mfa_token(audience=MFA_AUDIENCE)}", "Content-Type": "application/json"},
+    )
+    assert error_of(refused) == (400, "invalid_request", "email must be one email address")
+    for bad in ("not an address", "a@b", "x@y.test, z@w.test", "<a@b.test>", "a" * 250 + "@b.test",
+                "a\x01b@example.com", "\u00e9@example.com"):  # fmt: skip
         refused = associate_email(mfa, mfa.mfa_token(audience=MFA_AUDIENCE), bad)
         assert error_of(refused) == (400, "invalid_request", "email must be one email address"), bad
     for channels in (["sms"], ["email", "sms"], [], None):
@@ -339,3 +347,21 @@ def test_the_management_api_names_the_email_factor_email():
 
     factor = Factor("email|dev_x", FactorType.EMAIL, True, datetime(2027, 1, 1, tzinfo=UTC), name="a***@b.test")
     assert _method(factor).type == "email"
+
+
+def test_a_send_that_broke_off_midway_is_not_given_back(database_url, encryption_keys):
+    """A mail server that takes the connection and then says nothing may still deliver: the email stays counted."""
+    from identity.settings import SmtpSettings
+    from tests.smtp_support import silent_server
+
+    with silent_server() as port:
+        hung = SmtpSettings.parse(f"smtp://127.0.0.1:{port}?timeout=1", "identity@example.test")
+        with open_mfa(database_url, encryption_keys, smtp=hung) as driver:
+            mfa_token = driver.mfa_token(audience=MFA_AUDIENCE)
+            assert error_of(associate_email(driver, mfa_token)) == BAD_GATEWAY
+            assert codes_stored(driver) == 0
+
+            async def tokens(conn: Any) -> float:
+                return float((await conn.execute(text("SELECT tokens FROM mfa_send"))).scalar())
+
+            assert driver.db.run(tokens) == 9  # spent, not refunded

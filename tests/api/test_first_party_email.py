@@ -240,6 +240,32 @@ def test_ten_emails_an_hour_then_too_many_with_the_auth_session(fpa: Fpa, sink: 
     fpa.code(fpa.post(auth_session=session, email_code=sink.code_for(ADDRESS)))  # the last code still works
 
 
+def test_a_login_refused_an_email_keeps_its_auth_session_for_the_recovery_code(fpa: Fpa, sink: SmtpSink) -> None:
+    email_only(fpa, sink)
+    fpa.mfa.db.sql("UPDATE mfa_send SET tokens = 0")  # the ten emails of the hour are spent
+    _, challenge = pkce()
+    refused = fpa.start(challenge)  # email is the only factor: the login would send one
+    assert error_of(refused) == TOO_MANY_SENT
+    session = refused.json()["auth_session"]
+    # The session the answer names exists (on PostgreSQL the refusal once rolled its creation back).
+    asked = fpa.asked(fpa.post(auth_session=session))
+    assert asked["auth_session"] == session and "recovery-code" in asked["methods"]
+
+
+def test_a_code_sent_before_a_step_up_does_not_answer_it(fpa: Fpa, sink: SmtpSink) -> None:
+    secret = app_and_email(fpa)
+    _, challenge = pkce()
+    session = fpa.asked(fpa.start(challenge))["auth_session"]
+    fpa.asked(fpa.post(auth_session=session, challenge_type="email"))
+    early = sink.code_for(ADDRESS)
+    fpa.code(fpa.post(auth_session=session, otp=fpa.mfa.code(secret)))  # the login answered with the app instead
+    fpa.mfa.clock.advance(60)
+    _, challenge = pkce()
+    fpa.asked(fpa.post(auth_session=session, acr_values=MULTI_FACTOR, **step_up(challenge)))
+    refused = fpa.post(auth_session=session, email_code=early)
+    assert error_of(refused)[:2] == (400, "invalid_grant")
+
+
 # --- step-up -----------------------------------------------------------------------------------------------------
 
 

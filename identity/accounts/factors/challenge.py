@@ -49,12 +49,12 @@ def choose_challenge(
     - Neither: the factor the user enrolled first, except that an email is sent only when the user has nothing
       else (a code app or a key never costs an email nobody asked for).
 
-    Active factors only; an app not yet confirmed stands in while the user has no active one (its code confirms
-    it). ``email`` ``False`` leaves email factors out (no mail server, or a client without the mfa-oob grant).
+    Active factors only; an app not yet confirmed stands in while the user has no active factor at all (its code
+    confirms it). ``email`` ``False`` leaves email factors out (no mail server, or a client without the mfa-oob grant).
     """
     apps = [f for f in factors if f.type is FactorType.TOTP]
     candidates = [f for f in factors if f.active and f.type in _KIND and (email or f.type is not FactorType.EMAIL)]
-    if not any(f.active for f in apps):
+    if not any(f.active for f in factors if f.type in _KIND):  # before the first factor is confirmed only
         candidates += apps
     asked = challenge_type.split() if challenge_type else None
     if authenticator_id is not None:

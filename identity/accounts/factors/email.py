@@ -15,8 +15,9 @@ Security choices:
 - Sending draws from a second per-user bucket of `SEND_CAPACITY` emails, refilled one every `SEND_REFILL_SECONDS`
   (Auth0: ten an hour), taken before the mail goes out. The send itself runs on the event loop without blocking it
   (`identity.mail`), outside any database transaction and after giving back a login's place in the password hash
-  queue; when the mail server fails, the code is deleted, the email given back to the bucket, and the caller
-  answers ``bad_gateway``.
+  queue; when the mail server fails, the code is deleted, the email given back to the bucket (unless the exchange
+  broke off midway and the message may have arrived: `identity.mail.MailError.maybe_sent`), and the caller answers
+  ``bad_gateway``.
 """
 
 from __future__ import annotations
@@ -99,6 +100,8 @@ class Sent:
 def checked_address(address: str) -> str:
     """``address`` if it looks like one mailbox (no display name, no list); else `ValueError`."""
     address = address.strip()
+    if not address.isascii() or not address.isprintable():  # no lone surrogate, no control character
+        raise ValueError("email must be one email address")
     if len(address) > 254 or not _ADDRESS.fullmatch(address) or not is_mail_address(address):
         raise ValueError("email must be one email address")
     return address
@@ -266,14 +269,23 @@ class EmailCodes:
         try:
             await self.sender.send_code(to=address, code=code, issuer_name=issuer_name, minutes=int(CODE_SECONDS // 60))
         except self.mail_errors as exc:
-            await self._undo(unit, user_pk, stored_id)
+            # The code goes whatever happened; the email goes back to the bucket only if it surely never left.
+            await self._undo(unit, user_pk, stored_id, refund=not getattr(exc, "maybe_sent", False))
             raise MailUnavailable("the mail server did not take the message") from exc
         return oob_code
 
-    async def _undo(self, unit: UnitOfWork, user_pk: int, code_id: int | None) -> None:
-        """A failed send: the code never reached anyone, so it goes, and the email goes back to the bucket."""
+    async def _undo(self, unit: UnitOfWork, user_pk: int, code_id: int | None, *, refund: bool) -> None:
+        """A failed send: the code goes (nobody may have it), and with ``refund`` the email goes back to the bucket.
+
+        Two transactions, one lock each: holding the code's row and then the bucket would deadlock (PostgreSQL)
+        against a send of the same transaction, which holds the bucket and then retires that code.
+        """
         await unit.write()
         await self.session.execute(delete(OobCodeRow).where(col(OobCodeRow.id) == code_id))
+        await unit.commit()
+        if not refund:
+            return
+        await unit.write()
         now = self.clock.now()
         left = await queries.hold_attempts(
             self.session, user_pk, now=now, capacity=SEND_CAPACITY, refill_seconds=SEND_REFILL_SECONDS,
