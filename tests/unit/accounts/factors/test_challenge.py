@@ -39,6 +39,8 @@ LATE_KEY = Factor("webauthn|dev_late", FactorType.WEBAUTHN, True, AT, confirmed_
         ((RECOVERY, APP, KEY), "otp", KEY.id, None),  # ... among the types asked
         ((RECOVERY, APP, KEY, OTHER_KEY), None, OTHER_KEY.id, Challenge.WEBAUTHN),
         ((PENDING_APP,), None, None, Challenge.OTP),  # an app being enrolled (the mfa-otp grant confirms it)
+        ((RECOVERY, KEY, PENDING_APP), "otp", None, None),  # ... but only before any factor is active
+        ((RECOVERY, EMAIL, PENDING_APP), None, None, Challenge.OOB),
         ((RECOVERY, KEY), "otp", None, None),
         ((RECOVERY, APP), "webauthn", None, None),
         ((RECOVERY, APP), "oob", None, None),
