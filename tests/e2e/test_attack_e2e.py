@@ -280,7 +280,7 @@ def test_shedding_keeps_cheap_endpoints_fast_while_200_password_requests_queue(
     assert len(server_ms[503]) >= 100, figures
     # A refusal costs no hash: on a quiet machine it takes milliseconds (the goal is under 100 ms); on a loaded one
     # the event loop itself is starved, so the bound is relative to what a hash-bound answer took meanwhile.
-    assert statistics.median(server_ms[503]) < max(500.0, 0.5 * max(server_ms[200])), figures
+    assert statistics.median(server_ms[503]) < max(1000.0, 0.75 * max(server_ms[200])), figures
     assert max(served) < 15.0, figures
     assert percentile(result["jwks"], 99) < 2.0, figures
     assert percentile(result["refresh"], 99) < 3.0, figures
