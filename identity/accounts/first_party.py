@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
 from identity.accounts.errors import NotEnrolled, UnknownUser
-from identity.accounts.factors import Factor, FactorService, FactorType
+from identity.accounts.factors import FactorService, FactorType
 from identity.accounts.factors.email import SEND_REFILL_SECONDS, MailUnavailable, SendLimited
 from identity.accounts.webauthn import Purpose, WebAuthnService
 from identity.oauth2.first_party import AuthSession, CodeDelivery, Delivery
@@ -19,10 +18,6 @@ __all__ = ["ChallengeFactors"]
 _WIRE_NAMES = {FactorType.TOTP: "otp", FactorType.WEBAUTHN: "webauthn", FactorType.EMAIL: "email"}
 """The endpoint's method names of the factor types (the MFA API's ``authenticator_type``, ``email`` for ``oob``)."""
 _RECOVERY_CODE = "recovery-code"
-
-
-def _enrolled(factor: Factor) -> datetime:
-    return factor.confirmed_at or factor.created_at
 
 
 class ChallengeFactors:
@@ -38,7 +33,7 @@ class ChallengeFactors:
         Email only when a mail server is configured: without one, no code could reach the user.
         """
         listed = await self.factors.authenticators.listed(user_id)
-        active = sorted((f for f in listed if f.active and f.type in _WIRE_NAMES), key=_enrolled)
+        active = sorted((f for f in listed if f.active and f.type in _WIRE_NAMES), key=lambda f: f.enrolled_at)
         if not self.factors.email.enabled:
             active = [f for f in active if f.type is not FactorType.EMAIL]
         names = [_WIRE_NAMES[f.type] for f in active if f.type is not FactorType.EMAIL]
@@ -66,7 +61,7 @@ class ChallengeFactors:
         if unit is None:
             raise RuntimeError("emailed codes are sent in the request's unit of work")
         listed = await self.factors.authenticators.listed(session.user_id)
-        emails = sorted((f for f in listed if f.active and f.type is FactorType.EMAIL), key=_enrolled)
+        emails = sorted((f for f in listed if f.active and f.type is FactorType.EMAIL), key=lambda f: f.enrolled_at)
         if not emails:
             return CodeDelivery(Delivery.NOT_ENROLLED)
         user_pk = await self.factors.transactions.user_pk(session.transaction())

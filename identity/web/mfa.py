@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.accounts.errors import NotEnrolled
 from identity.accounts.factors import AlreadyEnrolled, Challenge, Factor, FactorType
-from identity.accounts.factors.email import MailUnavailable, SendLimited, Sent, checked_address
+from identity.accounts.factors.email import SEND_REFILL_SECONDS, MailUnavailable, SendLimited, Sent, checked_address
 from identity.oauth2.client_auth import authenticate_client
 from identity.oauth2.errors import (
     AccessDenied,
@@ -59,7 +59,6 @@ _MAX_BODY = 16 * 1024
 MFA_GRANT_TYPES = frozenset(
     {MfaOtpGrant.GRANT_TYPE, MfaOobGrant.GRANT_TYPE, MfaRecoveryCodeGrant.GRANT_TYPE, MFA_WEBAUTHN}
 )
-_SEND_WAIT = 3600
 
 
 async def _mfa_transaction(services: Services, db: AsyncSession, token: str) -> MfaTransaction:
@@ -223,7 +222,7 @@ async def _sending(
         sent: Sent = await sending
     except SendLimited:
         _audit(request, services, "gd_otp_rate_limit_exceed", user_id, client_id)
-        raise TooManyAttempts(TOO_MANY_SENT, retry_after=_SEND_WAIT) from None
+        raise TooManyAttempts(TOO_MANY_SENT, retry_after=int(SEND_REFILL_SECONDS)) from None
     except MailUnavailable:
         _audit(request, services, "gd_send_email_failure", user_id, client_id)
         raise BadGateway() from None

@@ -52,6 +52,11 @@ class Factor:
     synced: bool = False
     """A security key that may be synced between devices (a passkey: WebAuthn backup eligible)."""
 
+    @property
+    def enrolled_at(self) -> datetime:
+        """When the factor was confirmed (else created): what "the factor enrolled first" compares."""
+        return self.confirmed_at or self.created_at
+
 
 _KINDS = frozenset({"totp", "webauthn", "email"})
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from enum import StrEnum
 
 from identity.accounts.factors.authenticators import Factor, FactorType
@@ -32,10 +31,6 @@ class Choice:
 
 
 _KIND = {FactorType.TOTP: Challenge.OTP, FactorType.WEBAUTHN: Challenge.WEBAUTHN, FactorType.EMAIL: Challenge.OOB}
-
-
-def _enrolled(factor: Factor) -> datetime:
-    return factor.confirmed_at or factor.created_at
 
 
 def choose_challenge(
@@ -66,10 +61,10 @@ def choose_challenge(
         pool = [f for f in candidates if f.type is not FactorType.EMAIL] or candidates
         if not pool:
             return None
-        first = min(pool, key=_enrolled)
+        first = min(pool, key=lambda f: f.enrolled_at)
         return Choice(_KIND[first.type], first)
     for kind in asked:
         matching = [f for f in candidates if _KIND[f.type] == kind]
         if matching:
-            return Choice(Challenge(kind), min(matching, key=_enrolled))
+            return Choice(Challenge(kind), min(matching, key=lambda f: f.enrolled_at))
     return None
