@@ -209,7 +209,7 @@ def test_metrics_of_several_workers_cover_all_of_them(
                     assert statuses == [200] * 40
                     sent += 40
                     per_worker = _per_worker_jwks_counts(shared, tmp_path / f"{server.port}-{sent}")
-                    if len([count for count in per_worker.values() if count > 0]) >= 2 or sent >= 400:
+                    if len([count for count in per_worker.values() if count > 0]) >= 2 or sent >= 2000:
                         break
             assert len([count for count in per_worker.values() if count > 0]) == 2, per_worker
             assert sum(per_worker.values()) == sent
