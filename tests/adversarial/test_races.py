@@ -21,6 +21,9 @@ Each row spends one value per round and must see exactly one success, and no 5xx
   mfa_token at the mfa-oob grant (a second server, with a real SMTP server, runs these rows);
 - ``emailed-code-or-recovery``: one mfa_token, half the requests with the emailed code, half with the recovery code:
   the code is spent before the mfa_token is burned, so a loser of the burn must give its code back.
+- ``auth-session-email``: the emailed code of one ``auth_session`` at ``/oauth/authorize-challenge`` sent N times (one
+  authorization code);
+- ``page-email``: the enrollment page's emailed sign-in code posted N times in one page session (signed in once).
 
 And the brute-force threshold: N wrong passwords for one identifier from one address: at most 10 evaluated.
 
@@ -573,6 +576,56 @@ def test_race_emailed_code_or_recovery_code(email_target: EmailTarget) -> None:
         for response in responses:
             if not isinstance(response, BaseException) and ok(response) and "recovery_code" in response.json():
                 email_target.recovery_codes["email-or-recovery"] = response.json()["recovery_code"]
+    report.check()
+    target.assert_clean_log()
+
+
+def test_race_auth_session_email_code(email_target: EmailTarget) -> None:
+    """One auth_session waiting for the code emailed at its password step; the code sent N times: one authorization
+    code (the first-party apps endpoint spends it with `EmailCodes.check_in_unit`, as the mfa-oob grant does)."""
+    target = email_target.target
+    email_target.enroll("fpa-email")
+    report = RaceReport("auth-session-email")
+    for _ in range(rounds()):
+        email_target.refill("fpa-email")
+        email_target.sink.clear()
+        _, challenge = _pkce()
+        asked = _authorize_challenge(target, "fpa-email", challenge)
+        assert asked.status_code == 401 and asked.json().get("email_code_required") is True, asked.text
+        form = {
+            "client_id": PUBLIC,
+            "auth_session": asked.json()["auth_session"],
+            "email_code": email_target.code("fpa-email"),
+        }
+        shots = [Shot(CHALLENGE_PATH, form=form) for _ in range(concurrency())]
+        report.add(burst(target.base_url, shots), lambda r: ok(r) and "authorization_code" in r.json())
+    report.check()
+    target.assert_clean_log()
+
+
+def test_race_page_email_code(email_target: EmailTarget) -> None:
+    """The enrollment page's sign-in, email the only factor: the emailed code posted N times in one page session
+    signs in (rotates the session) once."""
+    target = email_target.target
+    email_target.enroll("page-email")
+    report = RaceReport("page-email")
+    for _ in range(rounds()):
+        email_target.refill("page-email")
+        email_target.sink.clear()
+        db(target.database_url, "DELETE FROM web_session")
+        browser, asked = _sign_in(target, "page-email")
+        try:
+            assert asked.url.path == "/enroll/email", asked.url
+            old = browser.cookies[SESSION_COOKIE]
+            form = {"_csrf_token": _csrf(asked.text), "code": email_target.code("page-email")}
+            shots = [Shot("/enroll/email/confirm", form=form) for _ in range(concurrency())]
+            responses = burst(target.base_url, shots, cookies=dict(browser.cookies))
+        finally:
+            browser.close()
+        wins = report.add(responses, lambda r, old=old: r.status_code == 303 and bool(_new_sessions([r], old)))
+        signed_in = [r for r in responses if getattr(r, "headers", {}).get("location") == "/enroll/manage"]
+        assert len(signed_in) == wins  # a loser is told the code is spent, or sent to sign in again
+        assert _live_sessions(target, "page-email") == 1
     report.check()
     target.assert_clean_log()
 
