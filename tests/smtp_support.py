@@ -17,6 +17,7 @@ import email
 import email.policy
 import ipaddress
 import re
+import select
 import shutil
 import socket
 import ssl
@@ -38,7 +39,7 @@ from cryptography.x509.oid import NameOID
 
 from identity.settings import SmtpSettings
 
-__all__ = ["SmtpSink", "silent_server", "unused_port"]
+__all__ = ["SmtpSink", "connection_pending", "silent_listener", "silent_server", "unused_port"]
 
 SENDER = "Identity Test <login@identity.test>"
 _CODE_LINE = re.compile(r"^\s*(\d{6})\s*$", re.MULTILINE)
@@ -296,9 +297,24 @@ def unused_port() -> int:
 
 
 @contextlib.contextmanager
-def silent_server() -> Iterator[int]:
-    """A port that accepts connections and never says a word (a hung mail server: only the timeout ends a send)."""
+def silent_listener() -> Iterator[socket.socket]:
+    """A listening socket that never accepts or says a word (a hung mail server: only the timeout ends a send).
+
+    `connection_pending` tells when a client has connected to it (a send has begun)."""
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(16)  # the kernel completes the handshakes; nobody ever accepts or answers
+        yield listener
+
+
+def connection_pending(listener: socket.socket, timeout: float) -> bool:
+    """Whether a connection waits on ``listener`` (or arrives within ``timeout`` seconds); it is not accepted."""
+    readable, _, _ = select.select([listener], [], [], timeout)
+    return bool(readable)
+
+
+@contextlib.contextmanager
+def silent_server() -> Iterator[int]:
+    """The port of a `silent_listener`."""
+    with silent_listener() as listener:
         yield int(listener.getsockname()[1])
