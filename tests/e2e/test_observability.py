@@ -180,6 +180,14 @@ def _per_worker_jwks_counts(shared: Path, tmp_path: Path) -> dict[str, float]:
 JWKS_ROUTE = "/.well-known/jwks.json"
 
 
+def _jwks_burst(url: str, requests: int = 40) -> int:
+    """``requests`` JWKS requests, eight at a time, each on a fresh connection; all must be answered 200."""
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(lambda _: httpx.get(url, timeout=10).status_code, range(requests)))
+    assert statuses == [200] * requests
+    return requests
+
+
 def test_metrics_of_several_workers_cover_all_of_them(
     e2e_env: dict[str, str], applied_tenant: AppliedTenant, tmp_path: Path
 ) -> None:
@@ -203,16 +211,8 @@ def test_metrics_of_several_workers_cover_all_of_them(
             shared = _multiprocess_dir(server)
             shared_dirs.append(shared)
             assert shared.is_dir() and (shared.stat().st_mode & 0o077) == 0
-            sent, jwks_url = 0, server.base_url + JWKS_ROUTE
-
-            def burst(url: str = jwks_url) -> None:
-                nonlocal sent
-                with ThreadPoolExecutor(8) as pool:
-                    statuses = list(pool.map(lambda _: httpx.get(url, timeout=10).status_code, range(40)))
-                assert statuses == [200] * 40
-                sent += 40
-
-            burst()
+            jwks_url = server.base_url + JWKS_ROUTE
+            sent = _jwks_burst(jwks_url)
             per_worker = _per_worker_jwks_counts(shared, tmp_path / f"{server.port}-{sent}")
             answered = [name for name, count in per_worker.items() if count > 0]
             if len(answered) == 1:
@@ -222,7 +222,7 @@ def test_metrics_of_several_workers_cover_all_of_them(
                 paused = int(answered[0].removeprefix("counter_").removesuffix(".db"))
                 os.kill(paused, signal.SIGSTOP)
                 try:
-                    burst()
+                    sent += _jwks_burst(jwks_url)
                 finally:
                     os.kill(paused, signal.SIGCONT)
                 per_worker = _per_worker_jwks_counts(shared, tmp_path / f"{server.port}-{sent}")
